@@ -1,0 +1,73 @@
+// Status page: renders /api/status and refreshes it every 10 seconds.
+'use strict'
+
+const units = ['B', 'kB', 'MB', 'GB', 'TB']
+function bytes(n) {
+  let i = 0
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++ }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`
+}
+function duration(seconds) {
+  const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60
+  return h ? `${h} h ${m} min` : m ? `${m} min` : `${s} s`
+}
+function cell(text, className) {
+  const td = document.createElement('td')
+  td.textContent = text
+  if (className) td.className = className
+  return td
+}
+function link(href, text) {
+  const a = document.createElement('a')
+  a.href = href
+  a.textContent = text
+  return a
+}
+
+async function refresh() {
+  let status
+  try {
+    const response = await fetch('/api/status', { cache: 'no-store' })
+    status = await response.json()
+  } catch (err) {
+    document.getElementById('summary').textContent = `Status unavailable: ${err.message}`
+    return
+  }
+  const total = status.items.reduce((sum, item) => sum + item.size, 0)
+  const pass = status.pass
+  document.getElementById('summary').textContent =
+    `${status.source.model.toUpperCase()} ${status.source.grid} ${status.source.packages.join(' ')}: ` +
+    `${status.items.length} files published (${bytes(total)}), kept ${duration(status.retentionSeconds)} each. ` +
+    (pass.running ? 'A pass is running.' : `Last pass ${pass.lastFinishedAt ? new Date(pass.lastFinishedAt).toLocaleString() : 'not yet'}` +
+      (pass.nextPassAt ? `, next ${new Date(pass.nextPassAt).toLocaleTimeString()}.` : '.')) +
+    (pass.lastError ? ` Last error: ${pass.lastError}` : '')
+
+  const body = document.getElementById('items')
+  body.replaceChildren()
+  if (status.items.length === 0) {
+    const tr = document.createElement('tr')
+    const td = cell('Nothing published yet.')
+    td.colSpan = 10
+    tr.append(td)
+    body.append(tr)
+  }
+  for (const item of status.items) {
+    const tr = document.createElement('tr')
+    const get = document.createElement('td')
+    get.append(link(item.torrentUrl, 'torrent'), ' · ', link(item.magnetURI, 'magnet'), ' · ', link(item.httpUrl, 'HTTP'))
+    tr.append(
+      cell(item.run), cell(item.package), cell(item.range),
+      cell(bytes(item.size), 'num'), cell(duration(item.ageSeconds), 'num'), cell(duration(item.expiresInSeconds), 'num'),
+      cell(String(item.seeders), 'num'), cell(String(item.leechers), 'num'), cell(bytes(item.uploaded), 'num'), get,
+    )
+    body.append(tr)
+  }
+  const disk = status.disk
+  document.getElementById('footer').textContent =
+    `Disk: ${bytes(disk.publishedBytes)} of a ${bytes(disk.budgetBytes)} budget, ${bytes(disk.freeBytes)} free. ` +
+    (status.tracker ? `Tracker: ${status.tracker.announce.join(' ')}. ` : '') +
+    `Seeder: port ${status.seeder.port}, ${status.seeder.torrents} torrents. Updated ${new Date(status.now).toLocaleTimeString()}.`
+}
+
+refresh()
+setInterval(refresh, 10000)

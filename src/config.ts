@@ -1,0 +1,201 @@
+// One validated, typed configuration object, loaded once at start-up.
+// Defaults live in config/default.json only; a user file and GRIBSWARM_* environment
+// variables are merged over them, then the whole object is checked by the schema below.
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import cron from 'node-cron'
+import { z } from 'zod'
+
+const positiveInt = z.number().int().positive()
+const port = z.number().int().min(0).max(65535)
+const httpUrl = z.url({ protocol: /^https?$/ })
+
+const schema = z.strictObject({
+  dataDir: z.string().min(1),
+  source: z.strictObject({
+    bucketUrl: httpUrl,
+    fallbackBucketUrls: z.array(httpUrl),
+    keyTemplate: z.string().includes('{run}', { message: 'must contain {run}' }),
+    localPathTemplate: z.string().includes('{file}', { message: 'must contain {file}' }),
+    model: z.string().regex(/^[\w.-]+$/),
+    grid: z.string().regex(/^[\w.-]+$/),
+    packages: z.array(z.string().regex(/^[\w.-]+$/)).min(1),
+    ranges: z.array(z.string().regex(/^[\w.-]+$/)).min(1),
+    runHours: z.array(z.number().int().min(0).max(23)).min(1),
+    lookbackRuns: positiveInt.max(60),
+    discovery: z.enum(['auto', 'list', 'probe']),
+  }),
+  fetch: z.strictObject({
+    concurrency: positiveInt.max(32),
+    connectTimeoutMs: positiveInt,
+    idleTimeoutMs: positiveInt,
+    transferAttempts: positiveInt,
+    validationAttempts: positiveInt,
+    backoffMs: z.number().int().nonnegative(),
+    maxBackoffMs: z.number().int().nonnegative(),
+  }),
+  torrent: z.strictObject({
+    extraTrackers: z.array(z.url({ protocol: /^(https?|udp|wss?)$/ })),
+    // Piece size is the power of two giving between minPieces and twice that many pieces.
+    minPieces: positiveInt.min(16).max(10000),
+    createdBy: z.string(),
+  }),
+  tracker: z.strictObject({
+    enabled: z.boolean(),
+    host: z.string(),
+    port,
+    // Public announce URLs written into torrents; empty = derived from http.publicBaseUrl's host and tracker.port.
+    announceUrls: z.array(z.url({ protocol: /^(https?|udp|wss?)$/ })),
+  }),
+  seed: z.strictObject({
+    port,
+    dht: z.boolean(),
+    pex: z.boolean(),
+    utp: z.boolean(),
+    maxConnsPerTorrent: positiveInt,
+    uploadLimitBytesPerSec: z.number().int().nonnegative(), // 0 = unlimited
+  }),
+  http: z.strictObject({
+    host: z.string(),
+    port,
+    publicBaseUrl: httpUrl,
+  }),
+  retention: z.strictObject({
+    publishSeconds: z.number().positive(),
+    checkEverySeconds: z.number().positive(),
+    forgetExpiredAfterDays: z.number().positive(),
+  }),
+  disk: z.strictObject({
+    budgetBytes: positiveInt,
+    minFreeBytes: z.number().int().nonnegative(),
+  }),
+  schedule: z.strictObject({
+    cron: z.string().refine((expr) => cron.validate(expr), { message: 'not a valid cron expression (e.g. "*/5 * * * *")' }),
+  }),
+  log: z.strictObject({
+    level: z.enum(['debug', 'info', 'warn', 'error']),
+  }),
+})
+
+export type Config = z.infer<typeof schema>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../config/default.json', import.meta.url))
+const ENV_PREFIX = 'GRIBSWARM_'
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
+type JsonObject = { [key: string]: Json }
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function mergeInto(target: JsonObject, patch: JsonObject): JsonObject {
+  for (const [key, value] of Object.entries(patch)) {
+    const current = target[key]
+    target[key] = isObject(current) && isObject(value) ? mergeInto({ ...current }, value) : value
+  }
+  return target
+}
+
+function readJsonFile(path: string): JsonObject {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as Error).message}`)
+  }
+  if (!isObject(parsed)) throw new ConfigError(`config file ${path}: expected a JSON object at the top`)
+  return parsed
+}
+
+/**
+ * GRIBSWARM_HTTP__PORT=8081 sets http.port; `__` separates levels, names are matched
+ * case-insensitively against the defaults' keys. Values are JSON when they parse as JSON,
+ * comma-separated lists where the default is a list, plain strings otherwise.
+ */
+export function envOverrides(env: NodeJS.ProcessEnv, defaults: JsonObject): JsonObject {
+  const patch: JsonObject = {}
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || raw === undefined || name === `${ENV_PREFIX}CONFIG`) continue
+    const parts = name.slice(ENV_PREFIX.length).split('__')
+    let defaultsLevel: Json | undefined = defaults
+    let patchLevel = patch
+    const path: string[] = []
+    for (const [index, part] of parts.entries()) {
+      const key: string = isObject(defaultsLevel)
+        ? (Object.keys(defaultsLevel).find((k) => k.toLowerCase() === part.toLowerCase()) ?? part)
+        : part
+      path.push(key)
+      defaultsLevel = isObject(defaultsLevel) ? defaultsLevel[key] : undefined
+      if (index === parts.length - 1) {
+        patchLevel[key] = parseEnvValue(raw, Array.isArray(defaultsLevel))
+      } else {
+        const next = patchLevel[key]
+        patchLevel = isObject(next) ? next : (patchLevel[key] = {})
+      }
+    }
+  }
+  return patch
+}
+
+function parseEnvValue(raw: string, expectList: boolean): Json {
+  try {
+    return JSON.parse(raw) as Json
+  } catch {
+    if (expectList) return raw.split(',').map((s) => s.trim()).filter(Boolean)
+    return raw
+  }
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const at = issue.path.join('.') || '(top level)'
+      if (issue.code === 'unrecognized_keys') {
+        const where = issue.path.length ? `${at}: ` : ''
+        return `${where}unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+      }
+      return `${at}: ${issue.message}`
+    })
+    .join('; ')
+}
+
+export interface LoadOptions {
+  /** A user config file merged over the defaults (GRIBSWARM_CONFIG when not given). */
+  file?: string
+  env?: NodeJS.ProcessEnv
+  /** Programmatic overrides, applied last (tests, CLI flags). */
+  overrides?: JsonObject
+  /** Directory relative paths are resolved against (default: the current directory). */
+  cwd?: string
+}
+
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env
+  const defaults = readJsonFile(DEFAULT_CONFIG_FILE)
+  const merged = mergeInto({}, defaults)
+  const file = options.file ?? env[`${ENV_PREFIX}CONFIG`]
+  if (file) mergeInto(merged, readJsonFile(file))
+  mergeInto(merged, envOverrides(env, defaults))
+  if (options.overrides) mergeInto(merged, options.overrides)
+  const result = schema.safeParse(merged)
+  if (!result.success) throw new ConfigError(`invalid configuration: ${describeIssues(result.error)}`)
+  const config = result.data
+  config.dataDir = resolve(options.cwd ?? process.cwd(), config.dataDir)
+  config.http.publicBaseUrl = config.http.publicBaseUrl.replace(/\/+$/, '')
+  return config
+}
+
+/** Announce URLs for our torrents: configured ones, or derived from the public host. */
+export function announceUrls(config: Config): string[] {
+  if (config.tracker.announceUrls.length > 0) return config.tracker.announceUrls
+  if (!config.tracker.enabled) return []
+  const host = new URL(config.http.publicBaseUrl).hostname
+  const hostPort = `${host.includes(':') ? `[${host}]` : host}:${config.tracker.port}`
+  return [`http://${hostPort}/announce`, `udp://${hostPort}`, `ws://${hostPort}`]
+}

@@ -1,0 +1,203 @@
+// The one place where the stages are composed. Data flows one way:
+//   source → fetch → validate → torrent → store (publish) → tracker + seeder + HTTP/feeds
+// and expiry runs the same chain backwards for one item at a time.
+import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import type { FastifyInstance } from 'fastify'
+import got, { type Got } from 'got'
+import cron, { type ScheduledTask } from 'node-cron'
+import { announceUrls, type Config } from './config.ts'
+import { Expirer } from './expire.ts'
+import { createHttpServer } from './http.ts'
+import type { Logger } from './log.ts'
+import { Pipeline, type PassObserver, type PassOptions, type PassReport } from './pipeline.ts'
+import { Seeder } from './seed.ts'
+import { Source } from './source.ts'
+import { DataStore, type ItemRecord } from './store.ts'
+import { Tracker } from './tracker.ts'
+import { dataUrl, torrentUrl } from './urls.ts'
+
+export const PUBLIC_DIR = fileURLToPath(new URL('../public/', import.meta.url))
+
+export function createHttpClient(config: Config): Got {
+  return got.extend({
+    timeout: { connect: config.fetch.connectTimeoutMs, socket: config.fetch.idleTimeoutMs },
+    retry: { limit: 0 },
+    followRedirect: true,
+    maxRedirects: 5,
+    headers: { 'user-agent': 'gribswarm (+https://github.com/gribswarm)' },
+  })
+}
+
+/** What `npm run fetch` needs: the store, opened and locked, and a pipeline over it. */
+export async function openPipeline(config: Config, log: Logger, onPublished: (item: ItemRecord, torrent: Buffer) => Promise<void> = async () => {}) {
+  const store = new DataStore(config.dataDir, log)
+  const unlock = await store.lock()
+  try {
+    await store.open(new Date(), config.retention.forgetExpiredAfterDays * 86400_000)
+  } catch (err) {
+    await unlock()
+    throw err
+  }
+  const http = createHttpClient(config)
+  const pipeline = new Pipeline({
+    config,
+    store,
+    source: new Source(config.source, http, log.child({ stage: 'source' })),
+    http,
+    log: log.child({ stage: 'pipeline' }),
+    announce: announceUrls(config),
+    onPublished,
+  })
+  return { store, pipeline, unlock }
+}
+
+export interface PassState {
+  running: boolean
+  lastStartedAt?: string
+  lastFinishedAt?: string
+  lastReport?: { runs: string[]; available: number; published: number; failed: PassReport['failed']; deferred: number }
+  lastError?: string
+  nextPassAt?: string
+}
+
+export class Daemon {
+  readonly passState: PassState = { running: false }
+  private task: ScheduledTask | undefined
+  private currentPass: Promise<PassReport | undefined> | undefined
+  private readonly stopping = new AbortController()
+
+  private constructor(
+    readonly config: Config,
+    readonly store: DataStore,
+    readonly pipeline: Pipeline,
+    readonly seeder: Seeder,
+    readonly tracker: Tracker | undefined,
+    readonly expirer: Expirer,
+    private readonly unlock: () => Promise<void>,
+    private readonly log: Logger,
+    public http?: FastifyInstance,
+  ) {}
+
+  static async start(config: Config, log: Logger, options: { schedule?: boolean } = {}): Promise<Daemon> {
+    const tracker = config.tracker.enabled
+      ? new Tracker({ host: config.tracker.host, port: config.tracker.port }, log.child({ stage: 'tracker' }))
+      : undefined
+    const seeder = new Seeder(config.seed, log.child({ stage: 'seed' }))
+    const { store, pipeline, unlock } = await openPipeline(config, log, async (item, torrent) => {
+      tracker?.allow(item.infoHash)
+      await seeder.add(item, torrent, store.dataPath(item.relPath))
+    })
+    const expirer = new Expirer(
+      store,
+      async (item) => {
+        await seeder.remove(item.infoHash)
+        tracker?.forget(item.infoHash)
+      },
+      log.child({ stage: 'expire' }),
+    )
+    const daemon = new Daemon(config, store, pipeline, seeder, tracker, expirer, unlock, log)
+    try {
+      await expirer.sweep() // whatever expired while we were down goes first
+      await tracker?.start()
+      await seeder.start()
+      for (const item of store.list()) {
+        tracker?.allow(item.infoHash)
+        await seeder.add(item, await readFile(store.torrentPath(item.relPath)), store.dataPath(item.relPath))
+      }
+      log.info('seeding published items', { count: store.list().length })
+      daemon.http = await createHttpServer({
+        host: config.http.host,
+        port: config.http.port,
+        store,
+        feed: { publicBaseUrl: config.http.publicBaseUrl, title: `gribswarm: ${config.source.model} ${config.source.grid} ${config.source.packages.join(' ')}` },
+        publicDir: PUBLIC_DIR,
+        status: () => daemon.status(),
+      })
+      log.info('http listening', { url: `http://${config.http.host}:${daemon.httpPort}`, public: config.http.publicBaseUrl })
+      expirer.start(config.retention.checkEverySeconds * 1000)
+      if (options.schedule !== false) {
+        daemon.task = cron.schedule(config.schedule.cron, () => void daemon.runPass(), { noOverlap: true, name: 'pass' })
+        void daemon.runPass()
+      }
+    } catch (err) {
+      await daemon.stop()
+      throw err
+    }
+    return daemon
+  }
+
+  get httpPort(): number {
+    const address = this.http?.server.address()
+    return typeof address === 'object' && address ? address.port : 0
+  }
+
+  /** Runs a pass unless one is running (then waits for that one). Never throws. */
+  runPass(options: PassOptions = {}, observer?: PassObserver): Promise<PassReport | undefined> {
+    this.currentPass ??= this.passOnce(options, observer).finally(() => (this.currentPass = undefined))
+    return this.currentPass
+  }
+
+  private async passOnce(options: PassOptions, observer?: PassObserver): Promise<PassReport | undefined> {
+    const state = this.passState
+    state.running = true
+    state.lastStartedAt = new Date().toISOString()
+    try {
+      const report = await this.pipeline.runPass({ signal: this.stopping.signal, ...options }, observer)
+      state.lastReport = { runs: report.runs, available: report.available, published: report.published.length, failed: report.failed, deferred: report.deferred.length }
+      state.lastError = undefined
+      return report
+    } catch (err) {
+      state.lastError = (err as Error).message
+      this.log.error('pass failed', { error: err })
+      return undefined
+    } finally {
+      state.running = false
+      state.lastFinishedAt = new Date().toISOString()
+    }
+  }
+
+  async status() {
+    const base = this.config.http.publicBaseUrl
+    const now = Date.now()
+    const items = this.store.list().map((item) => ({
+      relPath: item.relPath,
+      fileName: item.fileName,
+      run: item.run,
+      package: item.package,
+      range: item.range,
+      size: item.size,
+      publishedAt: item.publishedAt,
+      expiresAt: item.expiresAt,
+      ageSeconds: Math.round((now - Date.parse(item.publishedAt)) / 1000),
+      expiresInSeconds: Math.max(0, Math.round((Date.parse(item.expiresAt) - now) / 1000)),
+      infoHash: item.infoHash,
+      torrentUrl: torrentUrl(base, item.relPath),
+      httpUrl: dataUrl(base, item.relPath),
+      magnetURI: item.magnetURI,
+      ...(this.tracker?.stats(item.infoHash) ?? { seeders: 0, leechers: 0 }),
+      ...this.seeder.stats(item.infoHash),
+    }))
+    return {
+      now: new Date(now).toISOString(),
+      source: { model: this.config.source.model, grid: this.config.source.grid, packages: this.config.source.packages },
+      pass: { ...this.passState, nextPassAt: this.task?.getNextRun()?.toISOString() },
+      disk: { publishedBytes: this.store.publishedBytes(), budgetBytes: this.config.disk.budgetBytes, freeBytes: await this.store.freeBytes() },
+      retentionSeconds: this.config.retention.publishSeconds,
+      tracker: this.tracker ? { port: this.tracker.port, announce: announceUrls(this.config) } : undefined,
+      seeder: { port: this.seeder.port, torrents: this.seeder.seeding },
+      items,
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.task?.destroy()
+    this.stopping.abort()
+    await this.expirer.stop()
+    await this.currentPass
+    await this.http?.close()
+    await this.seeder.stop()
+    await this.tracker?.stop()
+    await this.unlock()
+  }
+}

@@ -1,0 +1,189 @@
+// Stage "fetch": streams one upstream file into a temp file inside the data directory,
+// resuming with Range after a broken transfer, and computes MD5, SHA-512 and the torrent's
+// piece hashes on the way, so that nothing reads the file again to publish it.
+import { createHash, type Hash } from 'node:crypto'
+import { open, type FileHandle } from 'node:fs/promises'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { Got } from 'got'
+import type { Candidate } from './source.ts'
+import { PieceHasher } from './torrent.ts'
+
+export interface FetchOptions {
+  pieceLength: number
+  attempts: number
+  backoffMs: number
+  maxBackoffMs: number
+  signal?: AbortSignal
+  onProgress?: (received: number, total: number | undefined) => void
+}
+
+export interface FetchedFile {
+  path: string
+  size: number
+  md5: string
+  sha512: string
+  pieceLength: number
+  pieces: Buffer
+}
+
+/** The upstream says the file is not there (404/410): not an error, it just is not published yet. */
+export class NotFoundError extends Error {
+  override name = 'NotFoundError'
+}
+/** The bytes arrived but are not the file the upstream described (length or MD5 mismatch). */
+export class IntegrityError extends Error {
+  override name = 'IntegrityError'
+}
+
+const PLAIN_MD5 = /^[0-9a-f]{32}$/i
+
+export function backoff(attempt: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** (attempt - 1))
+}
+
+class Digests {
+  md5: Hash = createHash('md5')
+  sha512: Hash = createHash('sha512')
+  pieces: PieceHasher
+  received = 0
+  constructor(readonly pieceLength: number) {
+    this.pieces = new PieceHasher(pieceLength)
+  }
+  update(chunk: Buffer): void {
+    this.md5.update(chunk)
+    this.sha512.update(chunk)
+    this.pieces.update(chunk)
+    this.received += chunk.length
+  }
+}
+
+/** Parses `Content-Range: bytes a-b/total`. */
+function parseContentRange(header: string | undefined): { start: number; total?: number } | undefined {
+  const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header ?? '')
+  if (!m) return undefined
+  return { start: Number(m[1]), total: m[2] === '*' ? undefined : Number(m[2]) }
+}
+
+/**
+ * Downloads `candidate` into `path`. Transfer failures (5xx, resets, stalls, short bodies) are
+ * retried with exponential backoff, continuing from the bytes already on disk; a 404 throws
+ * NotFoundError, other 4xx a plain Error; a result that does not match the upstream's length
+ * or MD5 ETag throws IntegrityError.
+ */
+export async function fetchFile(http: Got, candidate: Candidate, path: string, options: FetchOptions): Promise<FetchedFile> {
+  let digests = new Digests(options.pieceLength)
+  let expectedSize = candidate.size
+  const file = await open(path, 'w')
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const outcome = await transfer(http, candidate, file, digests, expectedSize, options)
+        if (outcome === 'restart') {
+          // The server ignored our Range (or the object changed): start again from zero.
+          digests = new Digests(options.pieceLength)
+          await file.truncate(0)
+          throw new Error('server sent the whole object instead of the requested range')
+        }
+        expectedSize = outcome
+        if (digests.received === expectedSize) break
+        throw new Error(`body ended after ${digests.received} of ${expectedSize} bytes`)
+      } catch (err) {
+        if (err instanceof NotFoundError || err instanceof FatalHttpError || options.signal?.aborted) throw err
+        if (attempt >= options.attempts) {
+          throw new Error(`GET ${candidate.url}: gave up after ${attempt} attempts: ${(err as Error).message}`, { cause: err })
+        }
+        await delay(backoff(attempt, options.backoffMs, options.maxBackoffMs), undefined, { signal: options.signal })
+      }
+    }
+    await file.sync()
+  } finally {
+    await file.close()
+  }
+  const md5 = digests.md5.digest('hex')
+  if (candidate.etag && PLAIN_MD5.test(candidate.etag) && candidate.etag.toLowerCase() !== md5) {
+    throw new IntegrityError(`GET ${candidate.url}: MD5 ${md5} does not match the upstream ETag ${candidate.etag}`)
+  }
+  if (candidate.size !== undefined && digests.received !== candidate.size) {
+    throw new IntegrityError(`GET ${candidate.url}: got ${digests.received} bytes, the listing said ${candidate.size}`)
+  }
+  return {
+    path,
+    size: digests.received,
+    md5,
+    sha512: digests.sha512.digest('base64'),
+    pieceLength: options.pieceLength,
+    pieces: digests.pieces.digest(),
+  }
+}
+
+class FatalHttpError extends Error {
+  override name = 'FatalHttpError'
+}
+
+/** One HTTP request, appending to the file. Returns the object's total size, or 'restart'. */
+async function transfer(
+  http: Got,
+  candidate: Candidate,
+  file: FileHandle,
+  digests: Digests,
+  expectedSize: number | undefined,
+  options: FetchOptions,
+): Promise<number | 'restart'> {
+  const offset = digests.received
+  const headers: Record<string, string> = {}
+  if (offset > 0) {
+    headers.range = `bytes=${offset}-`
+    if (candidate.etag) headers['if-range'] = `"${candidate.etag}"`
+  }
+  const stream = http.stream(candidate.url, { headers, throwHttpErrors: false, signal: options.signal })
+  const response = await new Promise<import('got').Response>((resolve, reject) => {
+    stream.once('response', resolve)
+    stream.once('error', reject)
+  })
+  const status = response.statusCode
+  const where = `GET ${candidate.url}${offset ? ` (from byte ${offset})` : ''}`
+  if (status === 404 || status === 410) {
+    stream.destroy()
+    throw new NotFoundError(`${where}: HTTP ${status}`)
+  }
+  if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+    stream.destroy()
+    throw new FatalHttpError(`${where}: HTTP ${status}`)
+  }
+  if (status !== 200 && status !== 206) {
+    stream.destroy()
+    throw new Error(`${where}: HTTP ${status}`)
+  }
+  let total: number | undefined
+  if (status === 206) {
+    const range = parseContentRange(response.headers['content-range'])
+    if (!range || range.start !== offset) {
+      stream.destroy()
+      throw new Error(`${where}: unexpected Content-Range "${response.headers['content-range']}"`)
+    }
+    total = range.total
+  } else {
+    if (offset > 0) {
+      stream.destroy()
+      return 'restart'
+    }
+    const length = Number(response.headers['content-length'])
+    total = Number.isSafeInteger(length) ? length : undefined
+  }
+  total ??= expectedSize
+  if (total === undefined) {
+    stream.destroy()
+    throw new FatalHttpError(`${where}: no Content-Length, cannot tell a complete file from a cut one`)
+  }
+  if (expectedSize !== undefined && total !== expectedSize) {
+    stream.destroy()
+    throw new IntegrityError(`${where}: size ${total} differs from the expected ${expectedSize}`)
+  }
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    if (digests.received + chunk.length > total) throw new Error(`${where}: more bytes than the ${total} announced`)
+    await file.write(chunk, 0, chunk.length, digests.received)
+    digests.update(chunk)
+    options.onProgress?.(digests.received, total)
+  }
+  return total
+}

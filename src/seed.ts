@@ -1,0 +1,99 @@
+// Stage "seed": one in-process webtorrent client seeds every published file straight from
+// the data directory (no copy, no download). A file whose size and mtime match what the
+// sidecar recorded is trusted without re-hashing, so a restart resumes seeding at once.
+import { stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import WebTorrent, { type Torrent } from 'webtorrent'
+import type { Config } from './config.ts'
+import type { Logger } from './log.ts'
+import type { ItemRecord } from './store.ts'
+
+export interface SeedStats {
+  peers: number
+  uploaded: number
+  uploadSpeed: number
+}
+
+export class Seeder {
+  private client: WebTorrent | undefined
+
+  constructor(
+    private readonly options: Config['seed'],
+    private readonly log: Logger,
+  ) {}
+
+  get port(): number {
+    return this.client?.torrentPort ?? 0
+  }
+
+  async start(): Promise<void> {
+    const client = new WebTorrent({
+      torrentPort: this.options.port,
+      dht: this.options.dht,
+      utPex: this.options.pex,
+      utp: this.options.utp,
+      maxConns: this.options.maxConnsPerTorrent,
+      uploadLimit: this.options.uploadLimitBytesPerSec > 0 ? this.options.uploadLimitBytesPerSec : -1,
+      // A server has no router to ask for ports, and LAN multicast discovery is of no use to it.
+      natUpnp: false,
+      natPmp: false,
+      lsd: false,
+    })
+    client.on('error', (err: Error) => this.log.error('seeder error', { error: err }))
+    await new Promise<void>((resolve, reject) => {
+      client.once('listening', resolve)
+      client.once('error', reject)
+    })
+    this.client = client
+    this.log.info('seeder listening', { port: client.torrentPort, utp: WebTorrent.UTP_SUPPORT && this.options.utp, dht: this.options.dht })
+  }
+
+  /** Starts seeding a published item; resolves once it is announced as complete. */
+  async add(item: ItemRecord, torrentFile: Uint8Array, dataPath: string): Promise<void> {
+    const client = this.requireClient()
+    if (await client.get(item.infoHash)) return
+    const current = await stat(dataPath)
+    const unchanged = current.size === item.size && current.mtimeMs === item.mtimeMs
+    if (!unchanged) this.log.warn('data file changed since it was published, re-checking its pieces', { relPath: item.relPath })
+    const torrent = await new Promise<Torrent>((resolve, reject) => {
+      const added = client.add(torrentFile, { path: dirname(dataPath), skipVerify: unchanged }, resolve)
+      added.once('error', reject)
+    })
+    if (!torrent.done) {
+      await new Promise<void>((resolve, reject) => {
+        torrent.once('done', resolve)
+        torrent.once('error', reject)
+      })
+    }
+    torrent.on('error', (err: Error) => this.log.error('torrent error', { relPath: item.relPath, error: err }))
+    // A torrent added without webSeeds would also fetch from the web seed if data were missing;
+    // done means every piece is on disk and verified (or trusted), so it only uploads.
+    this.log.debug('seeding', { relPath: item.relPath, infoHash: item.infoHash })
+  }
+
+  async remove(infoHash: string): Promise<void> {
+    const client = this.client
+    if (!client || !(await client.get(infoHash))) return
+    await client.remove(infoHash, { destroyStore: false })
+  }
+
+  stats(infoHash: string): SeedStats {
+    const torrent = this.client?.torrents.find((t) => t.infoHash === infoHash)
+    return { peers: torrent?.numPeers ?? 0, uploaded: torrent?.uploaded ?? 0, uploadSpeed: torrent?.uploadSpeed ?? 0 }
+  }
+
+  get seeding(): number {
+    return this.client?.torrents.length ?? 0
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client
+    this.client = undefined
+    if (client) await new Promise<void>((resolve) => client.destroy(() => resolve()))
+  }
+
+  private requireClient(): WebTorrent {
+    if (!this.client) throw new Error('seeder is not started')
+    return this.client
+  }
+}

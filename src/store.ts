@@ -1,0 +1,304 @@
+// The data directory is the source of truth. A published file is three files side by side:
+//   pub/<relPath>           the data, served over HTTP and seeded
+//   pub/<relPath>.torrent   its torrent
+//   pub/<relPath>.json      its sidecar (ItemRecord): written last, so it is the commit point
+// Every write is a temp file plus an atomic rename. Publishing goes through a journal entry
+// in tmp/ so a crash at any step is finished or undone at the next start; expiry moves the
+// sidecar to expired/ first (a tombstone that also stops the file being fetched again).
+import { createHash } from 'node:crypto'
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from 'node:fs/promises'
+import { dirname, join, relative, resolve, sep } from 'node:path'
+import type { Logger } from './log.ts'
+
+export interface ItemRecord {
+  version: 1
+  relPath: string
+  fileName: string
+  sourceUrl: string
+  run: string
+  model: string
+  grid: string
+  package: string
+  range: string
+  size: number
+  /** mtime of the data file when published: unchanged size and mtime mean no re-hash on restart. */
+  mtimeMs: number
+  md5: string
+  /** Base64, as Sarracenia's identity field wants it. */
+  sha512: string
+  infoHash: string
+  pieceLength: number
+  magnetURI: string
+  publishedAt: string
+  expiresAt: string
+}
+
+/** Rejects anything that could leave the tree: absolute paths, `..`, odd characters. */
+export function checkRelPath(relPath: string): string {
+  const segments = relPath.split('/')
+  const ok =
+    relPath.length > 0 &&
+    relPath.length <= 1024 &&
+    segments.every((s) => s !== '' && s !== '.' && s !== '..' && /^[\w.+-]+$/.test(s))
+  if (!ok) throw new Error(`unsafe relative path "${relPath}"`)
+  return relPath
+}
+
+/** Resolves `relPath` under `root`, refusing any result outside it. */
+export function resolveInside(root: string, relPath: string): string {
+  const full = resolve(root, checkRelPath(relPath))
+  if (!full.startsWith(resolve(root) + sep)) throw new Error(`path "${relPath}" escapes ${root}`)
+  return full
+}
+
+/** Writes a file atomically: temp file in the same directory, fsync, rename. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(dirname(path), { recursive: true })
+  const temp = `${path}.${process.pid}.${Date.now()}.tmp`
+  const handle = await open(temp, 'w')
+  try {
+    await handle.writeFile(data)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await rename(temp, path)
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  )
+}
+
+async function* walk(dir: string): AsyncGenerator<string> {
+  let entries
+  try {
+    entries = await readdir(dir, { withFileTypes: true })
+  } catch {
+    return
+  }
+  for (const entry of entries) {
+    const full = join(dir, entry.name)
+    if (entry.isDirectory()) yield* walk(full)
+    else yield full
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+interface PublishIntent {
+  tempData: string
+  record: ItemRecord
+}
+
+export class DataStore {
+  readonly pubDir: string
+  readonly tmpDir: string
+  readonly expiredDir: string
+  private readonly items = new Map<string, ItemRecord>()
+  private readonly tombstones = new Set<string>()
+
+  constructor(
+    readonly dataDir: string,
+    private readonly log: Logger,
+  ) {
+    this.pubDir = join(dataDir, 'pub')
+    this.tmpDir = join(dataDir, 'tmp')
+    this.expiredDir = join(dataDir, 'expired')
+  }
+
+  dataPath(relPath: string): string {
+    return resolveInside(this.pubDir, relPath)
+  }
+  torrentPath(relPath: string): string {
+    return this.dataPath(relPath) + '.torrent'
+  }
+  private sidecarPath(relPath: string): string {
+    return this.dataPath(relPath) + '.json'
+  }
+  private tombstonePath(relPath: string): string {
+    return resolveInside(this.expiredDir, relPath) + '.json'
+  }
+
+  /** A temp path for a download of `relPath`; one per file, so a retry reuses it. */
+  tempPath(relPath: string, suffix = '.part'): string {
+    return join(this.tmpDir, createHash('sha1').update(checkRelPath(relPath)).digest('hex').slice(0, 16) + suffix)
+  }
+
+  list(): ItemRecord[] {
+    return [...this.items.values()].sort((a, b) => b.publishedAt.localeCompare(a.publishedAt) || a.relPath.localeCompare(b.relPath))
+  }
+  get(relPath: string): ItemRecord | undefined {
+    return this.items.get(relPath)
+  }
+  /** Published now, or published earlier and expired: either way, not to be fetched again. */
+  isDone(relPath: string): boolean {
+    return this.items.has(relPath) || this.tombstones.has(relPath)
+  }
+  publishedBytes(): number {
+    let total = 0
+    for (const item of this.items.values()) total += item.size
+    return total
+  }
+  async freeBytes(): Promise<number> {
+    const fs = await statfs(this.dataDir)
+    return fs.bavail * fs.bsize
+  }
+
+  /**
+   * One process per data directory: a second one would write the same temp files.
+   * A lock left by a dead process is taken over.
+   */
+  async lock(): Promise<() => Promise<void>> {
+    await mkdir(this.dataDir, { recursive: true })
+    const lockPath = join(this.dataDir, 'lock')
+    for (;;) {
+      try {
+        const handle = await open(lockPath, 'wx')
+        await handle.writeFile(String(process.pid))
+        await handle.close()
+        return () => rm(lockPath, { force: true })
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        const pid = Number(await readFile(lockPath, 'utf8').catch(() => ''))
+        if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+          throw new Error(`data directory ${this.dataDir} is in use by process ${pid} (a running daemon does its own passes)`)
+        }
+        await rm(lockPath, { force: true })
+      }
+    }
+  }
+
+  /**
+   * Opens the tree: finishes interrupted publications, removes partial downloads and
+   * orphans of interrupted expiries, loads the published items and tombstones.
+   */
+  async open(now = new Date(), forgetTombstonesAfterMs = 16 * 86400_000): Promise<void> {
+    await Promise.all([this.pubDir, this.tmpDir, this.expiredDir].map((d) => mkdir(d, { recursive: true })))
+    for (const name of await readdir(this.tmpDir)) {
+      const path = join(this.tmpDir, name)
+      if (name.endsWith('.intent.json')) await this.finishPublish(JSON.parse(await readFile(path, 'utf8')) as PublishIntent, path)
+    }
+    for (const name of await readdir(this.tmpDir)) {
+      this.log.info('removing partial download left by an earlier run', { file: name })
+      await rm(join(this.tmpDir, name), { recursive: true, force: true })
+    }
+    await this.loadPublished()
+    await this.loadTombstones(now, forgetTombstonesAfterMs)
+  }
+
+  private async loadPublished(): Promise<void> {
+    this.items.clear()
+    const files: string[] = []
+    for await (const path of walk(this.pubDir)) files.push(path)
+    const sidecars = new Set(files.filter((f) => f.endsWith('.json')))
+    for (const sidecar of sidecars) {
+      const record = await this.readRecord(sidecar)
+      const dataOk = record && (await stat(this.dataPath(record.relPath)).then((s) => s.size === record.size, () => false))
+      const torrentOk = record && (await exists(this.torrentPath(record.relPath)))
+      if (record && dataOk && torrentOk) {
+        this.items.set(record.relPath, record)
+      } else {
+        this.log.warn('dropping a published item whose files are incomplete', { sidecar })
+        await unlink(sidecar)
+      }
+    }
+    for (const file of files) {
+      if (file.endsWith('.json') || file.endsWith('.tmp')) {
+        if (file.endsWith('.tmp')) await rm(file, { force: true })
+        continue
+      }
+      const base = file.endsWith('.torrent') ? file.slice(0, -'.torrent'.length) : file
+      const relPath = relative(this.pubDir, base).split(sep).join('/')
+      if (!this.items.has(relPath)) {
+        this.log.info('removing a file that is not published (left by an interrupted expiry)', { file })
+        await rm(file, { force: true })
+      }
+    }
+  }
+
+  private async readRecord(path: string): Promise<ItemRecord | undefined> {
+    try {
+      const record = JSON.parse(await readFile(path, 'utf8')) as ItemRecord
+      if (record.version !== 1 || this.sidecarPath(record.relPath) !== path) return undefined
+      return record
+    } catch {
+      return undefined
+    }
+  }
+
+  private async loadTombstones(now: Date, forgetAfterMs: number): Promise<void> {
+    this.tombstones.clear()
+    for await (const path of walk(this.expiredDir)) {
+      const record = await readFile(path, 'utf8')
+        .then((text) => JSON.parse(text) as ItemRecord)
+        .catch(() => undefined)
+      if (!record || now.getTime() - Date.parse(record.expiresAt) > forgetAfterMs) {
+        await rm(path, { force: true })
+      } else {
+        this.tombstones.add(record.relPath)
+      }
+    }
+  }
+
+  /**
+   * Publishes a validated download. Order: .torrent, journal entry, data rename, sidecar.
+   * Nothing is visible until the sidecar exists; after a crash, open() finishes the job.
+   */
+  async publish(tempData: string, torrent: Uint8Array, record: Omit<ItemRecord, 'mtimeMs'>): Promise<ItemRecord> {
+    const full: ItemRecord = { ...record, mtimeMs: (await stat(tempData)).mtimeMs }
+    await writeFileAtomic(this.torrentPath(record.relPath), torrent)
+    const intentPath = this.tempPath(record.relPath, '.intent.json')
+    await writeFileAtomic(intentPath, JSON.stringify({ tempData, record: full } satisfies PublishIntent))
+    return this.finishPublish({ tempData, record: full }, intentPath)
+  }
+
+  private async finishPublish(intent: PublishIntent, intentPath: string): Promise<ItemRecord> {
+    const { record } = intent
+    const dataPath = this.dataPath(record.relPath)
+    if (await exists(intent.tempData)) {
+      await mkdir(dirname(dataPath), { recursive: true })
+      await rename(intent.tempData, dataPath)
+    }
+    const published = await stat(dataPath).catch(() => undefined)
+    if (!published || published.size !== record.size || !(await exists(this.torrentPath(record.relPath)))) {
+      this.log.warn('abandoning an interrupted publication whose files are missing', { relPath: record.relPath })
+      await unlink(intentPath)
+      return record
+    }
+    const final = { ...record, mtimeMs: published.mtimeMs }
+    await writeFileAtomic(this.sidecarPath(record.relPath), JSON.stringify(final, null, 2))
+    await unlink(intentPath)
+    this.items.set(record.relPath, final)
+    this.tombstones.delete(record.relPath)
+    return final
+  }
+
+  /** First half of expiry: the item is no longer published (tombstone written atomically). */
+  async unpublish(relPath: string): Promise<ItemRecord | undefined> {
+    const record = this.items.get(relPath)
+    if (!record) return undefined
+    const tombstone = this.tombstonePath(relPath)
+    await mkdir(dirname(tombstone), { recursive: true })
+    await rename(this.sidecarPath(relPath), tombstone)
+    this.items.delete(relPath)
+    this.tombstones.add(relPath)
+    return record
+  }
+
+  /** Second half of expiry, once nothing reads the files any more. */
+  async deleteFiles(relPath: string): Promise<void> {
+    if (this.items.has(relPath)) throw new Error(`refusing to delete ${relPath}: it is still published`)
+    await rm(this.dataPath(relPath), { force: true })
+    await rm(this.torrentPath(relPath), { force: true })
+  }
+}

@@ -1,0 +1,103 @@
+// Stage "torrent": builds the .torrent and magnet link of one file from the piece
+// hashes computed while it downloaded, so publishing never reads the file again.
+import { createHash } from 'node:crypto'
+import bencode from 'bencode'
+
+const MIN_PIECE = 16 * 1024
+const MAX_PIECE = 16 * 1024 * 1024
+
+/** The power of two that cuts `size` into between minPieces and 2 × minPieces pieces (clamped to 16 KiB–16 MiB). */
+export function pieceLengthFor(size: number, minPieces: number): number {
+  let length = MIN_PIECE
+  while (length * 2 <= MAX_PIECE && Math.ceil(size / (length * 2)) >= minPieces) length *= 2
+  return length
+}
+
+export interface TorrentSpec {
+  name: string
+  length: number
+  pieceLength: number
+  /** SHA-1 digests of every piece, concatenated (20 bytes each). */
+  pieces: Buffer
+  announce: string[]
+  /** BEP 19 web seeds: full URLs of the file itself. */
+  webSeeds: string[]
+  comment?: string
+  createdBy?: string
+  creationDate?: Date
+}
+
+export interface BuiltTorrent {
+  torrent: Buffer
+  infoHash: string
+  magnetURI: string
+}
+
+export function buildTorrent(spec: TorrentSpec): BuiltTorrent {
+  const expectedPieces = Math.ceil(spec.length / spec.pieceLength)
+  if (spec.pieces.length !== expectedPieces * 20) {
+    throw new Error(`torrent ${spec.name}: ${spec.pieces.length / 20} piece hashes for ${expectedPieces} pieces`)
+  }
+  const info = { length: spec.length, name: spec.name, 'piece length': spec.pieceLength, pieces: spec.pieces }
+  const infoHash = createHash('sha1').update(bencode.encode(info)).digest('hex')
+  const meta: Record<string, unknown> = {
+    info,
+    'creation date': Math.floor((spec.creationDate ?? new Date()).getTime() / 1000),
+  }
+  if (spec.announce.length > 0) {
+    meta.announce = spec.announce[0]
+    // BEP 12: one tier per tracker, so clients try each of them.
+    meta['announce-list'] = spec.announce.map((url) => [url])
+  }
+  if (spec.webSeeds.length > 0) meta['url-list'] = spec.webSeeds
+  if (spec.comment) meta.comment = spec.comment
+  if (spec.createdBy) meta['created by'] = spec.createdBy
+  return {
+    torrent: Buffer.from(bencode.encode(meta)),
+    infoHash,
+    magnetURI: magnetURI({ infoHash, name: spec.name, length: spec.length, announce: spec.announce, webSeeds: spec.webSeeds }),
+  }
+}
+
+export function magnetURI(m: { infoHash: string; name: string; length: number; announce: string[]; webSeeds: string[] }): string {
+  const params = [
+    `xt=urn:btih:${m.infoHash}`,
+    `dn=${encodeURIComponent(m.name)}`,
+    `xl=${m.length}`,
+    ...m.announce.map((url) => `tr=${encodeURIComponent(url)}`),
+    ...m.webSeeds.map((url) => `ws=${encodeURIComponent(url)}`),
+  ]
+  return `magnet:?${params.join('&')}`
+}
+
+/** SHA-1 of each fixed-size piece of a byte stream fed in arbitrary chunks. */
+export class PieceHasher {
+  private readonly digests: Buffer[] = []
+  private current = createHash('sha1')
+  private filled = 0
+
+  constructor(readonly pieceLength: number) {}
+
+  update(chunk: Buffer): void {
+    let offset = 0
+    while (offset < chunk.length) {
+      const take = Math.min(this.pieceLength - this.filled, chunk.length - offset)
+      this.current.update(chunk.subarray(offset, offset + take))
+      this.filled += take
+      offset += take
+      if (this.filled === this.pieceLength) this.closePiece()
+    }
+  }
+
+  /** Concatenated digests; the last, shorter piece included. */
+  digest(): Buffer {
+    if (this.filled > 0) this.closePiece()
+    return Buffer.concat(this.digests)
+  }
+
+  private closePiece(): void {
+    this.digests.push(this.current.digest())
+    this.current = createHash('sha1')
+    this.filled = 0
+  }
+}

@@ -1,0 +1,112 @@
+// Minimal typings for the untyped BitTorrent packages, limited to what gribswarm uses.
+declare module 'bencode' {
+  const bencode: { encode(value: unknown): Uint8Array; decode(data: Uint8Array, encoding?: string): any }
+  export default bencode
+}
+
+declare module 'parse-torrent' {
+  export interface ParsedTorrent {
+    infoHash: string
+    name?: string
+    length?: number
+    pieceLength?: number
+    pieces?: string[]
+    announce?: string[]
+    urlList?: string[]
+    comment?: string
+    createdBy?: string
+    created?: Date
+  }
+  export default function parseTorrent(input: string | Uint8Array): Promise<ParsedTorrent>
+  export function toMagnetURI(parsed: Partial<ParsedTorrent>): string
+}
+
+declare module 'create-torrent' {
+  export default function createTorrent(
+    input: string | Uint8Array,
+    opts: Record<string, unknown>,
+    cb: (err: Error | null, torrent: Uint8Array) => void,
+  ): void
+}
+
+declare module 'webtorrent' {
+  import { EventEmitter } from 'node:events'
+  export interface Wire extends EventEmitter {
+    remoteAddress: string
+    type: string
+  }
+  export interface Torrent extends EventEmitter {
+    infoHash: string
+    name: string
+    length: number
+    progress: number
+    uploaded: number
+    uploadSpeed: number
+    numPeers: number
+    done: boolean
+    ready: boolean
+    wires: Wire[]
+    destroy(opts?: { destroyStore?: boolean }, cb?: (err?: Error) => void): void
+  }
+  export interface TorrentOptions {
+    path?: string
+    skipVerify?: boolean
+    announce?: string[]
+    private?: boolean
+  }
+  export interface ClientOptions {
+    torrentPort?: number
+    dhtPort?: number
+    dht?: boolean | object
+    lsd?: boolean
+    utPex?: boolean
+    utp?: boolean
+    natUpnp?: boolean
+    natPmp?: boolean
+    webSeeds?: boolean
+    maxConns?: number
+    uploadLimit?: number
+    downloadLimit?: number
+    tracker?: boolean | object
+    seedOutgoingConnections?: boolean
+  }
+  export default class WebTorrent extends EventEmitter {
+    static WEBRTC_SUPPORT: boolean
+    static UTP_SUPPORT: boolean
+    constructor(opts?: ClientOptions)
+    torrentPort: number
+    torrents: Torrent[]
+    uploadSpeed: number
+    add(torrent: Uint8Array | string, opts?: TorrentOptions, onTorrent?: (torrent: Torrent) => void): Torrent
+    get(infoHash: string): Promise<Torrent | null>
+    remove(infoHash: string, opts?: { destroyStore?: boolean }, cb?: (err?: Error) => void): Promise<void>
+    destroy(cb?: (err?: Error) => void): void
+    address(): { address: string; port: number } | null
+  }
+}
+
+declare module 'bittorrent-tracker' {
+  import { EventEmitter } from 'node:events'
+  export interface ServerOptions {
+    http?: boolean
+    udp?: boolean
+    ws?: boolean
+    stats?: boolean
+    trustProxy?: boolean
+    interval?: number
+    filter?: (infoHash: string, params: Record<string, unknown>, cb: (err?: Error | null) => void) => void
+  }
+  export interface Swarm {
+    complete: number
+    incomplete: number
+  }
+  export class Server extends EventEmitter {
+    constructor(opts?: ServerOptions)
+    torrents: Record<string, Swarm | undefined>
+    http: import('node:http').Server | null
+    udp4: import('node:dgram').Socket | null
+    listen(port: number, hostname?: string | { http?: string; udp?: string }, onlistening?: () => void): void
+    close(cb?: (err?: Error) => void): void
+  }
+  export { Server as default }
+}
