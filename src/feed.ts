@@ -1,13 +1,14 @@
-// Stage "feed": RSS 2.0 and Atom (with the `feed` package) and JSON Feed 1.1 of what is
-// published now. RSS items carry what BitTorrent clients' RSS auto-downloaders read: an
-// application/x-bittorrent enclosure, and the ezRSS torrent namespace (infoHash, magnetURI,
-// contentLength, fileName). The JSON feed is written directly: the package's JSON output is
-// JSON Feed 1.0 without attachments, which is where the .torrent belongs.
-import { Feed, type Item } from 'feed'
+// Stage "feed": RSS 2.0, Atom and JSON Feed 1.1 of what is published now. RSS items carry
+// what BitTorrent clients' RSS auto-downloaders read: an application/x-bittorrent enclosure
+// and the torrent namespace (infoHash, magnetURI, contentLength, fileName). Written directly
+// rather than with the `feed` package: its Atom writer types every enclosure "image/<ext>"
+// and its JSON output is JSON Feed 1.0 without attachments (checked with feed 5.2.1).
 import type { ItemRecord } from './store.ts'
 import { dataUrl, sidecarUrl, torrentUrl } from './urls.ts'
 
 export const TORRENT_NS = 'http://xmlns.ezrss.it/0.1/'
+/** Our own namespace, for what the standard elements cannot say: when the item goes away. */
+export const GRIBSWARM_NS = 'https://gribswarm.org/ns/1.0'
 export const TORRENT_TYPE = 'application/x-bittorrent'
 
 export interface FeedContext {
@@ -28,53 +29,76 @@ function describe(item: ItemRecord, base: string): string {
   ].join('\n')
 }
 
-function buildFeed(items: ItemRecord[], context: FeedContext): Feed {
-  const base = context.publicBaseUrl
-  const feed = new Feed({
-    id: `${base}/`,
-    title: context.title,
-    link: `${base}/`,
-    description: 'Short-lived open weather data, published as torrents with HTTP web seeds.',
-    updated: items[0] ? new Date(items[0].publishedAt) : new Date(0),
-    generator: 'gribswarm',
-    ttl: 5,
-    feedLinks: { rss: `${base}/rss.xml`, atom: `${base}/atom.xml`, json: `${base}/feed.json` },
-  })
-  for (const item of items) {
-    const link = torrentUrl(base, item.relPath)
-    const entry: Item = {
-      title: itemTitle(item),
-      id: item.infoHash,
-      guid: item.infoHash,
-      link,
-      date: new Date(item.publishedAt),
-      description: describe(item, base),
-      enclosure: { url: link, length: item.size, type: TORRENT_TYPE },
-      category: [{ name: item.package }, { name: item.run }],
-      extensions: [
-        {
-          name: 'torrent',
-          objects: {
-            _attributes: { xmlns: TORRENT_NS },
-            fileName: { _text: item.fileName },
-            contentLength: { _text: String(item.size) },
-            infoHash: { _text: item.infoHash },
-            magnetURI: { _cdata: item.magnetURI },
-          },
-        },
-      ],
-    }
-    feed.addItem(entry)
-  }
-  return feed
+const XML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' }
+export function xml(text: string | number): string {
+  return String(text).replace(/[&<>"']/g, (c) => XML_ESCAPES[c]!)
 }
 
+const DESCRIPTION = 'Short-lived open weather data, published as torrents with HTTP web seeds.'
+
 export function renderRss(items: ItemRecord[], context: FeedContext): string {
-  return buildFeed(items, context).rss2()
+  const base = context.publicBaseUrl
+  const entries = items.map((item) => {
+    const link = xml(torrentUrl(base, item.relPath))
+    return `    <item>
+      <title>${xml(itemTitle(item))}</title>
+      <link>${link}</link>
+      <guid isPermaLink="false">${item.infoHash}</guid>
+      <pubDate>${new Date(item.publishedAt).toUTCString()}</pubDate>
+      <description>${xml(describe(item, base))}</description>
+      <category>${xml(item.package)}</category>
+      <enclosure url="${link}" length="${item.size}" type="${TORRENT_TYPE}"/>
+      <torrent xmlns="${TORRENT_NS}">
+        <fileName>${xml(item.fileName)}</fileName>
+        <contentLength>${item.size}</contentLength>
+        <infoHash>${item.infoHash}</infoHash>
+        <magnetURI>${xml(item.magnetURI)}</magnetURI>
+      </torrent>
+      <gs:expires>${item.expiresAt}</gs:expires>
+    </item>`
+  })
+  return `<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom" xmlns:gs="${GRIBSWARM_NS}">
+  <channel>
+    <title>${xml(context.title)}</title>
+    <link>${xml(base)}/</link>
+    <description>${DESCRIPTION}</description>
+    <atom:link href="${xml(base)}/rss.xml" rel="self" type="application/rss+xml"/>
+    <generator>gribswarm</generator>
+    <ttl>5</ttl>
+    <lastBuildDate>${new Date(items[0]?.publishedAt ?? 0).toUTCString()}</lastBuildDate>
+${entries.join('\n')}
+  </channel>
+</rss>
+`
 }
 
 export function renderAtom(items: ItemRecord[], context: FeedContext): string {
-  return buildFeed(items, context).atom1()
+  const base = xml(context.publicBaseUrl)
+  const entries = items.map((item) => {
+    const link = xml(torrentUrl(context.publicBaseUrl, item.relPath))
+    return `  <entry>
+    <id>urn:btih:${item.infoHash}</id>
+    <title>${xml(itemTitle(item))}</title>
+    <updated>${item.publishedAt}</updated>
+    <link rel="alternate" href="${xml(dataUrl(context.publicBaseUrl, item.relPath))}"/>
+    <link rel="enclosure" href="${link}" type="${TORRENT_TYPE}" length="${item.size}"/>
+    <summary>${xml(describe(item, context.publicBaseUrl))}</summary>
+    <gs:expires>${item.expiresAt}</gs:expires>
+  </entry>`
+  })
+  return `<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:gs="${GRIBSWARM_NS}">
+  <id>${base}/</id>
+  <title>${xml(context.title)}</title>
+  <subtitle>${DESCRIPTION}</subtitle>
+  <updated>${new Date(items[0]?.publishedAt ?? 0).toISOString()}</updated>
+  <link rel="self" href="${base}/atom.xml"/>
+  <link rel="alternate" href="${base}/"/>
+  <generator>gribswarm</generator>
+${entries.join('\n')}
+</feed>
+`
 }
 
 export function renderJsonFeed(items: ItemRecord[], context: FeedContext): string {
@@ -85,16 +109,17 @@ export function renderJsonFeed(items: ItemRecord[], context: FeedContext): strin
       title: context.title,
       home_page_url: `${base}/`,
       feed_url: `${base}/feed.json`,
+      description: DESCRIPTION,
       items: items.map((item) => ({
         id: item.infoHash,
-        url: torrentUrl(base, item.relPath),
+        url: dataUrl(base, item.relPath),
         title: itemTitle(item),
         content_text: describe(item, base),
         date_published: item.publishedAt,
         tags: [item.model, item.grid, item.package, item.range, item.run],
         attachments: [
           { url: torrentUrl(base, item.relPath), mime_type: TORRENT_TYPE, size_in_bytes: item.size, title: 'torrent' },
-          { url: dataUrl(base, item.relPath), mime_type: 'application/x-grib2', size_in_bytes: item.size, title: 'HTTP' },
+          { url: dataUrl(base, item.relPath), mime_type: 'application/octet-stream', size_in_bytes: item.size, title: 'HTTP' },
         ],
         _gribswarm: {
           relPath: item.relPath,

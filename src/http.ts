@@ -72,7 +72,7 @@ function sendFile(reply: FastifyReply, path: string, item: ItemRecord, contentTy
 
 export async function createHttpServer(options: HttpOptions): Promise<FastifyInstance> {
   const { store } = options
-  const app = Fastify({ logger: false, trustProxy: options.trustProxy ?? false, maxParamLength: 1024 })
+  const app = Fastify({ logger: false, trustProxy: options.trustProxy ?? false, routerOptions: { maxParamLength: 1024 } })
 
   const staticFiles = new Map<string, { body: Buffer; type: string }>()
   for (const name of await readdir(options.publicDir)) {

@@ -1,0 +1,73 @@
+// Shared by the tests: temp directories, free loopback ports, a test configuration, fixtures,
+// and polling with a deadline (tests wait for events or conditions, never a bare sleep).
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+import { after } from 'node:test'
+import { loadConfig, type Config } from '../src/config.ts'
+import { fixtureFor, type GribFixtureOptions } from '../scripts/lib/grib-fixtures.ts'
+
+// Removed when the test file ends (an after() inside a before() hook would run too early).
+const tempDirs: string[] = []
+after(() => Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true }))))
+
+export async function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
+
+/** A TCP port free on 127.0.0.1 right now (for URLs that must be known before listening). */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, everyMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value) return value as NonNullable<T>
+    } catch (err) {
+      last = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
+    await delay(everyMs)
+  }
+}
+
+/** Fixtures are made once per machine and reused (GDAL + grib_set take a moment). */
+const FIXTURE_DIR = join(tmpdir(), 'gribswarm-fixtures-v1')
+export async function fixture(name: string, options?: GribFixtureOptions): Promise<string> {
+  await mkdir(FIXTURE_DIR, { recursive: true })
+  return fixtureFor(FIXTURE_DIR, name, options)
+}
+
+export const RUN = '2026-11-23T00:00:00Z'
+
+/** Everything on loopback, no DHT, short timeouts and backoffs. */
+export async function testConfig(dataDir: string, bucketUrl: string, overrides: Record<string, unknown> = {}): Promise<Config> {
+  const httpPort = await freePort()
+  const trackerPort = await freePort()
+  const base: Record<string, any> = {
+    dataDir,
+    source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H', '013H024H'], lookbackRuns: 1 },
+    fetch: { concurrency: 2, connectTimeoutMs: 2000, idleTimeoutMs: 1500, transferAttempts: 3, validationAttempts: 2, backoffMs: 20, maxBackoffMs: 100 },
+    tracker: { host: '127.0.0.1', port: trackerPort },
+    seed: { port: 0, dht: false, utp: false },
+    http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: `http://127.0.0.1:${httpPort}` },
+    disk: { budgetBytes: 10_000_000_000, minFreeBytes: 0 },
+    log: { level: 'warn' },
+  }
+  for (const [key, value] of Object.entries(overrides)) {
+    base[key] = typeof value === 'object' && value && !Array.isArray(value) ? { ...base[key], ...value } : value
+  }
+  return loadConfig({ env: {}, overrides: base })
+}
