@@ -8,8 +8,16 @@ import type { Got } from 'got'
 import type { Candidate } from './source.ts'
 import { PieceHasher } from './torrent.ts'
 
-export interface FetchOptions {
+/** Sees every byte in order, after it is written (the GRIB validator); its error stops the download. */
+export interface ChunkWatcher {
+  update(chunk: Buffer): void
+  readonly error: Error | undefined
+}
+
+export interface FetchOptions<W extends ChunkWatcher = ChunkWatcher> {
   pieceLength: number
+  /** Makes a watcher at the start and again whenever the download restarts from byte 0. */
+  watch?: () => W
   attempts: number
   backoffMs: number
   maxBackoffMs: number
@@ -17,7 +25,8 @@ export interface FetchOptions {
   onProgress?: (received: number, total: number | undefined) => void
 }
 
-export interface FetchedFile {
+export interface FetchedFile<W extends ChunkWatcher = ChunkWatcher> {
+  watcher?: W
   path: string
   size: number
   md5: string
@@ -41,19 +50,23 @@ export function backoff(attempt: number, baseMs: number, maxMs: number): number 
   return Math.min(maxMs, baseMs * 2 ** (attempt - 1))
 }
 
-class Digests {
+/** Everything computed from the bytes as they stream in. */
+class Digests<W extends ChunkWatcher> {
   md5: Hash = createHash('md5')
   sha512: Hash = createHash('sha512')
   pieces: PieceHasher
   received = 0
-  constructor(readonly pieceLength: number) {
+  readonly watcher: W | undefined
+  constructor(readonly pieceLength: number, watch?: () => W) {
     this.pieces = new PieceHasher(pieceLength)
+    this.watcher = watch?.()
   }
   update(chunk: Buffer): void {
     this.md5.update(chunk)
     this.sha512.update(chunk)
     this.pieces.update(chunk)
     this.received += chunk.length
+    this.watcher?.update(chunk)
   }
 }
 
@@ -70,8 +83,13 @@ function parseContentRange(header: string | undefined): { start: number; total?:
  * NotFoundError, other 4xx a plain Error; a result that does not match the upstream's length
  * or MD5 ETag throws IntegrityError.
  */
-export async function fetchFile(http: Got, candidate: Candidate, path: string, options: FetchOptions): Promise<FetchedFile> {
-  let digests = new Digests(options.pieceLength)
+export async function fetchFile<W extends ChunkWatcher>(
+  http: Got,
+  candidate: Candidate,
+  path: string,
+  options: FetchOptions<W>,
+): Promise<FetchedFile<W>> {
+  let digests = new Digests(options.pieceLength, options.watch)
   let expectedSize = candidate.size
   const file = await open(path, 'w')
   try {
@@ -80,7 +98,7 @@ export async function fetchFile(http: Got, candidate: Candidate, path: string, o
         const outcome = await transfer(http, candidate, file, digests, expectedSize, options)
         if (outcome === 'restart') {
           // The server ignored our Range (or the object changed): start again from zero.
-          digests = new Digests(options.pieceLength)
+          digests = new Digests(options.pieceLength, options.watch)
           await file.truncate(0)
           throw new Error('server sent the whole object instead of the requested range')
         }
@@ -88,6 +106,7 @@ export async function fetchFile(http: Got, candidate: Candidate, path: string, o
         if (digests.received === expectedSize) break
         throw new Error(`body ended after ${digests.received} of ${expectedSize} bytes`)
       } catch (err) {
+        if (digests.watcher?.error) throw digests.watcher.error
         if (err instanceof NotFoundError || err instanceof FatalHttpError || options.signal?.aborted) throw err
         if (attempt >= options.attempts) {
           throw new Error(`GET ${candidate.url}: gave up after ${attempt} attempts: ${(err as Error).message}`, { cause: err })
@@ -107,6 +126,7 @@ export async function fetchFile(http: Got, candidate: Candidate, path: string, o
     throw new IntegrityError(`GET ${candidate.url}: got ${digests.received} bytes, the listing said ${candidate.size}`)
   }
   return {
+    watcher: digests.watcher,
     path,
     size: digests.received,
     md5,
@@ -125,7 +145,7 @@ async function transfer(
   http: Got,
   candidate: Candidate,
   file: FileHandle,
-  digests: Digests,
+  digests: Digests<ChunkWatcher>,
   expectedSize: number | undefined,
   options: FetchOptions,
 ): Promise<number | 'restart'> {
@@ -183,6 +203,10 @@ async function transfer(
     if (digests.received + chunk.length > total) throw new Error(`${where}: more bytes than the ${total} announced`)
     await file.write(chunk, 0, chunk.length, digests.received)
     digests.update(chunk)
+    if (digests.watcher?.error) {
+      stream.destroy()
+      throw digests.watcher.error
+    }
     options.onProgress?.(digests.received, total)
   }
   return total

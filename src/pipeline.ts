@@ -5,13 +5,13 @@ import { rm } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Got } from 'got'
 import type { Config } from './config.ts'
-import { backoff, fetchFile, IntegrityError, NotFoundError } from './fetch.ts'
+import { backoff, fetchFile, IntegrityError, NotFoundError, type FetchedFile } from './fetch.ts'
 import type { Logger } from './log.ts'
 import { recentRuns, type Candidate, type Source } from './source.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 import { buildTorrent, pieceLengthFor } from './torrent.ts'
 import { dataUrl } from './urls.ts'
-import { InvalidFileError, validateGrib } from './validate.ts'
+import { GribStreamValidator, InvalidFileError } from './validate.ts'
 
 export interface PassOptions {
   /** Runs to look at (default: the newest source.lookbackRuns runs). */
@@ -140,10 +140,11 @@ export class Pipeline {
           backoffMs: config.fetch.backoffMs,
           maxBackoffMs: config.fetch.maxBackoffMs,
           signal,
+          watch: () => new GribStreamValidator(temp),
           onProgress: (received, total) => observer.progress?.(candidate, received, total),
         })
-        const grib = await validateGrib(temp, signal)
-        fileLog.debug('valid GRIB', { bands: grib.bands, size: fetched.size })
+        const grib = await fetched.watcher!.finish()
+        fileLog.debug('valid GRIB', { messages: grib.messages, bands: grib.bands, size: fetched.size })
         const item = await this.publish(candidate, fetched)
         observer.finished?.(candidate, 'published')
         return item
@@ -170,7 +171,7 @@ export class Pipeline {
     return size
   }
 
-  private async publish(candidate: Candidate, fetched: Awaited<ReturnType<typeof fetchFile>>): Promise<ItemRecord> {
+  private async publish(candidate: Candidate, fetched: FetchedFile): Promise<ItemRecord> {
     const { config, store, announce, log } = this.deps
     const publishedAt = this.deps.now?.() ?? new Date()
     const built = buildTorrent({

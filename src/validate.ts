@@ -1,45 +1,158 @@
-// Stage "validate": a file is published only if GDAL's GRIB driver opens it, finds at least
-// one band, and decodes every band completely. gdal-async bundles GDAL 3.12 with libaec, so
-// Météo-France's CCSDS-packed (template 5.42) messages decode; Debian's GDAL 3.6 cannot.
+// Stage "validate": a file is published only if it is a clean sequence of GRIB messages
+// (each starting "GRIB", with its declared length, ending "7777", nothing else in the file)
+// and GDAL's GRIB driver decodes every band of every message. Messages are checked while
+// the file is still downloading, each through /vsisubfile/ as soon as its last byte is on
+// disk, so that validating adds almost nothing after the last byte arrives.
+// gdal-async bundles GDAL 3.12 with libaec, so Météo-France's CCSDS-packed (template 5.42)
+// messages decode; Debian's GDAL 3.6 cannot open them.
+import { createReadStream } from 'node:fs'
+import { open } from 'node:fs/promises'
 import gdal from 'gdal-async'
 
 // GDAL would otherwise write .aux.xml files beside the data it reads.
 gdal.config.set('GDAL_PAM_ENABLED', 'NO')
 
-export interface GribReport {
-  bands: number
-  width: number
-  height: number
-}
-
 export class InvalidFileError extends Error {
   override name = 'InvalidFileError'
 }
 
-export async function validateGrib(path: string, signal?: AbortSignal): Promise<GribReport> {
+export interface GribReport {
+  messages: number
+  bands: number
+}
+
+const HEADER = 16 // GRIB2 section 0; GRIB1's total length also sits in its first 8 bytes
+
+/** Decodes every band of one message (or of a whole file) with GDAL. */
+async function decodeAll(gdalPath: string, where: string): Promise<number> {
   let dataset: gdal.Dataset
   try {
-    dataset = await gdal.openAsync(path, 'r', ['GRIB'])
+    dataset = await gdal.openAsync(gdalPath, 'r', ['GRIB'])
   } catch (err) {
-    throw new InvalidFileError(`${path}: GDAL cannot open it as GRIB (${(err as Error).message})`)
+    throw new InvalidFileError(`${where}: GDAL cannot open it as GRIB (${(err as Error).message})`)
   }
   try {
     const { x: width, y: height } = dataset.rasterSize
     const count = await dataset.bands.countAsync()
-    if (count < 1) throw new InvalidFileError(`${path}: GRIB without any band`)
-    // One band at a time keeps memory to one decoded field (~1.5 MB for 741 × 521).
+    if (count < 1) throw new InvalidFileError(`${where}: no band`)
     const buffer = new Float32Array(width * height)
     for (let index = 1; index <= count; index++) {
-      signal?.throwIfAborted()
       try {
         const band = await dataset.bands.getAsync(index)
         await band.pixels.readAsync(0, 0, width, height, buffer)
       } catch (err) {
-        throw new InvalidFileError(`${path}: band ${index} of ${count} does not decode (${(err as Error).message})`)
+        throw new InvalidFileError(`${where}: band ${index} of ${count} does not decode (${(err as Error).message})`)
       }
     }
-    return { bands: count, width, height }
+    return count
   } finally {
     dataset.close()
   }
+}
+
+/**
+ * Follows a GRIB file as its bytes arrive, in order. `update` is called after each chunk is
+ * written to `path`; `finish` waits for the last decodes and throws the first problem found.
+ */
+export class GribStreamValidator {
+  private header = Buffer.alloc(HEADER)
+  private headerFill = 0
+  private messageStart = 0
+  private messageLength = 0
+  private received = 0
+  private messages = 0
+  private bands = 0
+  private failure: Error | undefined
+  private queue: Promise<void> = Promise.resolve()
+
+  constructor(private readonly path: string) {}
+
+  /** The first problem found so far: a caller may stop downloading a file that is already bad. */
+  get error(): Error | undefined {
+    return this.failure
+  }
+
+  update(chunk: Buffer): void {
+    let offset = 0
+    while (offset < chunk.length && !this.failure) {
+      if (this.headerFill < HEADER) {
+        const take = Math.min(HEADER - this.headerFill, chunk.length - offset)
+        chunk.copy(this.header, this.headerFill, offset, offset + take)
+        this.headerFill += take
+        offset += take
+        this.received += take
+        if (this.headerFill === HEADER) this.readHeader()
+        continue
+      }
+      const end = this.messageStart + this.messageLength
+      const take = Math.min(end - this.received, chunk.length - offset)
+      offset += take
+      this.received += take
+      if (this.received === end) this.messageComplete()
+    }
+  }
+
+  async finish(): Promise<GribReport> {
+    await this.queue
+    if (!this.failure && this.headerFill > 0) {
+      this.failure = new InvalidFileError(`${this.path}: ends inside a GRIB message (byte ${this.received} of the message at ${this.messageStart})`)
+    }
+    if (!this.failure && this.messages === 0) this.failure = new InvalidFileError(`${this.path}: empty, no GRIB message`)
+    if (this.failure) throw this.failure
+    return { messages: this.messages, bands: this.bands }
+  }
+
+  private readHeader(): void {
+    const where = `${this.path}: message ${this.messages + 1} at byte ${this.messageStart}`
+    if (this.header.toString('latin1', 0, 4) !== 'GRIB') {
+      const text = this.header.toString('latin1').replace(/[^\x20-\x7e]/g, '.')
+      this.failure = new InvalidFileError(`${where}: not a GRIB message (starts "${text}")`)
+      return
+    }
+    const edition = this.header[7]
+    this.messageLength = edition === 2 ? Number(this.header.readBigUInt64BE(8)) : edition === 1 ? this.header.readUIntBE(4, 3) : 0
+    if (this.messageLength < HEADER + 4) this.failure = new InvalidFileError(`${where}: GRIB edition ${edition} with length ${this.messageLength}`)
+  }
+
+  private messageComplete(): void {
+    const start = this.messageStart
+    const length = this.messageLength
+    const where = `${this.path}: message ${this.messages + 1} (bytes ${start}-${start + length - 1})`
+    this.messages++
+    this.messageStart = start + length
+    this.headerFill = 0
+    // Decodes run one after another in libuv's pool while the download goes on.
+    this.queue = this.queue.then(async () => {
+      if (this.failure) return
+      try {
+        await checkEndMarker(this.path, start + length - 4, where)
+        this.bands += await decodeAll(`/vsisubfile/${start}_${length},${this.path}`, where)
+      } catch (err) {
+        this.failure ??= err as Error
+      }
+    })
+  }
+}
+
+async function checkEndMarker(path: string, position: number, where: string): Promise<void> {
+  const file = await open(path, 'r')
+  try {
+    const marker = Buffer.alloc(4)
+    await file.read(marker, 0, 4, position)
+    if (marker.toString('latin1') !== '7777') throw new InvalidFileError(`${where}: does not end with "7777"`)
+  } finally {
+    await file.close()
+  }
+}
+
+/** Validates a complete file on disk (read once, in order, through the same checks). */
+export async function validateGrib(path: string): Promise<GribReport> {
+  const validator = new GribStreamValidator(path)
+  const stream = createReadStream(path, { highWaterMark: 1 << 20 })
+  for await (const chunk of stream) {
+    validator.update(chunk as Buffer)
+    if (validator.error) break
+  }
+  stream.destroy()
+  return validator.finish()
 }
