@@ -23,8 +23,13 @@ export interface GribReport {
 
 const HEADER = 16 // GRIB2 section 0; GRIB1's total length also sits in its first 8 bytes
 
-/** Decodes every band of one message (or of a whole file) with GDAL. */
-async function decodeAll(gdalPath: string, where: string): Promise<number> {
+/**
+ * Decodes every band with GDAL. libaec reports a corrupt CCSDS stream only on stderr and
+ * GDAL then returns the field as a constant, so a band that decodes to a single value
+ * although its message packed it with more than 0 bits per value (encoders use 0 bits for
+ * constant fields) is a decoding failure too. `packedBits` holds one entry per field.
+ */
+async function decodeAll(gdalPath: string, where: string, packedBits: number[] = []): Promise<number> {
   let dataset: gdal.Dataset
   try {
     dataset = await gdal.openAsync(gdalPath, 'r', ['GRIB'])
@@ -35,19 +40,58 @@ async function decodeAll(gdalPath: string, where: string): Promise<number> {
     const { x: width, y: height } = dataset.rasterSize
     const count = await dataset.bands.countAsync()
     if (count < 1) throw new InvalidFileError(`${where}: no band`)
-    const buffer = new Float32Array(width * height)
+    const values = new Float32Array(width * height)
     for (let index = 1; index <= count; index++) {
+      let noData: number | null
       try {
         const band = await dataset.bands.getAsync(index)
-        await band.pixels.readAsync(0, 0, width, height, buffer)
+        noData = band.noDataValue
+        await band.pixels.readAsync(0, 0, width, height, values)
       } catch (err) {
         throw new InvalidFileError(`${where}: band ${index} of ${count} does not decode (${(err as Error).message})`)
+      }
+      const bits = packedBits[index - 1] ?? 0
+      if (bits > 0 && isConstant(values, noData)) {
+        throw new InvalidFileError(`${where}: band ${index} decodes to a constant although packed with ${bits} bits per value (corrupt data section)`)
       }
     }
     return count
   } finally {
     dataset.close()
   }
+}
+
+function isConstant(values: Float32Array, noData: number | null): boolean {
+  let first: number | undefined
+  for (const v of values) {
+    if (v === noData || Number.isNaN(v)) continue
+    if (first === undefined) first = v
+    else if (v !== first) return false
+  }
+  return true
+}
+
+/**
+ * Walks a GRIB2 message's sections; returns bits per packed value of each field (octet 20 of
+ * section 5 in the templates Météo-France and GDAL use), or throws if the sections do not
+ * add up to the message length.
+ */
+export function packedBitsPerField(message: Buffer, where: string): number[] {
+  if (message[7] !== 2) return [] // GRIB1: structure checked by GDAL alone
+  const bits: number[] = []
+  let offset = HEADER
+  while (offset < message.length - 4) {
+    if (offset + 5 > message.length) break
+    const length = message.readUInt32BE(offset)
+    const section = message[offset + 4]
+    if (length < 5 || offset + length > message.length - 4) {
+      throw new InvalidFileError(`${where}: section ${section} at byte ${offset} has length ${length}, past the end of the message`)
+    }
+    if (section === 5 && length >= 20) bits.push(message[offset + 19]!)
+    offset += length
+  }
+  if (offset !== message.length - 4) throw new InvalidFileError(`${where}: sections end at byte ${offset}, not at the "7777" marker`)
+  return bits
 }
 
 /**
@@ -125,8 +169,9 @@ export class GribStreamValidator {
     this.queue = this.queue.then(async () => {
       if (this.failure) return
       try {
-        await checkEndMarker(this.path, start + length - 4, where)
-        this.bands += await decodeAll(`/vsisubfile/${start}_${length},${this.path}`, where)
+        const message = await readMessage(this.path, start, length)
+        if (message.toString('latin1', length - 4) !== '7777') throw new InvalidFileError(`${where}: does not end with "7777"`)
+        this.bands += await decodeAll(`/vsisubfile/${start}_${length},${this.path}`, where, packedBitsPerField(message, where))
       } catch (err) {
         this.failure ??= err as Error
       }
@@ -134,12 +179,13 @@ export class GribStreamValidator {
   }
 }
 
-async function checkEndMarker(path: string, position: number, where: string): Promise<void> {
+async function readMessage(path: string, start: number, length: number): Promise<Buffer> {
   const file = await open(path, 'r')
   try {
-    const marker = Buffer.alloc(4)
-    await file.read(marker, 0, 4, position)
-    if (marker.toString('latin1') !== '7777') throw new InvalidFileError(`${where}: does not end with "7777"`)
+    const message = Buffer.alloc(length)
+    const { bytesRead } = await file.read(message, 0, length, start)
+    if (bytesRead !== length) throw new InvalidFileError(`${path}: message at byte ${start} is cut short`)
+    return message
   } finally {
     await file.close()
   }
