@@ -86,6 +86,8 @@ async function* walk(dir: string): AsyncGenerator<string> {
   }
 }
 
+const heldLocks = new Set<string>()
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
@@ -166,11 +168,17 @@ export class DataStore {
         const handle = await open(lockPath, 'wx')
         await handle.writeFile(String(process.pid))
         await handle.close()
-        return () => rm(lockPath, { force: true })
+        heldLocks.add(lockPath)
+        return async () => {
+          heldLocks.delete(lockPath)
+          await rm(lockPath, { force: true })
+        }
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
         const pid = Number(await readFile(lockPath, 'utf8').catch(() => ''))
-        if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+        // Our own pid is a stale lock (a container restarts with the same pid) unless we took it.
+        const held = pid === process.pid ? heldLocks.has(lockPath) : pid > 0 && isAlive(pid)
+        if (held) {
           throw new Error(`data directory ${this.dataDir} is in use by process ${pid} (a running daemon does its own passes)`)
         }
         await rm(lockPath, { force: true })
