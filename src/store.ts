@@ -263,8 +263,9 @@ export class DataStore {
    * Nothing is visible until the sidecar exists; after a crash, open() finishes the job.
    */
   async publish(tempData: string, torrent: Uint8Array, record: Omit<ItemRecord, 'mtimeMs'>): Promise<ItemRecord> {
+    const torrentPath = this.torrentPath(record.relPath) // checks relPath before anything is written
     const full: ItemRecord = { ...record, mtimeMs: (await stat(tempData)).mtimeMs }
-    await writeFileAtomic(this.torrentPath(record.relPath), torrent)
+    await writeFileAtomic(torrentPath, torrent)
     const intentPath = this.tempPath(record.relPath, '.intent.json')
     await writeFileAtomic(intentPath, JSON.stringify({ tempData, record: full } satisfies PublishIntent))
     return this.finishPublish({ tempData, record: full }, intentPath)

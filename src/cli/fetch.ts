@@ -44,7 +44,6 @@ if (args.help) {
   process.stdout.write(HELP)
   process.exit(0)
 }
-const { config, log } = loadOrExit(args.config)
 let runs: string[] | undefined
 try {
   runs = args.run?.map(parseRun)
@@ -53,6 +52,7 @@ try {
 }
 const unknown = args.package?.filter((p) => !/^[\w.-]+$/.test(p))
 if (unknown?.length) fail(`--package ${unknown.join(', ')}: not a package name`)
+const { config, log } = loadOrExit(args.config)
 
 /** Progress bars on a terminal; on a pipe or in a log file, the log lines say enough. */
 function progressBars(): { observer: PassObserver; stop(): void } {

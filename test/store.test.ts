@@ -1,0 +1,135 @@
+// The data directory as the source of truth: whatever step a crash interrupts, the next
+// start finishes or undoes it, and nothing outside the data directory is ever touched.
+import assert from 'node:assert/strict'
+import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises'
+import { dirname, join, relative } from 'node:path'
+import { test } from 'node:test'
+import { createLogger } from '../src/log.ts'
+import { checkRelPath, DataStore, resolveInside, type ItemRecord } from '../src/store.ts'
+import { tempDir } from './helpers.ts'
+
+const log = createLogger('error')
+const REL = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2'
+
+function record(relPath = REL, expiresAt = new Date(Date.now() + 3600_000)): Omit<ItemRecord, 'mtimeMs'> {
+  return {
+    version: 1, relPath, fileName: relPath.split('/').pop()!, sourceUrl: 'http://127.0.0.1/x', run: '2026-11-23T00:00:00Z',
+    model: 'arpege', grid: '01', package: 'SP1', range: '000H012H', size: 5, md5: '0'.repeat(32), sha512: 'AA==',
+    infoHash: 'ab'.repeat(20), pieceLength: 16384, magnetURI: 'magnet:?', publishedAt: new Date().toISOString(), expiresAt: expiresAt.toISOString(),
+  }
+}
+
+async function tree(dir: string): Promise<string[]> {
+  const out: string[] = []
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name))
+      else out.push(relative(dir, join(d, e.name)))
+    }
+  }
+  await walk(dir)
+  return out.sort()
+}
+
+async function storeWithDownload(): Promise<{ store: DataStore; temp: string }> {
+  const store = new DataStore(await tempDir(), log)
+  await store.open()
+  const temp = store.tempPath(REL)
+  await writeFile(temp, 'GRIB!')
+  return { store, temp }
+}
+
+const PUBLISHED = [`pub/${REL}`, `pub/${REL}.json`, `pub/${REL}.torrent`]
+
+test('publish writes data, .torrent and sidecar; a reopened store sees the same item', async () => {
+  const { store } = await storeWithDownload()
+  const item = await store.publish(store.tempPath(REL), Buffer.from('d4:infoe'), record())
+  assert.deepEqual(await tree(store.dataDir), PUBLISHED)
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open()
+  assert.deepEqual(reopened.get(REL), item)
+  assert.equal(item.mtimeMs, (await stat(store.dataPath(REL))).mtimeMs)
+})
+
+/** Rebuilds the state a crash leaves after `step` of publish(), then reopens the store. */
+async function crashDuringPublish(step: 'torrent written' | 'journal written' | 'data renamed'): Promise<DataStore> {
+  const { store, temp } = await storeWithDownload()
+  const rec = { ...record(), mtimeMs: (await stat(temp)).mtimeMs }
+  await mkdir(dirname(store.dataPath(REL)), { recursive: true })
+  await writeFile(store.torrentPath(REL), 'd4:infoe')
+  if (step !== 'torrent written') await writeFile(store.tempPath(REL, '.intent.json'), JSON.stringify({ tempData: temp, record: rec }))
+  if (step === 'data renamed') await rename(temp, store.dataPath(REL))
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open()
+  return reopened
+}
+
+test('crash after the .torrent, before the journal: the partial download and the orphan .torrent go', async () => {
+  const store = await crashDuringPublish('torrent written')
+  assert.equal(store.list().length, 0)
+  assert.deepEqual(await tree(store.dataDir), [])
+})
+
+test('crash after the journal entry: the publication is finished, nothing is lost', async () => {
+  for (const step of ['journal written', 'data renamed'] as const) {
+    const store = await crashDuringPublish(step)
+    assert.equal(store.get(REL)?.relPath, REL, step)
+    assert.deepEqual(await tree(store.dataDir), PUBLISHED, step)
+  }
+})
+
+test('a sidecar whose data file is missing or of the wrong size is not published', async () => {
+  const { store } = await storeWithDownload()
+  await store.publish(store.tempPath(REL), Buffer.from('d4:infoe'), record())
+  await writeFile(store.dataPath(REL), 'GRIB! and more')
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open()
+  assert.equal(reopened.list().length, 0)
+  assert.deepEqual(await tree(store.dataDir), [])
+})
+
+test('expiry: unpublish leaves a tombstone first; a crash before the deletes is cleaned at start', async () => {
+  const { store } = await storeWithDownload()
+  await store.publish(store.tempPath(REL), Buffer.from('d4:infoe'), record())
+  await store.unpublish(REL)
+  assert.equal(store.get(REL), undefined)
+  assert.ok(store.isDone(REL), 'an expired file is not fetched again')
+  await assert.rejects(store.publish('/nonexistent', Buffer.alloc(0), record('../../etc/passwd')), /unsafe relative path/)
+  const reopened = new DataStore(store.dataDir, log) // crash here: data and .torrent still on disk
+  await reopened.open()
+  assert.deepEqual(await tree(store.dataDir), [`expired/${REL}.json`])
+  assert.ok(reopened.isDone(REL))
+})
+
+test('tombstones are forgotten after forgetExpiredAfterDays', async () => {
+  const { store } = await storeWithDownload()
+  await store.publish(store.tempPath(REL), Buffer.from('d4:infoe'), record(REL, new Date(Date.now() - 20 * 86400_000)))
+  await store.unpublish(REL)
+  await store.deleteFiles(REL)
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open(new Date(), 16 * 86400_000)
+  assert.equal(reopened.isDone(REL), false)
+  assert.deepEqual(await tree(store.dataDir), [])
+})
+
+test('paths that could leave the data directory are refused', () => {
+  for (const bad of ['../x', 'a/../../x', '/etc/passwd', 'a//b', 'a/./b', '', 'a/b\\..\\c', 'a/%2e%2e/b', 'a\0b']) {
+    assert.throws(() => checkRelPath(bad), /unsafe relative path/, JSON.stringify(bad))
+  }
+  assert.equal(resolveInside('/srv/data/pub', 'a/b.grib2'), '/srv/data/pub/a/b.grib2')
+})
+
+test('files outside the data directory are never touched, whatever a sidecar claims', async () => {
+  const outside = await tempDir()
+  const victim = join(outside, 'precious.grib2')
+  await writeFile(victim, 'keep me')
+  const { store } = await storeWithDownload()
+  const sidecar = join(store.pubDir, 'evil.grib2.json')
+  await writeFile(sidecar, JSON.stringify({ ...record(), relPath: relative(store.pubDir, victim), mtimeMs: 0 }))
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open()
+  assert.equal(reopened.list().length, 0)
+  assert.equal((await stat(victim)).size, 7)
+  await assert.rejects(reopened.deleteFiles(relative(store.pubDir, victim)), /unsafe relative path/)
+  assert.equal((await stat(victim)).size, 7)
+})
