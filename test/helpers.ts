@@ -1,13 +1,12 @@
 // Shared by the tests: temp directories, free loopback ports, a test configuration, fixtures,
 // and polling with a deadline (tests wait for events or conditions, never a bare sleep).
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { after } from 'node:test'
 import { loadConfig, type Config } from '../src/config.ts'
 import { fixtureFor, type GribFixtureOptions } from '../scripts/lib/grib-fixtures.ts'
+import { freePort } from '../scripts/lib/wait.ts'
 
 // Removed when the test file ends (an after() inside a before() hook would run too early).
 const tempDirs: string[] = []
@@ -19,29 +18,7 @@ export async function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
   return dir
 }
 
-/** A TCP port free on 127.0.0.1 right now (for URLs that must be known before listening). */
-export async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  for (;;) {
-    try {
-      const value = await check()
-      if (value) return value as NonNullable<T>
-    } catch (err) {
-      last = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`)
-    await delay(everyMs)
-  }
-}
+export { freePort, waitFor } from '../scripts/lib/wait.ts'
 
 /** Fixtures are made once per machine and reused (GDAL + grib_set take a moment). */
 const FIXTURE_DIR = join(tmpdir(), 'gribswarm-fixtures-v1')

@@ -1,0 +1,118 @@
+// `npm run demo`: the whole flow offline, on loopback. A local object store laid out like
+// Météo-France's serves CCSDS GRIB2 files; the real daemon (npm start) fetches, validates,
+// torrents, seeds and publishes them; we wait for the RSS feed, then two BitTorrent clients
+// from Debian (aria2c, libtorrent) download from it, and the bytes are compared.
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { recentRuns } from '../src/source.ts'
+import { arpegeKey, FakeUpstream } from './lib/fake-upstream.ts'
+import { fixtureFor } from './lib/grib-fixtures.ts'
+import { aria2Download, libtorrentDownload } from './lib/peers.ts'
+import { freePort, waitFor } from './lib/wait.ts'
+
+const { values: args } = parseArgs({ options: { keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
+if (args.help) {
+  process.stdout.write(`Usage: npm run demo [-- --keep]\n\nRuns the whole gribswarm flow offline and prints a summary.\n--keep leaves the daemon running so you can open its status page (Ctrl-C to stop).\n`)
+  process.exit(0)
+}
+
+const say = (text: string) => process.stdout.write(`\n== ${text}\n`)
+const work = await mkdtemp(join(tmpdir(), 'gribswarm-demo-'))
+const upstream = new FakeUpstream()
+let daemon: ReturnType<typeof spawn> | undefined
+
+async function cleanUp(): Promise<void> {
+  daemon?.kill('SIGTERM')
+  await upstream.stop()
+  await rm(work, { recursive: true, force: true })
+}
+
+try {
+  const run = recentRuns(new Date(), [0, 6, 12, 18], 1)[0]!
+  say(`1. A local object store with ARPEGE 0.1° files for run ${run} (CCSDS-packed GRIB2 made with GDAL + ecCodes)`)
+  await upstream.start()
+  const files = new Map<string, Buffer>()
+  let seed = 1
+  for (const pkg of ['SP1', 'SP2']) {
+    for (const range of ['000H012H', '013H024H']) {
+      const path = await fixtureFor(join(tmpdir(), 'gribswarm-fixtures-v1'), `demo-${pkg}-${range}.grib2`, { seed: seed++, bands: 8 })
+      const key = arpegeKey({ run, grid: '01', pkg, range })
+      await upstream.put({ key, path })
+      files.set(key.split('/').pop()!.replaceAll(':', ''), await readFile(path))
+      process.stdout.write(`   ${upstream.bucketUrl}/${key} (${(await readFile(path)).length} bytes)\n`)
+    }
+  }
+
+  say('2. The daemon (npm start) against it: tracker, seeder, HTTP, a pass at start')
+  const [httpPort, trackerPort] = [await freePort(), await freePort()]
+  const base = `http://127.0.0.1:${httpPort}`
+  const configFile = join(work, 'config.json')
+  await writeFile(
+    configFile,
+    JSON.stringify({
+      dataDir: join(work, 'data'),
+      source: { bucketUrl: upstream.bucketUrl, fallbackBucketUrls: [], ranges: ['000H012H', '013H024H'], lookbackRuns: 1 },
+      tracker: { host: '127.0.0.1', port: trackerPort },
+      seed: { port: 0, dht: false },
+      http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: base },
+      disk: { minFreeBytes: 0 },
+    }),
+  )
+  daemon = spawn(process.execPath, ['--import', 'tsx', new URL('../src/cli/daemon.ts', import.meta.url).pathname], {
+    env: { ...process.env, GRIBSWARM_CONFIG: configFile },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  const exited = new Promise<never>((_, reject) => daemon!.once('exit', (code) => reject(new Error(`the daemon exited (${code})`))))
+
+  say(`3. Waiting for the 4 files in ${base}/rss.xml`)
+  const rss = await Promise.race([
+    exited,
+    waitFor('4 items in the RSS feed', async () => {
+      const text = await fetch(`${base}/rss.xml`).then((r) => r.text())
+      return (text.match(/<item>/g)?.length ?? 0) >= 4 ? text : undefined
+    }, 120_000),
+  ])
+  const items = [...rss.matchAll(/<item>[\s\S]*?<enclosure url="([^"]+)"[\s\S]*?<fileName>([^<]+)<\/fileName>[\s\S]*?<magnetURI>([^<]+)<\/magnetURI>/g)].map((m) => ({
+    torrentUrl: m[1]!,
+    fileName: m[2]!,
+    magnet: m[3]!.replaceAll('&amp;', '&'),
+  }))
+  for (const item of items) process.stdout.write(`   ${item.fileName}\n     torrent ${item.torrentUrl}\n`)
+
+  const check = async (label: string, path: string, fileName: string) => {
+    const same = (await readFile(path)).equals(files.get(fileName)!)
+    process.stdout.write(`   ${label}: ${fileName} ${same ? 'identical to the upstream file, byte for byte' : 'DIFFERS from the upstream file'}\n`)
+    if (!same) throw new Error(`${label}: downloaded ${fileName} differs`)
+  }
+
+  say('4. aria2c (Debian) downloads the first RSS enclosure: .torrent → tracker → our seeder (+ web seed)')
+  const first = items[0]!
+  const aria = await aria2Download(first.torrentUrl, join(work, 'aria2'), 60_000)
+  if (!aria.ok) throw new Error(`aria2c failed: ${aria.output}`)
+  await check(`aria2c, ${aria.seconds.toFixed(1)} s`, join(work, 'aria2', first.fileName), first.fileName)
+
+  say('5. libtorrent (Debian; qBittorrent\'s engine) downloads the second from its magnet link alone, web seed ignored')
+  const second = items[1]!
+  const lt = await libtorrentDownload(second.magnet.replace(/&ws=[^&]*/g, ''), join(work, 'libtorrent'), 60_000)
+  if (!lt.ok) throw new Error(`libtorrent failed: ${lt.output}`)
+  await check(`libtorrent, ${lt.seconds.toFixed(1)} s`, join(work, 'libtorrent', second.fileName), second.fileName)
+
+  const status = (await fetch(`${base}/api/status`).then((r) => r.json())) as { items: Array<{ fileName: string; uploaded: number; seeders: number }> }
+  say('Summary')
+  process.stdout.write(`   ${status.items.length} files published, validated with GDAL, seeded, listed in RSS/Atom/JSON feeds\n`)
+  for (const item of status.items) process.stdout.write(`   ${item.fileName}: uploaded ${item.uploaded} bytes over BitTorrent, ${item.seeders} seeder(s) on the tracker\n`)
+  process.stdout.write(`   Status page: ${base}/   Feeds: ${base}/rss.xml ${base}/atom.xml ${base}/feed.json\n`)
+  process.stdout.write('\nDEMO OK\n')
+  if (args.keep) {
+    process.stdout.write('\n--keep: the daemon keeps running; Ctrl-C to stop.\n')
+    await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()))
+  }
+} catch (err) {
+  process.stderr.write(`\nDEMO FAILED: ${(err as Error).message}\n`)
+  process.exitCode = 1
+} finally {
+  await cleanUp()
+}
