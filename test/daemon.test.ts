@@ -171,3 +171,24 @@ test('a second pass finds nothing new and fetches nothing', async () => {
   assert.equal(upstream.requests.filter((r) => r.method === 'GET' && !r.url.includes('list-type')).length, before)
   await waitFor('nothing', () => true)
 })
+
+test('feedparser (the library behind many RSS tools) reads the torrent enclosures and the namespace', async () => {
+  const script = `
+import json, sys, feedparser
+feed = feedparser.parse(sys.stdin.read())
+print(json.dumps({"bozo": bool(feed.bozo), "items": [{"id": e.id, "enclosures": [[x.href, x.type, x.length] for x in e.enclosures], "infohash": e.get("infohash")} for e in feed.entries]}))
+`
+  const rss = await (await fetch(`${base()}/rss.xml`)).text()
+  const { execFileSync } = await import('node:child_process')
+  const parsed = JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: rss }).toString()) as {
+    bozo: boolean
+    items: Array<{ id: string; enclosures: string[][]; infohash: string }>
+  }
+  assert.equal(parsed.bozo, false, 'well-formed')
+  assert.equal(parsed.items.length, 2)
+  for (const entry of parsed.items) {
+    const item = daemon.store.list().find((i) => i.infoHash === entry.id)!
+    assert.deepEqual(entry.enclosures, [[`${base()}/data/${item.relPath}.torrent`, 'application/x-bittorrent', String(item.size)]])
+    assert.equal(entry.infohash, item.infoHash)
+  }
+})
