@@ -47,6 +47,8 @@ const schema = z.strictObject({
     port,
     // Public announce URLs written into torrents; empty = derived from http.publicBaseUrl's host and tracker.port.
     announceUrls: z.array(z.url({ protocol: /^(https?|udp|wss?)$/ })),
+    // Behind nginx: take the client's address from X-Forwarded-For.
+    trustProxy: z.boolean(),
   }),
   seed: z.strictObject({
     port,
@@ -60,6 +62,7 @@ const schema = z.strictObject({
     host: z.string(),
     port,
     publicBaseUrl: httpUrl,
+    trustProxy: z.boolean(),
   }),
   retention: z.strictObject({
     publishSeconds: z.number().positive(),

@@ -81,7 +81,7 @@ export class Daemon {
 
   static async start(config: Config, log: Logger, options: { schedule?: boolean } = {}): Promise<Daemon> {
     const tracker = config.tracker.enabled
-      ? new Tracker({ host: config.tracker.host, port: config.tracker.port }, log.child({ stage: 'tracker' }))
+      ? new Tracker(config.tracker, log.child({ stage: 'tracker' }))
       : undefined
     const seeder = new Seeder(config.seed, log.child({ stage: 'seed' }))
     const { store, pipeline, unlock } = await openPipeline(config, log, async (item, torrent) => {
@@ -112,6 +112,7 @@ export class Daemon {
         store,
         feed: { publicBaseUrl: config.http.publicBaseUrl, title: `gribswarm: ${config.source.model} ${config.source.grid} ${config.source.packages.join(' ')}` },
         publicDir: PUBLIC_DIR,
+        trustProxy: config.http.trustProxy,
         status: () => daemon.status(),
       })
       log.info('http listening', { url: `http://${config.http.host}:${daemon.httpPort}`, public: config.http.publicBaseUrl })
