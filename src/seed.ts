@@ -66,8 +66,6 @@ export class Seeder {
       })
     }
     torrent.on('error', (err: Error) => this.log.error('torrent error', { relPath: item.relPath, error: err }))
-    // A torrent added without webSeeds would also fetch from the web seed if data were missing;
-    // done means every piece is on disk and verified (or trusted), so it only uploads.
     this.log.debug('seeding', { relPath: item.relPath, infoHash: item.infoHash })
   }
 

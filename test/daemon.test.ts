@@ -128,12 +128,13 @@ test('libtorrent downloads from the seeder over TCP via the tracker, with web se
   assert.ok(daemon.seeder.stats(item.infoHash).uploaded - uploadedBefore >= item.size, 'every byte came from our seeder')
 })
 
-test('libtorrent downloads from a magnet link alone (metadata from the swarm)', async () => {
+test('libtorrent downloads from a magnet link alone (metadata from the swarm), over uTP', async () => {
   const dir = await tempDir()
   const item = daemon.store.get(relPath('013H024H'))!
   const magnet = item.magnetURI.replace(/&ws=[^&]*/g, '') // no web seed: metadata and data from peers
-  const result = await libtorrentDownload(magnet, dir, 60_000, ['--no-utp'])
+  const result = await libtorrentDownload(magnet, dir, 60_000)
   assert.ok(result.ok, result.output)
+  assert.match(result.output, /"transports": \[[^\]]*"utp"/, 'libtorrent tries uTP first and our seeder answers it')
   assert.ok((await readFile(join(dir, item.fileName))).equals(files['013H024H']!))
 })
 

@@ -38,7 +38,7 @@ export async function testConfig(dataDir: string, bucketUrl: string, overrides: 
     source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H', '013H024H'], lookbackRuns: 1 },
     fetch: { concurrency: 2, connectTimeoutMs: 2000, idleTimeoutMs: 1500, transferAttempts: 3, validationAttempts: 2, backoffMs: 20, maxBackoffMs: 100 },
     tracker: { host: '127.0.0.1', port: trackerPort },
-    seed: { port: 0, dht: false, utp: false },
+    seed: { port: 0, dht: false, utp: true },
     http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: `http://127.0.0.1:${httpPort}` },
     disk: { budgetBytes: 10_000_000_000, minFreeBytes: 0 },
     log: { level: 'warn' },

@@ -30,8 +30,13 @@ if '--peer' in flags:
     handle.connect_peer((host, int(port)))
 start = time.time()
 status = handle.status()
+transports = set()
+# peer_info::utp_socket (bit 17, between holepunched = 1<<15 and rc4_encrypted = 1<<19); not exported to Python.
+UTP_SOCKET = 1 << 17
 while time.time() - start < timeout:
     status = handle.status()
+    for peer in handle.get_peer_info():
+        transports.add('utp' if int(peer.flags) & UTP_SOCKET else 'tcp')
     if status.is_seeding or status.state == lt.torrent_status.seeding:
         break
     time.sleep(0.05)
@@ -39,5 +44,6 @@ elapsed = time.time() - start
 done = status.is_seeding or status.state == lt.torrent_status.seeding
 print(json.dumps({'done': bool(done), 'seconds': elapsed, 'bytes': status.total_wanted_done,
                   'name': handle.torrent_file().name() if handle.torrent_file() else None,
+                  'transports': sorted(transports),
                   'error': str(status.errc.message()) if status.errc.value() else None}))
 sys.exit(0 if done else 1)
