@@ -194,11 +194,15 @@ export function loadConfig(options: LoadOptions = {}): Config {
   return config
 }
 
-/** Announce URLs for our torrents: configured ones, or derived from the public host. */
+/**
+ * Announce URLs for our torrents: configured ones, or HTTP and UDP on the public host. Not
+ * ws:// by default: announcing there makes the seeder open WebRTC offers for every torrent
+ * (several MB each), for browser peers that the HTTP web seed already serves.
+ */
 export function announceUrls(config: Config): string[] {
   if (config.tracker.announceUrls.length > 0) return config.tracker.announceUrls
   if (!config.tracker.enabled) return []
   const host = new URL(config.http.publicBaseUrl).hostname
   const hostPort = `${host.includes(':') ? `[${host}]` : host}:${config.tracker.port}`
-  return [`http://${hostPort}/announce`, `udp://${hostPort}`, `ws://${hostPort}`]
+  return [`http://${hostPort}/announce`, `udp://${hostPort}`]
 }

@@ -12,7 +12,7 @@ test('the embedded defaults are valid: ARPEGE 0.1° Europe, SP1 and SP2, nine ra
   assert.equal(config.source.ranges.length, 9)
   assert.equal(config.retention.publishSeconds, 12 * 3600)
   assert.equal(config.schedule.cron, '*/5 * * * *')
-  assert.deepEqual(announceUrls(config), ['http://localhost:6969/announce', 'udp://localhost:6969', 'ws://localhost:6969'])
+  assert.deepEqual(announceUrls(config), ['http://localhost:6969/announce', 'udp://localhost:6969'])
 })
 
 test('environment variables override keys at any depth, lists by comma', () => {

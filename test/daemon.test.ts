@@ -76,7 +76,7 @@ test('the .torrent announces on the bundled tracker and names the HTTP copy as w
   const torrent = await parseTorrent(new Uint8Array(await (await fetch(`${base()}/data/${item.relPath}.torrent`)).arrayBuffer()))
   assert.equal(torrent.infoHash, item.infoHash)
   const port = config.tracker.port
-  assert.deepEqual(torrent.announce, [`http://127.0.0.1:${port}/announce`, `udp://127.0.0.1:${port}`, `ws://127.0.0.1:${port}`])
+  assert.deepEqual(torrent.announce, [`http://127.0.0.1:${port}/announce`, `udp://127.0.0.1:${port}`])
   assert.deepEqual(torrent.urlList, [`${base()}/data/${item.relPath}`])
   assert.equal(torrent.length, files['000H012H']!.length)
   assert.match(torrent.comment!, new RegExp(`${upstream.bucketUrl}.*run ${RUN}`))
