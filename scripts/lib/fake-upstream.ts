@@ -342,7 +342,7 @@ export class FakeUpstream {
     res.once('close', () => (closed = true))
 
     let sent = 0
-    let nextAt = Date.now()
+    const startedAt = Date.now()
     const source: Iterable<Buffer> | AsyncIterable<Buffer> = obj.body
       ? [obj.body.subarray(start, end + 1)]
       : createReadStream(obj.path!, { start, end, highWaterMark: 64 << 10 })
@@ -362,8 +362,8 @@ export class FakeUpstream {
         sent += len
         if (!ok) await drainOrClose(res)
         if (rate) {
-          nextAt = Math.max(nextAt, Date.now()) + (len / rate) * 1000
-          const wait = nextAt - Date.now()
+          // Paced against the response's start, so late wake-ups are made up and the rate holds.
+          const wait = startedAt + (sent / rate) * 1000 - Date.now()
           if (wait > 0) await sleep(wait)
         }
       }

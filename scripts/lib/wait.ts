@@ -1,15 +1,39 @@
 // Polling with a deadline and free loopback ports, shared by the tests, the demo and the benchmarks.
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
 
-/** A TCP port free on 127.0.0.1 right now (for URLs that must be known before listening). */
-export async function freePort(): Promise<number> {
+async function canListen(port: number): Promise<number | undefined> {
   const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
+  const bound = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => resolve(true))
+  })
+  if (!bound) return undefined
+  const actual = (server.address() as { port: number }).port
   await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
+  return actual
 }
+
+/**
+ * A TCP port free on 127.0.0.1 right now, for servers that bind it a little later. Taken below
+ * the kernel's ephemeral range: a daemon that starts dozens of outgoing connections (tracker
+ * announces) before its HTTP server listens could otherwise be handed that very port as the
+ * local end of one of them (EADDRINUSE). Production ports (8080, 6969) are below it too.
+ */
+export async function freePort(): Promise<number> {
+  const range = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '32768 60999')
+  const low = Number(range.trim().split(/\s+/)[0]) || 32768
+  const floor = Math.min(20_000, low - 1000)
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const candidate = floor + Math.floor(Math.random() * (low - floor))
+    if (await canListen(candidate)) return candidate
+  }
+  const any = await canListen(0)
+  if (!any) throw new Error('no free TCP port on 127.0.0.1')
+  return any
+}
+
 
 /** Polls `check` until it returns something truthy, or throws after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, everyMs = 50): Promise<NonNullable<T>> {

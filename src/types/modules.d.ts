@@ -51,6 +51,7 @@ declare module 'webtorrent' {
   export interface TorrentOptions {
     path?: string
     skipVerify?: boolean
+    storeCacheSlots?: number
     announce?: string[]
     private?: boolean
   }

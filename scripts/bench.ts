@@ -1,0 +1,170 @@
+// `npm run bench [-- --quick]`: measures the three targets of issue 2, each against a
+// reference measured in the same run, on 127.0.0.1 only:
+//   1. seeding throughput to one libtorrent client over TCP (vs one plain HTTP origin)
+//   2. publishing latency, last byte downloaded → item in RSS (vs validate-then-hash afterwards)
+//   3. resident memory of the daemon seeding 40 torrents (vs the same daemon seeding none)
+// Progress goes to stderr; the Markdown table to stdout and to results/bench-issue2.md.
+// Exit status 0 when every scenario ran (targets missed or not), 1 when one crashed.
+import { execFile } from 'node:child_process'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { cpus, release, totalmem } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { benchMemory } from './lib/bench-memory.ts'
+import { benchPublishing } from './lib/bench-publish.ts'
+import { benchSeeding } from './lib/bench-seed.ts'
+import { progress, Resources, type Row, type ScenarioResult } from './lib/bench-util.ts'
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url))
+const RESULTS = fileURLToPath(new URL('../results/bench-issue2.md', import.meta.url))
+
+const HELP = `Usage: npm run bench -- [--quick]
+
+Measures gribswarm against the targets of issue 2 (seeding throughput, publishing latency,
+resident memory), each with a reference measured in the same run, on 127.0.0.1 only.
+Prints a Markdown table and writes it to results/bench-issue2.md.
+
+Options:
+  --quick          small sizes (about 2 minutes), for CI
+  --only LIST      run only some scenarios: seeding,publishing,memory (comma-separated)
+  --daemon HOW     how the memory scenario runs the daemon: build (compiled JavaScript, as
+                   npm start; the default) or tsx (src/ through the TypeScript loader)
+  -h, --help       this text
+`
+
+function commandOutput(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: 10_000 }, (err, stdout, stderr) => resolve(`${stdout}${stderr}`.trim() || (err ? 'unknown' : '')))
+  })
+}
+
+async function machineFacts(): Promise<string[]> {
+  const version = async (pkg: string) =>
+    ((JSON.parse(await readFile(new URL(`../node_modules/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string }).version)
+  const cpu = cpus()
+  return [
+    `CPU: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown'}), RAM ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}`,
+    `Node ${process.version}, webtorrent ${await version('webtorrent')}, gdal-async ${await version('gdal-async')}`,
+    `libtorrent ${await commandOutput('/usr/bin/python3', ['-c', 'import libtorrent; print(libtorrent.__version__)'])} (python3-libtorrent), ` +
+      `${(await commandOutput('curl', ['--version'])).split('\n')[0]?.split(' ').slice(0, 2).join(' ')}, ` +
+      `${(await commandOutput('mktorrent', ['-v'])).split('\n').find((l) => l.startsWith('mktorrent'))?.split(' (')[0]?.trim() ?? 'mktorrent'}`,
+  ]
+}
+
+function table(rows: Row[]): string {
+  const header = ['scenario', 'gribswarm', 'reference', 'ratio', 'target', 'met?']
+  const cells = rows.map((r) => [r.scenario, r.gribswarm, r.reference, r.ratio, r.target, r.met])
+  const escape = (text: string) => text.replace(/\|/g, '\\|')
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...cells.map((row) => `| ${row.map(escape).join(' | ')} |`),
+  ].join('\n')
+}
+
+async function main(): Promise<number> {
+  let args
+  try {
+    args = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, daemon: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }).values
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${HELP}`)
+    return 2
+  }
+  if (args.help) {
+    process.stdout.write(HELP)
+    return 0
+  }
+  const quick = args.quick ?? false
+  const runner = args.daemon
+  if (runner !== undefined && runner !== 'build' && runner !== 'tsx') {
+    process.stderr.write(`--daemon must be build or tsx, not ${runner}\n\n${HELP}`)
+    return 2
+  }
+  const all: Array<[string, string, (res: Resources, quick: boolean) => Promise<ScenarioResult>]> = [
+    ['seeding', 'Seeding throughput', benchSeeding],
+    ['publishing', 'Publishing latency', benchPublishing],
+    ['memory', 'Resident memory', (res, quick) => benchMemory(res, quick, runner)],
+  ]
+  const only = args.only?.split(',').map((s) => s.trim()).filter(Boolean)
+  const unknown = only?.filter((id) => !all.some(([known]) => known === id))
+  if (unknown?.length) {
+    process.stderr.write(`unknown scenario ${unknown.join(', ')}\n\n${HELP}`)
+    return 2
+  }
+  const scenarios = all.filter(([id]) => !only || only.includes(id)).map(([, name, run]) => [name, run] as const)
+  const mode = quick ? 'quick' : 'full'
+  const res = new Resources()
+
+  // Bounded in time: a hung step ends the run (after cleaning up) instead of hanging CI.
+  const limitMs = (quick ? 6 : 40) * 60_000
+  const watchdog = setTimeout(() => {
+    progress(`giving up: the benchmark took more than ${limitMs / 60_000} minutes`)
+    void res.cleanup().finally(() => process.exit(1))
+  }, limitMs)
+  let interrupted = false
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      interrupted = true
+      progress(`${signal}: cleaning up`)
+      void res.cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
+    })
+  }
+
+  const rows: Row[] = []
+  const notes: string[] = []
+  let crashed = false
+  progress(`gribswarm benchmark, ${mode} mode, root ${ROOT}`)
+  try {
+    for (const [name, run] of scenarios) {
+      if (interrupted) break
+      // Each scenario gets its own resources, released before the next one starts.
+      const scoped = new Resources()
+      res.defer(`clean up after ${name}`, () => scoped.cleanup())
+      try {
+        const result = await run(scoped, quick)
+        rows.push(...result.rows)
+        notes.push(...result.notes)
+      } catch (err) {
+        crashed = true
+        const message = (err as Error).stack ?? String(err)
+        progress(`${name} FAILED: ${message}`)
+        rows.push({ scenario: name, gribswarm: 'error', reference: '-', ratio: '-', target: '-', met: 'error' })
+        notes.push(`${name} failed: ${(err as Error).message.split('\n')[0]}`)
+      } finally {
+        await scoped.cleanup()
+      }
+    }
+
+    const facts = await machineFacts()
+    const markdown = [
+      `## gribswarm benchmark (issue 2), ${mode} mode, ${new Date().toISOString()}`,
+      '',
+      table(rows),
+      '',
+      'Ratio = gribswarm ÷ reference. Everything on 127.0.0.1, TCP, no DHT.',
+      '',
+      ...notes.map((n) => `- ${n}`),
+      '',
+      'Machine:',
+      '',
+      ...facts.map((f) => `- ${f}`),
+      '',
+    ].join('\n')
+    process.stdout.write(markdown)
+    await mkdir(new URL('../results/', import.meta.url), { recursive: true })
+    await writeFile(RESULTS, markdown)
+    progress(`written to ${RESULTS}`)
+  } finally {
+    clearTimeout(watchdog)
+    await res.cleanup()
+  }
+  return crashed ? 1 : 0
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench crashed: ${(err as Error).stack ?? String(err)}\n`)
+    process.exit(1)
+  },
+)
