@@ -73,6 +73,14 @@ const schema = z.strictObject({
     budgetBytes: positiveInt,
     minFreeBytes: z.number().int().nonnegative(),
   }),
+  notify: z.strictObject({
+    // amqp(s)://user:password@host/vhost of the broker to post Sarracenia v03 messages to; empty = off.
+    brokerUrl: z.union([z.literal(''), z.url({ protocol: /^amqps?$/ })]),
+    exchange: z.string().min(1),
+    source: z.string(),
+    // Messages kept on disk while the broker is away; past that the oldest are dropped.
+    maxBacklog: positiveInt,
+  }),
   schedule: z.strictObject({
     cron: z.string().refine((expr) => cron.validate(expr), { message: 'not a valid cron expression (e.g. "*/5 * * * *")' }),
   }),

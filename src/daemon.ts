@@ -10,6 +10,7 @@ import { announceUrls, type Config } from './config.ts'
 import { Expirer } from './expire.ts'
 import { createHttpServer } from './http.ts'
 import type { Logger } from './log.ts'
+import { Notifier, postMessage, removeMessage } from './notify.ts'
 import { Pipeline, type PassObserver, type PassOptions, type PassReport } from './pipeline.ts'
 import { Seeder } from './seed.ts'
 import { Source } from './source.ts'
@@ -74,6 +75,7 @@ export class Daemon {
     readonly seeder: Seeder,
     readonly tracker: Tracker | undefined,
     readonly expirer: Expirer,
+    readonly notifier: Notifier | undefined,
     private readonly unlock: () => Promise<void>,
     private readonly log: Logger,
     public http?: FastifyInstance,
@@ -84,8 +86,11 @@ export class Daemon {
       ? new Tracker(config.tracker, log.child({ stage: 'tracker' }))
       : undefined
     const seeder = new Seeder(config.seed, log.child({ stage: 'seed' }))
+    const notifier = config.notify.brokerUrl ? new Notifier(config.notify, config.dataDir, log.child({ stage: 'notify' })) : undefined
+    const { publicBaseUrl } = config.http
     const { store, pipeline, unlock } = await openPipeline(config, log, async (item, torrent) => {
       tracker?.allow(item.infoHash)
+      await notifier?.enqueue(postMessage(item, publicBaseUrl, config.notify.source))
       await seeder.add(item, torrent, store.dataPath(item.relPath))
     })
     const expirer = new Expirer(
@@ -93,11 +98,13 @@ export class Daemon {
       async (item) => {
         await seeder.remove(item.infoHash)
         tracker?.forget(item.infoHash)
+        await notifier?.enqueue(removeMessage(item, publicBaseUrl, config.notify.source))
       },
       log.child({ stage: 'expire' }),
     )
-    const daemon = new Daemon(config, store, pipeline, seeder, tracker, expirer, unlock, log)
+    const daemon = new Daemon(config, store, pipeline, seeder, tracker, expirer, notifier, unlock, log)
     try {
+      await notifier?.start()
       await expirer.sweep() // whatever expired while we were down goes first
       await tracker?.start()
       await seeder.start()
@@ -187,6 +194,7 @@ export class Daemon {
       retentionSeconds: this.config.retention.publishSeconds,
       tracker: this.tracker ? { port: this.tracker.port, announce: announceUrls(this.config) } : undefined,
       seeder: { port: this.seeder.port, torrents: this.seeder.seeding },
+      notify: this.notifier?.status(),
       items,
     }
   }
@@ -199,6 +207,7 @@ export class Daemon {
     await this.http?.close()
     await this.seeder.stop()
     await this.tracker?.stop()
+    await this.notifier?.stop()
     await this.unlock()
   }
 }
