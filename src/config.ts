@@ -11,9 +11,20 @@ const positiveInt = z.number().int().positive()
 const port = z.number().int().min(0).max(65535)
 const httpUrl = z.url({ protocol: /^https?$/ })
 
+function isRegExp(text: string): boolean {
+  try {
+    new RegExp(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const schema = z.strictObject({
   dataDir: z.string().min(1),
   source: z.strictObject({
+    // false on a pure mirror: no passes against the upstream object store.
+    enabled: z.boolean(),
     bucketUrl: httpUrl,
     fallbackBucketUrls: z.array(httpUrl),
     keyTemplate: z.string().includes('{run}', { message: 'must contain {run}' }),
@@ -80,6 +91,24 @@ const schema = z.strictObject({
     source: z.string(),
     // Messages kept on disk while the broker is away; past that the oldest are dropped.
     maxBacklog: positiveInt,
+  }),
+  mirror: z.strictObject({
+    // Feeds (/feed.json or /rss.xml) of the gribswarm nodes to copy from.
+    feeds: z.array(httpUrl),
+    // Their AMQP notifications: topic patterns are bound on the broker (v03.*.arpege.01.SP1.#).
+    brokers: z.array(
+      z.strictObject({
+        url: z.url({ protocol: /^amqps?$/ }),
+        exchange: z.string().min(1),
+        topics: z.array(z.string().min(1)).min(1),
+      }),
+    ),
+    // Client-side filters on relPath, as Sarracenia's accept/reject: regular expressions.
+    accept: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),
+    reject: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),
+    pollSeconds: z.number().positive(),
+    concurrency: positiveInt.max(16),
+    downloadTimeoutSeconds: z.number().positive(),
   }),
   schedule: z.strictObject({
     cron: z.string().refine((expr) => cron.validate(expr), { message: 'not a valid cron expression (e.g. "*/5 * * * *")' }),

@@ -10,7 +10,8 @@ import { announceUrls, type Config } from './config.ts'
 import { Expirer } from './expire.ts'
 import { createHttpServer } from './http.ts'
 import type { Logger } from './log.ts'
-import { Notifier, postMessage, removeMessage } from './notify.ts'
+import { Mirror } from './mirror.ts'
+import { Notifier, postMessage, redactUrl, removeMessage } from './notify.ts'
 import { Pipeline, type PassObserver, type PassOptions, type PassReport } from './pipeline.ts'
 import { Seeder } from './seed.ts'
 import { Source } from './source.ts'
@@ -76,6 +77,7 @@ export class Daemon {
     readonly tracker: Tracker | undefined,
     readonly expirer: Expirer,
     readonly notifier: Notifier | undefined,
+    readonly mirror: Mirror | undefined,
     private readonly unlock: () => Promise<void>,
     private readonly log: Logger,
     public http?: FastifyInstance,
@@ -88,11 +90,13 @@ export class Daemon {
     const seeder = new Seeder(config.seed, log.child({ stage: 'seed' }))
     const notifier = config.notify.brokerUrl ? new Notifier(config.notify, config.dataDir, log.child({ stage: 'notify' })) : undefined
     const { publicBaseUrl } = config.http
-    const { store, pipeline, unlock } = await openPipeline(config, log, async (item, torrent) => {
+    // What every newly published file goes through, fetched from upstream or copied from a node.
+    const onPublished = async (item: ItemRecord, torrent: Buffer) => {
       tracker?.allow(item.infoHash)
       await notifier?.enqueue(postMessage(item, publicBaseUrl, config.notify.source))
       await seeder.add(item, torrent, store.dataPath(item.relPath))
-    })
+    }
+    const { store, pipeline, unlock } = await openPipeline(config, log, onPublished)
     const expirer = new Expirer(
       store,
       async (item) => {
@@ -102,7 +106,21 @@ export class Daemon {
       },
       log.child({ stage: 'expire' }),
     )
-    const daemon = new Daemon(config, store, pipeline, seeder, tracker, expirer, notifier, unlock, log)
+    const { mirror: follow } = config
+    const mirror =
+      follow.feeds.length + follow.brokers.length > 0
+        ? new Mirror({
+            config,
+            store,
+            seeder,
+            http: createHttpClient(config),
+            log: log.child({ stage: 'mirror' }),
+            announce: announceUrls(config),
+            onPublished,
+            remove: (relPath, reason) => expirer.remove(relPath, reason),
+          })
+        : undefined
+    const daemon = new Daemon(config, store, pipeline, seeder, tracker, expirer, notifier, mirror, unlock, log)
     try {
       await notifier?.start()
       await expirer.sweep() // whatever expired while we were down goes first
@@ -124,7 +142,8 @@ export class Daemon {
       })
       log.info('http listening', { url: `http://${config.http.host}:${daemon.httpPort}`, public: config.http.publicBaseUrl })
       expirer.start(config.retention.checkEverySeconds * 1000)
-      if (options.schedule !== false) {
+      mirror?.start()
+      if (options.schedule !== false && config.source.enabled) {
         daemon.task = cron.schedule(config.schedule.cron, () => void daemon.runPass(), { noOverlap: true, name: 'pass' })
         void daemon.runPass()
       }
@@ -195,6 +214,7 @@ export class Daemon {
       tracker: this.tracker ? { port: this.tracker.port, announce: announceUrls(this.config) } : undefined,
       seeder: { port: this.seeder.port, torrents: this.seeder.seeding },
       notify: this.notifier?.status(),
+      mirror: this.mirror ? { follows: [...this.config.mirror.feeds, ...this.config.mirror.brokers.map((b) => redactUrl(b.url))], ...this.mirror.stats } : undefined,
       items,
     }
   }
@@ -202,6 +222,7 @@ export class Daemon {
   async stop(): Promise<void> {
     await this.task?.destroy()
     this.stopping.abort()
+    await this.mirror?.stop()
     await this.expirer.stop()
     await this.currentPass
     await this.http?.close()

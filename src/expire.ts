@@ -25,15 +25,23 @@ export class Expirer {
   private async sweepOnce(): Promise<ItemRecord[]> {
     const now = this.now().getTime()
     const due = this.store.list().filter((item) => Date.parse(item.expiresAt) <= now)
-    for (const item of due) {
-      await this.store.unpublish(item.relPath)
-      await this.onExpired(item).catch((err: Error) =>
-        this.log.error('a stage failed to let go of an expired item', { relPath: item.relPath, error: err }),
-      )
-      await this.store.deleteFiles(item.relPath)
-      this.log.info('expired', { relPath: item.relPath, publishedAt: item.publishedAt })
-    }
+    for (const item of due) await this.expire(item, 'retention over')
     return due
+  }
+
+  /** Expires one item now (a mirror does this when its origin says the file was removed). */
+  async remove(relPath: string, reason: string): Promise<void> {
+    const item = this.store.get(relPath)
+    if (item) await this.expire(item, reason)
+  }
+
+  private async expire(item: ItemRecord, reason: string): Promise<void> {
+    if (!(await this.store.unpublish(item.relPath))) return // expired meanwhile
+    await this.onExpired(item).catch((err: Error) =>
+      this.log.error('a stage failed to let go of an expired item', { relPath: item.relPath, error: err }),
+    )
+    await this.store.deleteFiles(item.relPath)
+    this.log.info('expired', { relPath: item.relPath, publishedAt: item.publishedAt, reason })
   }
 
   start(everyMs: number): void {

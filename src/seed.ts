@@ -71,6 +71,29 @@ export class Seeder {
     this.log.debug('seeding', { relPath: item.relPath, infoHash: item.infoHash })
   }
 
+  /**
+   * Downloads a torrent into `dir` (joining its swarm, with its web seeds as fallback), then
+   * lets go of it: the caller verifies and publishes the file, and seeds it from there.
+   */
+  async download(torrentFile: Uint8Array, dir: string, timeoutMs: number): Promise<void> {
+    const client = this.requireClient()
+    const torrent = await new Promise<Torrent>((resolve, reject) => {
+      const added = client.add(torrentFile, { path: dir, storeCacheSlots: 0 }, resolve)
+      added.once('error', reject)
+    })
+    try {
+      if (!torrent.done) {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`download of ${torrent.name} timed out after ${timeoutMs} ms (${Math.round(torrent.progress * 100)} %)`)), timeoutMs)
+          torrent.once('done', () => (clearTimeout(timer), resolve()))
+          torrent.once('error', (err: Error) => (clearTimeout(timer), reject(err)))
+        })
+      }
+    } finally {
+      await client.remove(torrent.infoHash, { destroyStore: false })
+    }
+  }
+
   async remove(infoHash: string): Promise<void> {
     const client = this.client
     if (!client || !(await client.get(infoHash))) return

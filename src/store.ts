@@ -107,7 +107,8 @@ export class DataStore {
   readonly tmpDir: string
   readonly expiredDir: string
   private readonly items = new Map<string, ItemRecord>()
-  private readonly tombstones = new Set<string>()
+  /** relPath → sha512 of what was published there and has expired. */
+  private readonly tombstones = new Map<string, string>()
 
   constructor(
     readonly dataDir: string,
@@ -145,6 +146,12 @@ export class DataStore {
   /** Published now, or published earlier and expired: either way, not to be fetched again. */
   isDone(relPath: string): boolean {
     return this.items.has(relPath) || this.tombstones.has(relPath)
+  }
+  /** Content with this SHA-512 is published, or was: a mesh node drops repeats of it. */
+  hasIdentity(sha512: string): boolean {
+    for (const item of this.items.values()) if (item.sha512 === sha512) return true
+    for (const identity of this.tombstones.values()) if (identity === sha512) return true
+    return false
   }
   publishedBytes(): number {
     let total = 0
@@ -253,7 +260,7 @@ export class DataStore {
       if (!record || now.getTime() - Date.parse(record.expiresAt) > forgetAfterMs) {
         await rm(path, { force: true })
       } else {
-        this.tombstones.add(record.relPath)
+        this.tombstones.set(record.relPath, record.sha512)
       }
     }
   }
@@ -300,7 +307,7 @@ export class DataStore {
     await mkdir(dirname(tombstone), { recursive: true })
     await rename(this.sidecarPath(relPath), tombstone)
     this.items.delete(relPath)
-    this.tombstones.add(relPath)
+    this.tombstones.set(relPath, record.sha512)
     return record
   }
 
