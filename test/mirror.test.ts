@@ -2,6 +2,7 @@
 // A follows the origin's JSON feed, mirror B the origin's AMQP notifications, and A and B also
 // follow each other's feeds (a cycle). Real RabbitMQ, real webtorrent swarms, libtorrent.
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -125,6 +126,27 @@ test('with the origin\'s seeder gone, libtorrent completes from the mirrors alon
   const result = await libtorrentDownload(mirrorA.store.torrentPath(item.relPath), dir, 60_000, ['--no-webseed'])
   assert.ok(result.ok, result.output)
   assert.ok((await readFile(join(dir, item.fileName))).equals(bodies[RANGES.indexOf(item.range)]!))
+})
+
+test('the volunteer quick start: npm run mirror with the origin\'s feed URL copies and serves the files', async () => {
+  const port = await freePort()
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../src/cli/mirror.ts', import.meta.url).pathname, `${originConfig.http.publicBaseUrl}/rss.xml`,
+    '--port', String(port), '--public-url', `http://127.0.0.1:${port}`, '--data-dir', await tempDir(), '--accept', '013H024H'], {
+    env: { ...process.env, GRIBSWARM_HTTP__HOST: '127.0.0.1', GRIBSWARM_TRACKER__HOST: '127.0.0.1', GRIBSWARM_TRACKER__PORT: String(await freePort()), GRIBSWARM_SEED__PORT: '0', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_LOG__LEVEL: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  try {
+    const status = await waitFor('the mirror to serve the one accepted file', async () => {
+      const s = (await (await fetch(`http://127.0.0.1:${port}/api/status`)).json()) as { items: Array<{ relPath: string; httpUrl: string }> }
+      return s.items.length === 1 ? s : undefined
+    }, 60_000)
+    assert.match(status.items[0]!.relPath, /013H024H/)
+    const bytes = Buffer.from(await (await fetch(status.items[0]!.httpUrl)).arrayBuffer())
+    assert.ok(bytes.equals(bodies[1]!))
+  } finally {
+    child.kill('SIGTERM')
+    await new Promise((resolve) => child.once('exit', resolve))
+  }
 })
 
 test('a removal at the origin propagates: the AMQP follower removes it and does not copy it again', async () => {

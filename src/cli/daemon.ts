@@ -1,7 +1,6 @@
 // `npm start`: tracker, seeder, HTTP and the scheduled passes, until SIGINT/SIGTERM.
 import { parseArgs } from 'node:util'
-import { Daemon } from '../daemon.ts'
-import { CONFIG_HELP, fail, loadOrExit } from './common.ts'
+import { CONFIG_HELP, fail, loadOrExit, runDaemon } from './common.ts'
 
 const HELP = `Usage: npm start -- [--config FILE]
 
@@ -27,23 +26,4 @@ if (args.help) {
   process.exit(0)
 }
 const { config, log } = loadOrExit(args.config)
-let daemon: Daemon
-try {
-  daemon = await Daemon.start(config, log)
-} catch (err) {
-  fail(`could not start: ${(err as Error).message}`)
-}
-log.info('gribswarm daemon running', { dataDir: config.dataDir, cron: config.schedule.cron, status: `${config.http.publicBaseUrl}/` })
-
-let stopping = false
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) process.exit(1) // second signal: do not wait
-    stopping = true
-    log.info('stopping', { signal })
-    daemon.stop().then(
-      () => process.exit(0),
-      (err: Error) => fail(`stopping: ${err.message}`),
-    )
-  })
-}
+await runDaemon(config, log, 'gribswarm daemon', { cron: config.schedule.cron })
