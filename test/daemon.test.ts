@@ -3,14 +3,14 @@
 import assert from 'node:assert/strict'
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { before, test } from 'node:test'
 import parseTorrent from 'parse-torrent'
 import { arpegeKey, FakeUpstream } from '../scripts/lib/fake-upstream.ts'
 import { aria2Download, libtorrentDownload } from '../scripts/lib/peers.ts'
 import type { Config } from '../src/config.ts'
 import { Daemon } from '../src/daemon.ts'
 import { createLogger } from '../src/log.ts'
-import { fixture, RUN, tempDir, testConfig } from './helpers.ts'
+import { fixture, onCleanup, RUN, tempDir, testConfig } from './helpers.ts'
 
 let upstream: FakeUpstream
 let daemon: Daemon
@@ -21,6 +21,7 @@ const log = createLogger('warn')
 before(async () => {
   upstream = new FakeUpstream()
   await upstream.start()
+  onCleanup(() => upstream.stop())
   files = {}
   for (const [range, seed] of [['000H012H', 1], ['013H024H', 2]] as const) {
     const key = arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range })
@@ -30,13 +31,9 @@ before(async () => {
   }
   config = await testConfig(await tempDir(), upstream.bucketUrl)
   daemon = await Daemon.start(config, log, { schedule: false })
+  onCleanup(() => daemon.stop())
   const report = await daemon.runPass({ runs: [RUN] })
   assert.equal(report?.published.length, 2, JSON.stringify(report?.failed))
-})
-
-after(async () => {
-  await daemon?.stop()
-  await upstream?.stop()
 })
 
 const base = () => config.http.publicBaseUrl

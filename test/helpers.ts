@@ -8,13 +8,21 @@ import { loadConfig, type Config } from '../src/config.ts'
 import { fixtureFor, type GribFixtureOptions } from '../scripts/lib/grib-fixtures.ts'
 import { freePort } from '../scripts/lib/wait.ts'
 
-// Removed when the test file ends (an after() inside a before() hook would run too early).
-const tempDirs: string[] = []
-after(() => Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true }))))
+// What a test file started, undone when it ends, last made first undone: daemons stop before
+// their data directories go. One hook for all (root after() hooks run in the order they were
+// registered, so a test file's own hook would run after this module's).
+const cleanups: Array<() => Promise<unknown>> = []
+after(async () => {
+  for (let cleanup = cleanups.pop(); cleanup; cleanup = cleanups.pop()) await cleanup()
+})
+
+export function onCleanup(cleanup: () => Promise<unknown>): void {
+  cleanups.push(cleanup)
+}
 
 export async function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix))
-  tempDirs.push(dir)
+  onCleanup(() => rm(dir, { recursive: true, force: true }))
   return dir
 }
 
