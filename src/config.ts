@@ -101,6 +101,9 @@ const schema = z.strictObject({
         url: z.url({ protocol: /^amqps?$/ }),
         exchange: z.string().min(1),
         topics: z.array(z.string().min(1)).min(1),
+        // A durable queue of this name keeps what is announced while we are away; '' = a
+        // temporary one. Sarracenia names them q_<user>.<what>; the user needs the right to declare it.
+        queue: z.string().regex(/^[\w.:-]*$/).max(200).default(''),
       }),
     ),
     // Client-side filters on relPath, as Sarracenia's accept/reject: regular expressions.
@@ -109,6 +112,8 @@ const schema = z.strictObject({
     pollSeconds: z.number().positive(),
     concurrency: positiveInt.max(16),
     downloadTimeoutSeconds: z.number().positive(),
+    // Peers give nothing for this long: the torrent's HTTP web seeds are added as a fallback.
+    webSeedAfterSeconds: z.number().positive(),
   }),
   schedule: z.strictObject({
     cron: z.string().refine((expr) => cron.validate(expr), { message: 'not a valid cron expression (e.g. "*/5 * * * *")' }),

@@ -68,6 +68,7 @@ export class Daemon {
   private task: ScheduledTask | undefined
   private currentPass: Promise<PassReport | undefined> | undefined
   private readonly stopping = new AbortController()
+  private stopped: Promise<void> | undefined
 
   private constructor(
     readonly config: Config,
@@ -219,7 +220,13 @@ export class Daemon {
     }
   }
 
-  async stop(): Promise<void> {
+  /** Stops every stage, last started first; calling it again waits for the same stop. */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopStages()
+    return this.stopped
+  }
+
+  private async stopStages(): Promise<void> {
     await this.task?.destroy()
     this.stopping.abort()
     await this.mirror?.stop()

@@ -8,12 +8,13 @@ import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import amqp from 'amqplib'
 import bencode from 'bencode'
 import type { Got } from 'got'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
-import type { V03Message } from './notify.ts'
+import { redactUrl, type V03Message } from './notify.ts'
 import type { Seeder } from './seed.ts'
 import { checkRelPath, type DataStore, type ItemRecord } from './store.ts'
 import { buildTorrent } from './torrent.ts'
@@ -24,6 +25,8 @@ import { validateGrib } from './validate.ts'
 export interface Announcement {
   relPath: string
   sidecarUrl: string
+  /** SHA-512 (base64) of the content, when the announcement carries it: repeats are dropped unread. */
+  identity?: string
   /** The feed or broker it came from, for logs. */
   origin: string
   /** The origin removed it (v03 fileOp remove). */
@@ -47,10 +50,12 @@ function relPathOf(url: string): string | undefined {
 export function parseFeed(text: string, feedUrl: string): Announcement[] {
   const found: Announcement[] = []
   if (text.trimStart().startsWith('{')) {
-    const feed = JSON.parse(text) as { items?: Array<{ _gribswarm?: { relPath?: string; sidecar?: string } }> }
+    const feed = JSON.parse(text) as { items?: Array<{ _gribswarm?: { relPath?: string; sidecar?: string; sha512?: string } }> }
     for (const item of feed.items ?? []) {
       const ext = item._gribswarm
-      if (ext?.relPath && ext.sidecar) found.push({ relPath: ext.relPath, sidecarUrl: new URL(ext.sidecar, feedUrl).toString(), origin: feedUrl })
+      if (ext?.relPath && ext.sidecar) {
+        found.push({ relPath: ext.relPath, sidecarUrl: new URL(ext.sidecar, feedUrl).toString(), identity: ext.sha512, origin: feedUrl })
+      }
     }
     return found
   }
@@ -62,11 +67,18 @@ export function parseFeed(text: string, feedUrl: string): Announcement[] {
   return found
 }
 
-/** The announcement a v03 message makes, if it is about a file. */
+/** The announcement a v03 message makes, if it is about a file. Older posters say `integrity`. */
 export function fromV03(body: V03Message, origin: string): Announcement | undefined {
   if (typeof body.relPath !== 'string' || typeof body.baseUrl !== 'string') return undefined
   const sidecarUrl = `${body.baseUrl.replace(/\/+$/, '')}/${body.relPath.split('/').map(encodeURIComponent).join('/')}.json`
-  return { relPath: body.relPath, sidecarUrl, origin, remove: body.fileOp !== undefined && 'remove' in body.fileOp }
+  const identity = body.identity ?? (body.integrity as V03Message['identity'])
+  return {
+    relPath: body.relPath,
+    sidecarUrl,
+    identity: identity?.method === 'sha512' ? identity.value : undefined,
+    origin,
+    remove: body.fileOp !== undefined && 'remove' in body.fileOp,
+  }
 }
 
 async function sha512Of(path: string): Promise<string> {
@@ -103,16 +115,16 @@ export interface MirrorDeps {
 }
 
 export class Mirror {
-  /** relPath → other announcements of the same file, tried if the first copy fails. */
-  private readonly inFlight = new Map<string, Announcement[]>()
+  /** relPath → its copy: other announcements of the same file (tried if the first copy fails), and when it settles. */
+  private readonly inFlight = new Map<string, { fallbacks: Announcement[]; settled: Promise<void>; settle: () => void }>()
   private readonly queue: Announcement[] = []
   private active = 0
   private readonly timers: NodeJS.Timeout[] = []
+  private readonly followers: Promise<void>[] = []
   private readonly connections = new Set<amqp.ChannelModel>()
-  private stopped = false
-  private idle: Promise<void> = Promise.resolve()
-  private settle: (() => void) | undefined
-  readonly stats = { copied: 0, dropped: 0, failed: 0 }
+  private readonly stopping = new AbortController()
+  /** following: broker subscriptions bound now. */
+  readonly stats = { following: 0, copied: 0, dropped: 0, failed: 0 }
 
   constructor(private readonly deps: MirrorDeps) {}
 
@@ -122,90 +134,102 @@ export class Mirror {
       void this.pollFeed(feed)
       this.timers.push(setInterval(() => void this.pollFeed(feed), mirror.pollSeconds * 1000))
     }
-    for (const broker of mirror.brokers) void this.follow(broker)
+    for (const broker of mirror.brokers) this.followers.push(this.follow(broker))
   }
 
+  /** Stops following, cancels the copies under way (their temp files go) and waits for them. */
   async stop(): Promise<void> {
-    this.stopped = true
+    this.stopping.abort()
     for (const timer of this.timers) clearInterval(timer)
+    this.queue.length = 0
     await Promise.all([...this.connections].map((c) => c.close().catch(() => {})))
+    await Promise.all([...this.followers, this.whenIdle()])
   }
 
   /** Resolves when nothing is queued or being copied (tests, one-shot runs). */
-  whenIdle(): Promise<void> {
-    return this.idle
+  async whenIdle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight.values()].map((f) => f.settled))
   }
 
   async pollFeed(feedUrl: string): Promise<void> {
     try {
-      const text = await this.deps.http.get(feedUrl, { timeout: { request: 30_000 } }).text()
-      for (const announcement of parseFeed(text, feedUrl)) this.offer(announcement)
+      const text = await this.get(feedUrl).text()
+      for (const announcement of parseFeed(text, feedUrl)) void this.offer(announcement)
     } catch (err) {
-      this.deps.log.warn('could not read the feed of a node we follow', { feed: feedUrl, error: err })
+      if (!this.stopping.signal.aborted) this.deps.log.warn('could not read the feed of a node we follow', { feed: feedUrl, error: err })
     }
   }
 
-  /** Takes an announcement: drops repeats, filters, queues the rest for copying. */
-  offer(a: Announcement): void {
+  /** A request to another node: bounded in time, cancelled when we stop. */
+  private get(url: string) {
+    return this.deps.http.get(url, { timeout: { request: 30_000 }, signal: this.stopping.signal })
+  }
+
+  /**
+   * Takes an announcement: drops repeats (same path or same content, here now or before),
+   * filters, queues the rest for copying. Resolves once the announcement is dealt with, so a
+   * broker message is acknowledged only then.
+   */
+  offer(a: Announcement): Promise<void> {
     const { config, store, log } = this.deps
+    if (this.stopping.signal.aborted) return Promise.resolve()
     if (a.remove) {
-      if (store.get(a.relPath)) void this.deps.remove(a.relPath, `removed by its origin (${a.origin})`)
-      return
+      return store.get(a.relPath) ? this.deps.remove(a.relPath, `removed by its origin (${a.origin})`) : Promise.resolve()
     }
     const { accept, reject } = config.mirror
     const wanted = (accept.length === 0 || accept.some((re) => new RegExp(re).test(a.relPath))) && !reject.some((re) => new RegExp(re).test(a.relPath))
-    if (!wanted || store.isDone(a.relPath)) return
-    const alternatives = this.inFlight.get(a.relPath)
-    if (alternatives) {
-      if (!alternatives.some((x) => x.sidecarUrl === a.sidecarUrl)) alternatives.push(a) // a fallback source
-      return
+    if (!wanted || store.isDone(a.relPath) || (a.identity && store.hasIdentity(a.identity))) return Promise.resolve()
+    const copying = this.inFlight.get(a.relPath)
+    if (copying) {
+      if (!copying.fallbacks.some((x) => x.sidecarUrl === a.sidecarUrl)) copying.fallbacks.push(a)
+      return copying.settled
     }
     log.debug('new file announced', { relPath: a.relPath, origin: a.origin })
-    this.inFlight.set(a.relPath, [])
+    let settle!: () => void
+    const settled = new Promise<void>((resolve) => (settle = resolve))
+    this.inFlight.set(a.relPath, { fallbacks: [], settled, settle })
     this.queue.push(a)
     this.drain()
+    return settled
   }
 
   private drain(): void {
-    if (this.active === 0 && this.queue.length > 0 && !this.settle) this.idle = new Promise((resolve) => (this.settle = resolve))
-    while (!this.stopped && this.active < this.deps.config.mirror.concurrency && this.queue.length > 0) {
+    while (this.active < this.deps.config.mirror.concurrency && this.queue.length > 0) {
       const next = this.queue.shift()!
       this.active++
       void this.copyWithFallbacks(next).finally(() => {
         this.active--
         this.drain()
-        if (this.active === 0 && this.queue.length === 0) {
-          this.settle?.()
-          this.settle = undefined
-        }
       })
     }
   }
 
   private async copyWithFallbacks(first: Announcement): Promise<void> {
     const { log } = this.deps
-    const sources = [first]
+    const copying = this.inFlight.get(first.relPath)!
     try {
-      for (let source = sources.shift(); source; source = sources.shift() ?? this.inFlight.get(first.relPath)?.shift()) {
+      for (let source: Announcement | undefined = first; source && !this.stopping.signal.aborted; source = copying.fallbacks.shift()) {
         try {
           const item = await this.copy(source)
           if (item) this.stats.copied++
           else this.stats.dropped++
           return
         } catch (err) {
+          if (this.stopping.signal.aborted) return
           log.warn('copy failed, trying the next source if any', { relPath: source.relPath, origin: source.origin, error: err })
         }
       }
-      this.stats.failed++
+      if (!this.stopping.signal.aborted) this.stats.failed++
     } finally {
       this.inFlight.delete(first.relPath)
+      copying.settle()
     }
   }
 
   /** Copies one file; undefined when its content turns out to be known already. */
   private async copy(a: Announcement): Promise<ItemRecord | undefined> {
-    const { config, store, seeder, http, log } = this.deps
-    const origin = checkRecord(await http.get(a.sidecarUrl, { timeout: { request: 30_000 } }).json<ItemRecord>(), a)
+    const { config, store, seeder, log } = this.deps
+    const origin = checkRecord(await this.get(a.sidecarUrl).json<ItemRecord>(), a)
     if (store.hasIdentity(origin.sha512)) {
       log.debug('content already here, announcement dropped', { relPath: a.relPath, origin: a.origin })
       return undefined
@@ -217,7 +241,7 @@ export class Mirror {
     }
 
     const torrentUrl = a.sidecarUrl.replace(/\.json$/, '.torrent')
-    const originTorrent = await http.get(torrentUrl, { timeout: { request: 30_000 } }).buffer()
+    const originTorrent = await this.get(torrentUrl).buffer()
     const meta = bencode.decode(originTorrent)
     const info = meta.info as { name: Uint8Array; length: number; 'piece length': number; pieces: Uint8Array }
     const infoHash = createHash('sha1').update(bencode.encode(meta.info)).digest('hex')
@@ -227,10 +251,15 @@ export class Mirror {
 
     const dir = store.tempPath(a.relPath, '.mirror')
     try {
-      await seeder.download(originTorrent, dir, config.mirror.downloadTimeoutSeconds * 1000)
+      await seeder.download(originTorrent, dir, {
+        timeoutMs: config.mirror.downloadTimeoutSeconds * 1000,
+        webSeedAfterMs: config.mirror.webSeedAfterSeconds * 1000,
+        signal: this.stopping.signal,
+      })
       const file = join(dir, name)
       if ((await sha512Of(file)) !== origin.sha512) throw new Error(`${a.relPath}: SHA-512 differs from the identity its origin announced`)
       await validateGrib(file)
+      this.stopping.signal.throwIfAborted() // the daemon is stopping: publish nothing now
 
       const decodeList = (value: unknown): string[] =>
         Array.isArray(value) ? value.flat().map((v) => Buffer.from(v as Uint8Array).toString()) : value ? [Buffer.from(value as Uint8Array).toString()] : []
@@ -265,39 +294,63 @@ export class Mirror {
     }
   }
 
-  /** Follows a node's notifications; reconnects with backoff. */
+  /**
+   * Follows a node's notifications; reconnects with backoff. With a queue name, the queue is
+   * durable: what is announced while we are away waits there (until the queue has had no
+   * reader for a retention period, when the broker drops it), and a message is acknowledged
+   * only once its copy is done, so a crash mid-copy means a redelivery, not a loss.
+   */
   private async follow(broker: Config['mirror']['brokers'][number]): Promise<void> {
-    const { log } = this.deps
-    for (let failures = 0; !this.stopped; failures++) {
+    const { config, log } = this.deps
+    const where = { broker: redactUrl(broker.url), exchange: broker.exchange }
+    const signal = this.stopping.signal
+    for (let failures = 0; !signal.aborted; failures++) {
+      let connection: amqp.ChannelModel | undefined
       try {
-        const connection = await amqp.connect(broker.url, { timeout: 10_000 })
+        connection = await amqp.connect(broker.url, { timeout: 10_000 })
         this.connections.add(connection)
-        const closed = new Promise<void>((resolve) => connection.on('close', () => resolve()))
+        const closed = new Promise<void>((resolve) => connection!.on('close', () => resolve()))
         connection.on('error', () => {})
+        if (signal.aborted) break
         const channel = await connection.createChannel()
+        await channel.prefetch(100)
         await channel.assertExchange(broker.exchange, 'topic', { durable: true })
-        // Exclusive queue: what is announced while we are away, the feed poll or the next
-        // announcement catches; a durable queue per mirror would outlive abandoned mirrors.
-        const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true })
+        const retentionMs = Math.round(config.retention.publishSeconds * 1000)
+        const { queue } = broker.queue
+          ? await channel.assertQueue(broker.queue, { durable: true, arguments: { 'x-expires': retentionMs, 'x-message-ttl': retentionMs } })
+          : await channel.assertQueue('', { exclusive: true, autoDelete: true })
         for (const topic of broker.topics) await channel.bindQueue(queue, broker.exchange, topic)
         await channel.consume(queue, (message) => {
           if (!message) return
+          let announcement: Announcement | undefined
           try {
-            const announcement = fromV03(JSON.parse(message.content.toString()) as V03Message, broker.url.replace(/\/\/[^@/]*@/, '//'))
-            if (announcement) this.offer(announcement)
+            announcement = fromV03(JSON.parse(message.content.toString()) as V03Message, where.broker)
           } catch (err) {
-            log.warn('ignored a notification that is not v03 JSON', { exchange: broker.exchange, error: err })
+            log.warn('ignored a notification that is not v03 JSON', { ...where, error: err })
           }
-          channel.ack(message)
+          const ack = () => {
+            try {
+              channel.ack(message)
+            } catch {
+              // The channel closed meanwhile: the broker redelivers, and the repeat is dropped.
+            }
+          }
+          if (announcement) void this.offer(announcement).then(ack)
+          else ack()
         })
         failures = 0
-        log.info('following notifications', { exchange: broker.exchange, topics: broker.topics.join(' ') })
-        await closed
-        this.connections.delete(connection)
+        log.info('following notifications', { ...where, queue, topics: broker.topics.join(' ') })
+        this.stats.following++
+        await closed.finally(() => this.stats.following--)
       } catch (err) {
-        log.warn('cannot follow a broker, retrying', { exchange: broker.exchange, error: err })
+        if (!signal.aborted) log.warn('cannot follow a broker, retrying', { ...where, error: err })
+      } finally {
+        if (connection) {
+          this.connections.delete(connection)
+          await connection.close().catch(() => {})
+        }
       }
-      if (!this.stopped) await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** Math.min(failures, 6))))
+      if (!signal.aborted) await sleep(Math.min(30_000, 500 * 2 ** Math.min(failures, 6)), undefined, { signal }).catch(() => {})
     }
   }
 }

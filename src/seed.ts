@@ -3,6 +3,7 @@
 // sidecar recorded is trusted without re-hashing, so a restart resumes seeding at once.
 import { stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import bencode from 'bencode'
 import WebTorrent, { type Torrent } from 'webtorrent'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
@@ -72,24 +73,52 @@ export class Seeder {
   }
 
   /**
-   * Downloads a torrent into `dir` (joining its swarm, with its web seeds as fallback), then
-   * lets go of it: the caller verifies and publishes the file, and seeds it from there.
+   * Downloads a torrent into `dir` from its swarm, then lets go of it: the caller verifies and
+   * publishes the file, and seeds it from there. The torrent's web seeds are a fallback, added
+   * only once peers have given nothing for `webSeedAfterMs`: a copy that reads the origin's
+   * HTTP from the start would take from the origin what the swarm is there to spare it.
+   * Rejects on timeout or when `signal` aborts (the daemon is stopping).
    */
-  async download(torrentFile: Uint8Array, dir: string, timeoutMs: number): Promise<void> {
+  async download(torrentFile: Uint8Array, dir: string, options: { timeoutMs: number; webSeedAfterMs: number; signal?: AbortSignal }): Promise<void> {
+    const { timeoutMs, webSeedAfterMs, signal } = options
+    signal?.throwIfAborted()
     const client = this.requireClient()
+    // url-list is outside the info dictionary: the infohash, and so the swarm, stay the same.
+    const meta = bencode.decode(torrentFile)
+    const webSeeds = ([] as Uint8Array[]).concat(meta['url-list'] ?? []).map((url) => Buffer.from(url).toString())
+    delete meta['url-list']
     const torrent = await new Promise<Torrent>((resolve, reject) => {
-      const added = client.add(torrentFile, { path: dir, storeCacheSlots: 0 }, resolve)
+      const added = client.add(Buffer.from(bencode.encode(meta)), { path: dir, storeCacheSlots: 0 }, resolve)
       added.once('error', reject)
     })
+    let onAbort: (() => void) | undefined
+    let timer: NodeJS.Timeout | undefined
+    let stallCheck: NodeJS.Timeout | undefined
     try {
       if (!torrent.done) {
+        let downloadedBefore = 0
+        stallCheck = setInterval(() => {
+          if (torrent.downloaded > downloadedBefore) {
+            downloadedBefore = torrent.downloaded
+            return
+          }
+          clearInterval(stallCheck)
+          if (webSeeds.length === 0) return
+          this.log.info('no progress from peers, adding the web seeds', { name: torrent.name, peers: torrent.numPeers, webSeeds: webSeeds.length })
+          for (const url of webSeeds) torrent.addWebSeed(url)
+        }, webSeedAfterMs)
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`download of ${torrent.name} timed out after ${timeoutMs} ms (${Math.round(torrent.progress * 100)} %)`)), timeoutMs)
-          torrent.once('done', () => (clearTimeout(timer), resolve()))
-          torrent.once('error', (err: Error) => (clearTimeout(timer), reject(err)))
+          timer = setTimeout(() => reject(new Error(`download of ${torrent.name} timed out after ${timeoutMs} ms (${Math.round(torrent.progress * 100)} %)`)), timeoutMs)
+          onAbort = () => reject(new Error(`download of ${torrent.name} cancelled: stopping`))
+          signal?.addEventListener('abort', onAbort, { once: true })
+          torrent.once('done', resolve)
+          torrent.once('error', reject)
         })
       }
     } finally {
+      clearTimeout(timer)
+      clearInterval(stallCheck)
+      if (onAbort) signal?.removeEventListener('abort', onAbort)
       await client.remove(torrent.infoHash, { destroyStore: false })
     }
   }

@@ -1,12 +1,14 @@
-// An origin and two mirrors in one test, each with its own ports and data directory: mirror
-// A follows the origin's JSON feed, mirror B the origin's AMQP notifications, and A and B also
-// follow each other's feeds (a cycle). Real RabbitMQ, real webtorrent swarms, libtorrent.
+// A mesh in one test, each node with its own ports and data directory: an origin and two
+// mirrors. Mirror A follows the origin's JSON feed and mirror B's notifications (through a
+// named durable queue); mirror B follows the origin's notifications and A's feed: A and B
+// follow each other, a cycle. Then a third mirror, the volunteer quick start, copies from A
+// once the origin is gone. Real RabbitMQ, real webtorrent swarms, libtorrent from Debian.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { before, test } from 'node:test'
 import amqp from 'amqplib'
 import { arpegeKey, FakeUpstream } from '../scripts/lib/fake-upstream.ts'
 import { libtorrentDownload } from '../scripts/lib/peers.ts'
@@ -15,32 +17,44 @@ import { Daemon } from '../src/daemon.ts'
 import { createLogger } from '../src/log.ts'
 import { fromV03, parseFeed } from '../src/mirror.ts'
 import type { V03Message } from '../src/notify.ts'
-import { fixture, freePort, RUN, tempDir, testConfig, waitFor } from './helpers.ts'
+import { fixture, freePort, onCleanup, RUN, tempDir, testConfig, waitFor } from './helpers.ts'
 
 const BROKER = process.env.GRIBSWARM_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672'
 const log = createLogger('error')
 const RANGES = ['000H012H', '013H024H']
-let upstream: FakeUpstream
+const suffix = randomBytes(3).toString('hex')
+const exchange = (name: string) => `xpublic-test-${name}-${suffix}`
+const durableQueue = `q_test.mirror-a.${suffix}`
 let origin: Daemon
 let mirrorA: Daemon
 let mirrorB: Daemon
 let originConfig: Config
-const exchange = (name: string) => `xpublic-test-${name}-${suffix}`
-const suffix = randomBytes(3).toString('hex')
 const bodies: Buffer[] = []
 const announcedByA: V03Message[] = []
-let listener: amqp.ChannelModel
+
+async function startDaemon(config: Config): Promise<Daemon> {
+  const daemon = await Daemon.start(config, log, { schedule: false })
+  onCleanup(() => daemon.stop())
+  return daemon
+}
 
 before(async () => {
-  upstream = new FakeUpstream()
+  const upstream = new FakeUpstream()
   await upstream.start()
+  onCleanup(() => upstream.stop())
   for (const [i, range] of RANGES.entries()) {
     const path = await fixture(`mirror-${range}.grib2`, { seed: 60 + i, bands: 3 })
     await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path })
     bodies.push(await readFile(path))
   }
-  // Listen to what mirror A re-announces.
-  listener = await amqp.connect(BROKER)
+  // Listens to what mirror A re-announces.
+  const listener = await amqp.connect(BROKER)
+  onCleanup(async () => {
+    const channel = await listener.createChannel()
+    await channel.deleteQueue(durableQueue)
+    for (const name of ['origin', 'a', 'b']) await channel.deleteExchange(exchange(name))
+    await listener.close()
+  })
   const channel = await listener.createChannel()
   await channel.assertExchange(exchange('a'), 'topic', { durable: true })
   const { queue } = await channel.assertQueue('', { exclusive: true })
@@ -48,8 +62,12 @@ before(async () => {
   await channel.consume(queue, (m) => m && announcedByA.push(JSON.parse(m.content.toString())), { noAck: true })
 
   const notify = (name: string) => ({ brokerUrl: BROKER, exchange: exchange(name), source: name, maxBacklog: 100 })
-  originConfig = await testConfig(await tempDir(), upstream.bucketUrl, { notify: notify('origin') })
-  origin = await Daemon.start(originConfig, log, { schedule: false })
+  // webtorrent to webtorrent over TCP: utp-native keeps a socket open after its client is
+  // destroyed while a connection attempt to a vanished peer waits out libutp's timeouts, which
+  // holds a test process open for minutes. uTP itself is tested against libtorrent (daemon.test).
+  const seed = { port: 0, dht: false, utp: false }
+  originConfig = await testConfig(await tempDir(), upstream.bucketUrl, { notify: notify('origin'), seed })
+  origin = await startDaemon(originConfig)
   const report = await origin.runPass({ runs: [RUN] })
   assert.equal(report?.published.length, 2)
 
@@ -60,22 +78,20 @@ before(async () => {
       source: { enabled: false, bucketUrl: 'http://127.0.0.1:9', fallbackBucketUrls: [], packages: ['SP1'], ranges: RANGES, lookbackRuns: 1 },
       http: { host: '127.0.0.1', port, publicBaseUrl: `http://127.0.0.1:${port}` },
       notify: notify(name),
-      mirror: { feeds: [], brokers: [], accept: ['/SP1/'], reject: [], pollSeconds: 1, concurrency: 2, downloadTimeoutSeconds: 60, ...mirror },
+      seed,
+      mirror: { accept: ['/SP1/'], pollSeconds: 1, concurrency: 2, downloadTimeoutSeconds: 60, webSeedAfterSeconds: 5, ...mirror },
     })
-  const configA = await mirrorConfig('a', portA, { feeds: [`${originConfig.http.publicBaseUrl}/feed.json`, `http://127.0.0.1:${portB}/rss.xml`] })
+  const configA = await mirrorConfig('a', portA, {
+    feeds: [`${originConfig.http.publicBaseUrl}/feed.json`, `http://127.0.0.1:${portB}/rss.xml`],
+    brokers: [{ url: BROKER, exchange: exchange('b'), topics: ['v03.#'], queue: durableQueue }],
+  })
   const configB = await mirrorConfig('b', portB, {
     feeds: [`http://127.0.0.1:${portA}/feed.json`],
     brokers: [{ url: BROKER, exchange: exchange('origin'), topics: ['v03.*.arpege.01.SP1.#'] }],
   })
-  mirrorB = await Daemon.start(configB, log, { schedule: false })
-  await waitFor('mirror B to follow the origin\'s notifications', () => mirrorB.status().then((s) => s.mirror && mirrorB.store), 5_000)
-  mirrorA = await Daemon.start(configA, log, { schedule: false })
-})
-
-after(async () => {
-  for (const daemon of [mirrorA, mirrorB, origin]) await daemon?.stop()
-  await listener?.close().catch(() => {})
-  await upstream?.stop()
+  mirrorB = await startDaemon(configB)
+  mirrorA = await startDaemon(configA)
+  await waitFor('both mirrors to follow their brokers', () => mirrorA.mirror!.stats.following + mirrorB.mirror!.stats.following === 2, 10_000)
 })
 
 test('feeds and v03 messages are read as announcements', () => {
@@ -84,9 +100,12 @@ test('feeds and v03 messages are read as announcements', () => {
   const remove = fromV03({ pubTime: 'x', baseUrl: 'http://h:1/data', relPath: 'a/b.grib2', fileOp: { remove: '' } }, 'amqp://h')
   assert.equal(remove?.remove, true)
   assert.equal(remove?.sidecarUrl, 'http://h:1/data/a/b.grib2.json')
+  // An older poster's `integrity` is read as the identity.
+  const post = fromV03({ pubTime: 'x', baseUrl: 'http://h:1/data', relPath: 'a/b.grib2', integrity: { method: 'sha512', value: 'abc=' } }, 'amqp://h')
+  assert.equal(post?.identity, 'abc=')
 })
 
-test('both mirrors copy every file once, same infohash, byte for byte, kept until the origin\'s expiry', async () => {
+test('both mirrors copy every file once over BitTorrent, same infohash, byte for byte, kept until the origin\'s expiry', async () => {
   for (const mirror of [mirrorA, mirrorB]) {
     await waitFor('both files on the mirror', () => mirror.store.list().length === 2, 60_000)
     await mirror.mirror!.whenIdle()
@@ -99,15 +118,18 @@ test('both mirrors copy every file once, same infohash, byte for byte, kept unti
       assert.ok(bytes.equals(bodies[RANGES.indexOf(item.range)]!))
     }
   }
-  // The cycle A ⇄ B: each copies each file once, whatever it hears again.
-  await Promise.all([mirrorA, mirrorB].map((m) => m.mirror!.pollFeed(m.config.mirror.feeds.at(-1)!)))
+  // The cycle A ⇄ B: each copies each file once, whatever it hears again and from whom.
+  await Promise.all([mirrorA, mirrorB].map((m) => Promise.all(m.config.mirror.feeds.map((feed) => m.mirror!.pollFeed(feed)))))
   await mirrorA.mirror!.whenIdle()
   await mirrorB.mirror!.whenIdle()
   assert.equal(mirrorA.mirror!.stats.copied, 2)
   assert.equal(mirrorB.mirror!.stats.copied, 2)
   assert.equal(mirrorA.mirror!.stats.failed + mirrorB.mirror!.stats.failed, 0)
-  const uploadedByOrigin = origin.store.list().reduce((sum, i) => sum + origin.seeder.stats(i.infoHash).uploaded, 0)
-  assert.ok(uploadedByOrigin > 0, 'the mirrors joined the origin\'s swarm (not only its web seed)')
+  // Web seeds are only a fallback: the copies came from the swarm.
+  const uploaded = (node: Daemon) => node.store.list().reduce((sum, i) => sum + node.seeder.stats(i.infoHash).uploaded, 0)
+  const total = bodies.reduce((sum, b) => sum + b.length, 0)
+  assert.ok(uploaded(origin) + uploaded(mirrorA) + uploaded(mirrorB) >= total, 'peers uploaded at least one copy of everything')
+  assert.ok(uploaded(origin) > 0, 'the mirrors joined the origin\'s swarm')
 })
 
 test('a mirror re-announces what it copied with its own baseUrl, once per file', async () => {
@@ -116,42 +138,59 @@ test('a mirror re-announces what it copied with its own baseUrl, once per file',
   for (const message of announcedByA) {
     assert.equal(message.baseUrl, `${mirrorA.config.http.publicBaseUrl}/data`)
     assert.equal(message.identity?.value, origin.store.get(message.relPath)!.sha512)
+    assert.equal(message.expires, origin.store.get(message.relPath)!.expiresAt)
   }
 })
 
-test('with the origin\'s seeder gone, libtorrent completes from the mirrors alone', async () => {
+test('a removal at the origin propagates everywhere, hop by hop, and nobody copies it again', async () => {
+  const item = origin.store.list().find((i) => i.range === RANGES[0])!
+  await origin.expirer.remove(item.relPath, 'test')
+  // B hears it from the origin's broker; A from B's re-announced removal.
+  await waitFor('mirror B to remove it', () => !mirrorB.store.get(item.relPath), 20_000)
+  await waitFor('mirror A to remove it', () => !mirrorA.store.get(item.relPath), 20_000)
+  await Promise.all([mirrorA, mirrorB].map((m) => Promise.all(m.config.mirror.feeds.map((feed) => m.mirror!.pollFeed(feed)))))
+  for (const mirror of [mirrorA, mirrorB]) {
+    await mirror.mirror!.whenIdle()
+    assert.ok(mirror.store.isDone(item.relPath) && !mirror.store.get(item.relPath), 'gone, and remembered as done')
+  }
+  const removals = announcedByA.filter((m) => m.fileOp)
+  assert.deepEqual(removals.map((m) => m.relPath), [item.relPath], 'A re-announces the removal once')
+})
+
+test('with the origin stopped, libtorrent completes from the mirrors alone', async () => {
+  await origin.stop()
   const item = mirrorA.store.list()[0]!
-  await origin.seeder.remove(item.infoHash)
   const dir = await tempDir()
   const result = await libtorrentDownload(mirrorA.store.torrentPath(item.relPath), dir, 60_000, ['--no-webseed'])
   assert.ok(result.ok, result.output)
   assert.ok((await readFile(join(dir, item.fileName))).equals(bodies[RANGES.indexOf(item.range)]!))
 })
 
-test('the volunteer quick start: npm run mirror with the origin\'s feed URL copies and serves the files', async () => {
+test('the volunteer quick start: npm run mirror with a node\'s feed URL copies from that mirror over BitTorrent and serves the file', async () => {
+  const item = mirrorA.store.list()[0]!
+  // A's tracker introduces A; PEX may introduce B too.
+  const uploadedByMirrors = () => mirrorA.seeder.stats(item.infoHash).uploaded + mirrorB.seeder.stats(item.infoHash).uploaded
+  const uploadedBefore = uploadedByMirrors()
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../src/cli/mirror.ts', import.meta.url).pathname, `${originConfig.http.publicBaseUrl}/rss.xml`,
-    '--port', String(port), '--public-url', `http://127.0.0.1:${port}`, '--data-dir', await tempDir(), '--accept', '013H024H'], {
-    env: { ...process.env, GRIBSWARM_HTTP__HOST: '127.0.0.1', GRIBSWARM_TRACKER__HOST: '127.0.0.1', GRIBSWARM_TRACKER__PORT: String(await freePort()), GRIBSWARM_SEED__PORT: '0', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_LOG__LEVEL: 'warn' },
-    stdio: ['ignore', 'inherit', 'inherit'],
+  const dataDir = await tempDir()
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../src/cli/mirror.ts', import.meta.url).pathname, `${mirrorA.config.http.publicBaseUrl}/rss.xml`,
+    '--port', String(port), '--public-url', `http://127.0.0.1:${port}`, '--data-dir', dataDir, '--accept', item.range], {
+    env: { ...process.env, GRIBSWARM_HTTP__HOST: '127.0.0.1', GRIBSWARM_TRACKER__HOST: '127.0.0.1', GRIBSWARM_TRACKER__PORT: String(await freePort()), GRIBSWARM_SEED__PORT: '0', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_SEED__UTP: 'false', GRIBSWARM_LOG__LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
   })
-  try {
-    const status = await waitFor('the mirror to serve the one accepted file', async () => {
-      const s = (await (await fetch(`http://127.0.0.1:${port}/api/status`)).json()) as { items: Array<{ relPath: string; httpUrl: string }> }
-      return s.items.length === 1 ? s : undefined
-    }, 60_000)
-    assert.match(status.items[0]!.relPath, /013H024H/)
-    const bytes = Buffer.from(await (await fetch(status.items[0]!.httpUrl)).arrayBuffer())
-    assert.ok(bytes.equals(bodies[1]!))
-  } finally {
+  let stderr = ''
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  onCleanup(async () => {
     child.kill('SIGTERM')
-    await new Promise((resolve) => child.once('exit', resolve))
-  }
-})
-
-test('a removal at the origin propagates: the AMQP follower removes it and does not copy it again', async () => {
-  const item = origin.store.list()[0]!
-  await origin.expirer.remove(item.relPath, 'test')
-  await waitFor('mirror B to remove it', () => !mirrorB.store.get(item.relPath), 20_000)
-  assert.ok(mirrorB.store.isDone(item.relPath), 'and not copy it again')
+    await exited
+  })
+  const status = await waitFor('the new mirror to serve the file', async () => {
+    const s = (await (await fetch(`http://127.0.0.1:${port}/api/status`)).json()) as { items: Array<{ relPath: string; httpUrl: string }> }
+    return s.items.length === 1 ? s : undefined
+  }, 60_000).catch((err: Error) => assert.fail(`${err.message}; the mirror's log:\n${stderr}`))
+  assert.equal(status.items[0]!.relPath, item.relPath)
+  const bytes = Buffer.from(await (await fetch(status.items[0]!.httpUrl)).arrayBuffer())
+  assert.ok(bytes.equals(bodies[RANGES.indexOf(item.range)]!))
+  assert.ok(uploadedByMirrors() - uploadedBefore >= item.size, 'the mirrors uploaded it to the new one over BitTorrent')
 })

@@ -42,10 +42,12 @@ declare module 'webtorrent' {
     progress: number
     uploaded: number
     uploadSpeed: number
+    downloaded: number
     numPeers: number
     done: boolean
     ready: boolean
     wires: Wire[]
+    addWebSeed(url: string): void
     destroy(opts?: { destroyStore?: boolean }, cb?: (err?: Error) => void): void
   }
   export interface TorrentOptions {
