@@ -52,7 +52,8 @@ test('expiry times survive a restart; what expired while the daemon was down goe
   const dataDir = await tempDir()
   const retention = (publishSeconds: number) => ({ retention: { publishSeconds, checkEverySeconds: 0.2, forgetExpiredAfterDays: 16 } })
   const log = createLogger('error')
-  let daemon = await Daemon.start(await testConfig(dataDir, upstream.bucketUrl, retention(2)), log, { schedule: false })
+  // Long enough for a stop and two starts on a loaded machine before it expires.
+  let daemon = await Daemon.start(await testConfig(dataDir, upstream.bucketUrl, retention(6)), log, { schedule: false })
   const report = await daemon.runPass({ runs: [RUN] })
   const expiresAt = report!.published.map((i) => i.expiresAt).sort()
   await daemon.stop()
@@ -62,7 +63,7 @@ test('expiry times survive a restart; what expired while the daemon was down goe
   assert.deepEqual(daemon.store.list().map((i) => i.expiresAt).sort(), expiresAt)
   await daemon.stop()
 
-  await waitFor('the expiry time to pass', () => Date.now() > Date.parse(expiresAt[1]!) + 10, 10_000)
+  await waitFor('the expiry time to pass', () => Date.now() > Date.parse(expiresAt[1]!) + 10, 20_000)
   daemon = await Daemon.start(await testConfig(dataDir, upstream.bucketUrl, retention(3600)), log, { schedule: false })
   try {
     assert.equal(daemon.store.list().length, 0, 'expired during the downtime, removed at start')
