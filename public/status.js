@@ -38,9 +38,29 @@ async function refresh() {
   document.getElementById('summary').textContent =
     `${status.source.model.toUpperCase()} ${status.source.grid} ${status.source.packages.join(' ')}: ` +
     `${status.items.length} files published (${bytes(total)}), kept ${duration(status.retentionSeconds)} each. ` +
-    (pass.running ? 'A pass is running.' : `Last pass ${pass.lastFinishedAt ? new Date(pass.lastFinishedAt).toLocaleString() : 'not yet'}` +
+    (!status.source.enabled ? 'No fetching from upstream here: a mirror.' :
+      pass.running ? 'A pass is running.' : `Last pass ${pass.lastFinishedAt ? new Date(pass.lastFinishedAt).toLocaleString() : 'not yet'}` +
       (pass.nextPassAt ? `, next ${new Date(pass.nextPassAt).toLocaleTimeString()}.` : '.')) +
     (pass.lastError ? ` Last error: ${pass.lastError}` : '')
+
+  // Notifications and mirroring: shown only on nodes that use them.
+  const network = document.getElementById('network')
+  const parts = []
+  const notify = status.notify
+  if (notify) {
+    parts.push(`Notifications to ${notify.broker}: ${notify.connected ? 'connected' : 'broker unreachable'}, ` +
+      `${notify.backlog} waiting on disk, ${notify.sent} sent` + (notify.dropped ? `, ${notify.dropped} dropped (backlog full)` : '') +
+      (notify.lastError && !notify.connected ? ` (${notify.lastError})` : '') + '.')
+  }
+  const mirror = status.mirror
+  if (mirror) {
+    parts.push(`Mirroring ${mirror.follows.join(', ')}: ` +
+      (mirror.brokers ? `${mirror.following} of ${mirror.brokers} broker subscriptions live, ` : '') +
+      `${mirror.copied} files copied, ${mirror.dropped} repeats dropped, ${mirror.failed} failed.`)
+  }
+  network.textContent = parts.join(' ')
+  network.hidden = parts.length === 0
+  network.className = notify && (!notify.connected || notify.dropped) ? 'warn' : ''
 
   const body = document.getElementById('items')
   body.replaceChildren()

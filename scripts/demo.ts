@@ -1,12 +1,15 @@
 // `npm run demo`: the whole flow offline, on loopback. A local object store laid out like
 // Météo-France's serves CCSDS GRIB2 files; the real daemon (npm start) fetches, validates,
 // torrents, seeds and publishes them; we wait for the RSS feed, then two BitTorrent clients
-// from Debian (aria2c, libtorrent) download from it, and the bytes are compared.
+// from Debian (aria2c, libtorrent) download from it, and the bytes are compared. Then the
+// distributed half: a volunteer's mirror (npm run mirror) copies everything over BitTorrent,
+// and, when a RabbitMQ broker runs on loopback, the Sarracenia v03 messages are shown.
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import amqp from 'amqplib'
 import { recentRuns } from '../src/source.ts'
 import { arpegeKey, FakeUpstream } from './lib/fake-upstream.ts'
 import { fixtureFor } from './lib/grib-fixtures.ts'
@@ -22,10 +25,42 @@ if (args.help) {
 const say = (text: string) => process.stdout.write(`\n== ${text}\n`)
 const work = await mkdtemp(join(tmpdir(), 'gribswarm-demo-'))
 const upstream = new FakeUpstream()
-let daemon: ReturnType<typeof spawn> | undefined
+const BROKER = 'amqp://guest:guest@127.0.0.1:5672'
+const EXCHANGE = 'xpublic-demo'
+const children: Array<ReturnType<typeof spawn>> = []
+let subscriber: amqp.ChannelModel | undefined
+
+/** Runs one of the project's CLIs (src/cli/NAME.ts); rejects if it exits. */
+function startCli(name: string, args: string[], env: Record<string, string>): Promise<never> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL(`../src/cli/${name}.ts`, import.meta.url).pathname, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  children.push(child)
+  return new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${name} exited (${code})`))))
+}
+
+/** The v03 messages the origin posts, if a broker runs here (scripts/broker.sh start). */
+async function subscribe(): Promise<Array<{ topic: string; body: Record<string, unknown> }> | undefined> {
+  try {
+    subscriber = await amqp.connect(BROKER, { timeout: 2000 })
+  } catch {
+    return undefined
+  }
+  subscriber.on('error', () => {})
+  const received: Array<{ topic: string; body: Record<string, unknown> }> = []
+  const channel = await subscriber.createChannel()
+  await channel.assertExchange(EXCHANGE, 'topic', { durable: true })
+  const { queue } = await channel.assertQueue('', { exclusive: true })
+  await channel.bindQueue(queue, EXCHANGE, 'v03.#')
+  await channel.consume(queue, (m) => m && received.push({ topic: m.fields.routingKey, body: JSON.parse(m.content.toString()) }), { noAck: true })
+  return received
+}
 
 async function cleanUp(): Promise<void> {
-  daemon?.kill('SIGTERM')
+  for (const child of children) child.kill('SIGTERM')
+  await Promise.all(children.map((child) => child.exitCode === null && new Promise((resolve) => child.once('exit', resolve))))
+  await subscriber?.close().catch(() => {})
   await upstream.stop()
   await rm(work, { recursive: true, force: true })
 }
@@ -47,6 +82,12 @@ try {
   }
 
   say('2. The daemon (npm start) against it: tracker, seeder, HTTP, a pass at start')
+  const notifications = await subscribe()
+  process.stdout.write(
+    notifications
+      ? `   RabbitMQ found on 127.0.0.1:5672: the daemon posts v03 messages to exchange ${EXCHANGE}\n`
+      : '   (no RabbitMQ on 127.0.0.1:5672, so no notifications: scripts/broker.sh start to see them)\n',
+  )
   const [httpPort, trackerPort] = [await freePort(), await freePort()]
   const base = `http://127.0.0.1:${httpPort}`
   const configFile = join(work, 'config.json')
@@ -59,13 +100,10 @@ try {
       seed: { port: 0, dht: false },
       http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: base },
       disk: { minFreeBytes: 0 },
+      ...(notifications ? { notify: { brokerUrl: BROKER, exchange: EXCHANGE, source: 'demo-origin' } } : {}),
     }),
   )
-  daemon = spawn(process.execPath, ['--import', 'tsx', new URL('../src/cli/daemon.ts', import.meta.url).pathname], {
-    env: { ...process.env, GRIBSWARM_CONFIG: configFile },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  })
-  const exited = new Promise<never>((_, reject) => daemon!.once('exit', (code) => reject(new Error(`the daemon exited (${code})`))))
+  const exited = startCli('daemon', [], { GRIBSWARM_CONFIG: configFile })
 
   say(`3. Waiting for the 4 files in ${base}/rss.xml`)
   const rss = await Promise.race([
@@ -100,14 +138,46 @@ try {
   if (!lt.ok) throw new Error(`libtorrent failed: ${lt.output}`)
   await check(`libtorrent, ${lt.seconds.toFixed(1)} s`, join(work, 'libtorrent', second.fileName), second.fileName)
 
+  say('6. A volunteer\'s mirror: npm run mirror -- <the origin\'s feed URL> copies every file over BitTorrent')
+  const mirrorPort = await freePort()
+  const mirrorBase = `http://127.0.0.1:${mirrorPort}`
+  const mirrorExited = startCli('mirror', [`${base}/feed.json`, '--port', String(mirrorPort), '--public-url', mirrorBase, '--data-dir', join(work, 'mirror')], {
+    GRIBSWARM_HTTP__HOST: '127.0.0.1',
+    GRIBSWARM_TRACKER__HOST: '127.0.0.1',
+    GRIBSWARM_TRACKER__PORT: String(await freePort()),
+    GRIBSWARM_SEED__PORT: '0',
+    GRIBSWARM_SEED__DHT: 'false',
+  })
+  const mirrored = await Promise.race([
+    exited,
+    mirrorExited,
+    waitFor('4 files on the mirror', async () => {
+      const s = (await fetch(`${mirrorBase}/api/status`).then((r) => r.json())) as { items: Array<{ fileName: string; httpUrl: string; infoHash: string }> }
+      return s.items.length >= 4 ? s.items : undefined
+    }, 120_000),
+  ])
+  for (const item of mirrored) {
+    const path = join(work, `mirrored-${item.fileName}`)
+    await writeFile(path, Buffer.from(await (await fetch(item.httpUrl)).arrayBuffer()))
+    await check(`mirror ${mirrorBase}, same infohash ${item.infoHash.slice(0, 12)}…`, path, item.fileName)
+  }
+
+  if (notifications) {
+    say(`7. The v03 messages a data centre subscribed to v03.# on exchange ${EXCHANGE} received`)
+    await waitFor('a v03 message per file', () => notifications.length >= 4, 10_000)
+    for (const { topic, body } of notifications) process.stdout.write(`   ${topic}  ${body.relPath}\n`)
+    process.stdout.write(`   the first in full:\n${JSON.stringify(notifications[0]!.body, null, 2).replace(/^/gm, '     ')}\n`)
+  }
+
   const status = (await fetch(`${base}/api/status`).then((r) => r.json())) as { items: Array<{ fileName: string; uploaded: number; seeders: number }> }
   say('Summary')
   process.stdout.write(`   ${status.items.length} files published, validated with GDAL, seeded, listed in RSS/Atom/JSON feeds\n`)
   for (const item of status.items) process.stdout.write(`   ${item.fileName}: uploaded ${item.uploaded} bytes over BitTorrent, ${item.seeders} seeder(s) on the tracker\n`)
   process.stdout.write(`   Status page: ${base}/   Feeds: ${base}/rss.xml ${base}/atom.xml ${base}/feed.json\n`)
+  process.stdout.write(`   The mirror: ${mirrorBase}/ serves the same ${mirrored.length} files, seeds them in the same swarms\n`)
   process.stdout.write('\nDEMO OK\n')
   if (args.keep) {
-    process.stdout.write('\n--keep: the daemon keeps running; Ctrl-C to stop.\n')
+    process.stdout.write('\n--keep: the origin and the mirror keep running; Ctrl-C to stop.\n')
     await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()))
   }
 } catch (err) {

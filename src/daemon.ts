@@ -208,14 +208,16 @@ export class Daemon {
     }))
     return {
       now: new Date(now).toISOString(),
-      source: { model: this.config.source.model, grid: this.config.source.grid, packages: this.config.source.packages },
+      source: { enabled: this.config.source.enabled, model: this.config.source.model, grid: this.config.source.grid, packages: this.config.source.packages },
       pass: { ...this.passState, nextPassAt: this.task?.getNextRun()?.toISOString() },
       disk: { publishedBytes: this.store.publishedBytes(), budgetBytes: this.config.disk.budgetBytes, freeBytes: await this.store.freeBytes() },
       retentionSeconds: this.config.retention.publishSeconds,
       tracker: this.tracker ? { port: this.tracker.port, announce: announceUrls(this.config) } : undefined,
       seeder: { port: this.seeder.port, torrents: this.seeder.seeding },
       notify: this.notifier?.status(),
-      mirror: this.mirror ? { follows: [...this.config.mirror.feeds, ...this.config.mirror.brokers.map((b) => redactUrl(b.url))], ...this.mirror.stats } : undefined,
+      mirror: this.mirror
+        ? { follows: [...this.config.mirror.feeds, ...this.config.mirror.brokers.map((b) => redactUrl(b.url))], brokers: this.config.mirror.brokers.length, ...this.mirror.stats }
+        : undefined,
       items,
     }
   }
