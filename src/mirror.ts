@@ -141,7 +141,7 @@ export class Mirror {
   async stop(): Promise<void> {
     this.stopping.abort()
     for (const timer of this.timers) clearInterval(timer)
-    this.queue.length = 0
+    for (const queued of this.queue.splice(0)) this.settle(queued.relPath)
     await Promise.all([...this.connections].map((c) => c.close().catch(() => {})))
     await Promise.all([...this.followers, this.whenIdle()])
   }
@@ -174,7 +174,10 @@ export class Mirror {
     const { config, store, log } = this.deps
     if (this.stopping.signal.aborted) return Promise.resolve()
     if (a.remove) {
-      return store.get(a.relPath) ? this.deps.remove(a.relPath, `removed by its origin (${a.origin})`) : Promise.resolve()
+      if (!store.get(a.relPath)) return Promise.resolve()
+      return this.deps.remove(a.relPath, `removed by its origin (${a.origin})`).catch((err: Error) =>
+        log.error('could not remove a file its origin removed', { relPath: a.relPath, origin: a.origin, error: err }),
+      )
     }
     const { accept, reject } = config.mirror
     const wanted = (accept.length === 0 || accept.some((re) => new RegExp(re).test(a.relPath))) && !reject.some((re) => new RegExp(re).test(a.relPath))
@@ -221,9 +224,14 @@ export class Mirror {
       }
       if (!this.stopping.signal.aborted) this.stats.failed++
     } finally {
-      this.inFlight.delete(first.relPath)
-      copying.settle()
+      this.settle(first.relPath)
     }
+  }
+
+  /** The announcement of relPath is dealt with: its waiters (broker acks, whenIdle) go on. */
+  private settle(relPath: string): void {
+    this.inFlight.get(relPath)?.settle()
+    this.inFlight.delete(relPath)
   }
 
   /** Copies one file; undefined when its content turns out to be known already. */

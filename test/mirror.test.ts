@@ -6,8 +6,9 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { before, test } from 'node:test'
 import amqp from 'amqplib'
 import { arpegeKey, FakeUpstream } from '../scripts/lib/fake-upstream.ts'
@@ -140,6 +141,25 @@ test('a mirror re-announces what it copied with its own baseUrl, once per file',
     assert.equal(message.identity?.value, origin.store.get(message.relPath)!.sha512)
     assert.equal(message.expires, origin.store.get(message.relPath)!.expiresAt)
   }
+})
+
+test('a mirror stopped with a copy running and another queued stops at once, publishes nothing, leaves no temp file', async () => {
+  const config = await testConfig(await tempDir(), 'http://127.0.0.1:9', {
+    source: { enabled: false },
+    seed: { port: 0, dht: false, utp: false },
+    // Announcements are offered by hand below; the feed is only there to make this node a mirror.
+    mirror: { feeds: ['http://127.0.0.1:9/feed.json'], concurrency: 1, downloadTimeoutSeconds: 60, webSeedAfterSeconds: 60 },
+  })
+  const daemon = await startDaemon(config)
+  const feedUrl = `${mirrorA.config.http.publicBaseUrl}/feed.json`
+  const announcements = parseFeed(await (await fetch(feedUrl)).text(), feedUrl)
+  assert.equal(announcements.length, 2)
+  const handled = announcements.map((a) => daemon.mirror!.offer(a))
+  const stopped = daemon.stop().then(() => true)
+  await waitFor('a stop that does not wait for the queue', () => Promise.race([stopped, delay(100).then(() => false)]), 15_000)
+  await Promise.all(handled)
+  assert.equal(daemon.store.list().length, 0)
+  assert.deepEqual(await readdir(join(config.dataDir, 'tmp')), [])
 })
 
 test('a removal at the origin propagates everywhere, hop by hop, and nobody copies it again', async () => {
