@@ -86,7 +86,8 @@ async function refresh() {
   document.getElementById('footer').textContent =
     `Disk: ${bytes(disk.publishedBytes)} of a ${bytes(disk.budgetBytes)} budget, ${bytes(disk.freeBytes)} free. ` +
     (status.tracker ? `Tracker: ${status.tracker.announce.join(' ')}. ` : '') +
-    `Seeder: port ${status.seeder.port}, ${status.seeder.torrents} torrents. Updated ${new Date(status.now).toLocaleTimeString()}.`
+    `Seeder: port ${status.seeder.port}, ${status.seeder.torrents} torrents. ` +
+    `HTTP: ${bytes(status.http.dataBytes)} of data in ${status.http.dataRequests} requests since start. Updated ${new Date(status.now).toLocaleTimeString()}.`
 }
 
 refresh()

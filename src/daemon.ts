@@ -8,7 +8,7 @@ import got, { type Got } from 'got'
 import cron, { type ScheduledTask } from 'node-cron'
 import { announceUrls, type Config } from './config.ts'
 import { Expirer } from './expire.ts'
-import { createHttpServer } from './http.ts'
+import { createHttpServer, type HttpCounters } from './http.ts'
 import type { Logger } from './log.ts'
 import { Mirror } from './mirror.ts'
 import { Notifier, postMessage, redactUrl, removeMessage } from './notify.ts'
@@ -65,6 +65,8 @@ export interface PassState {
 
 export class Daemon {
   readonly passState: PassState = { running: false }
+  /** What HTTP sent of the data files (web seeds and plain downloads), next to what BitTorrent uploaded. */
+  readonly httpCounters: HttpCounters = { dataRequests: 0, dataBytes: 0 }
   private task: ScheduledTask | undefined
   private currentPass: Promise<PassReport | undefined> | undefined
   private readonly stopping = new AbortController()
@@ -139,6 +141,7 @@ export class Daemon {
         feed: { publicBaseUrl: config.http.publicBaseUrl, title: `gribswarm: ${config.source.model} ${config.source.grid} ${config.source.packages.join(' ')}` },
         publicDir: PUBLIC_DIR,
         trustProxy: config.http.trustProxy,
+        counters: daemon.httpCounters,
         status: () => daemon.status(),
       })
       log.info('http listening', { url: `http://${config.http.host}:${daemon.httpPort}`, public: config.http.publicBaseUrl })
@@ -214,6 +217,7 @@ export class Daemon {
       retentionSeconds: this.config.retention.publishSeconds,
       tracker: this.tracker ? { port: this.tracker.port, announce: announceUrls(this.config) } : undefined,
       seeder: { port: this.seeder.port, torrents: this.seeder.seeding },
+      http: this.httpCounters,
       notify: this.notifier?.status(),
       mirror: this.mirror
         ? { follows: [...this.config.mirror.feeds, ...this.config.mirror.brokers.map((b) => redactUrl(b.url))], brokers: this.config.mirror.brokers.length, ...this.mirror.stats }

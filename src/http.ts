@@ -19,6 +19,13 @@ export interface HttpOptions {
   status: () => Promise<unknown> | unknown
   /** Trust X-Forwarded-* from nginx. */
   trustProxy?: boolean
+  /** Counts what /data/ sent (the web seed's share of the origin's upload), kept by the caller. */
+  counters?: HttpCounters
+}
+
+export interface HttpCounters {
+  dataRequests: number
+  dataBytes: number
 }
 
 const STATIC_TYPES: Record<string, string> = {
@@ -50,13 +57,14 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return { start, end }
 }
 
-function sendFile(reply: FastifyReply, path: string, item: ItemRecord, contentType: string, size: number, rangeHeader?: string, etag?: string) {
-  reply.header('accept-ranges', 'bytes').header('content-type', contentType)
+function sendFile(reply: FastifyReply, path: string, item: ItemRecord, rangeHeader: string | undefined, counters: HttpCounters) {
+  const { size } = item
+  reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream')
   reply.header('last-modified', new Date(item.publishedAt).toUTCString())
   // Cacheable until the item expires; it never changes while published.
   const maxAge = Math.max(0, Math.floor((Date.parse(item.expiresAt) - Date.now()) / 1000))
   reply.header('cache-control', `public, max-age=${maxAge}, immutable`)
-  if (etag) reply.header('etag', `"${etag}"`)
+  if (item.md5) reply.header('etag', `"${item.md5}"`)
   const range = parseRange(rangeHeader, size)
   if (range === 'unsatisfiable') {
     return reply.code(416).header('content-range', `bytes */${size}`).send()
@@ -64,14 +72,19 @@ function sendFile(reply: FastifyReply, path: string, item: ItemRecord, contentTy
   if (range) {
     reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`)
     reply.header('content-length', range.end - range.start + 1)
-    return reply.send(reply.request.method === 'HEAD' ? undefined : createReadStream(path, range))
+  } else {
+    reply.header('content-length', size)
   }
-  reply.header('content-length', size)
-  return reply.send(reply.request.method === 'HEAD' ? undefined : createReadStream(path))
+  if (reply.request.method === 'HEAD') return reply.send()
+  counters.dataRequests++
+  const body = createReadStream(path, range)
+  body.on('data', (chunk) => (counters.dataBytes += chunk.length))
+  return reply.send(body)
 }
 
 export async function createHttpServer(options: HttpOptions): Promise<FastifyInstance> {
   const { store } = options
+  const counters = options.counters ?? { dataRequests: 0, dataBytes: 0 }
   const app = Fastify({ logger: false, trustProxy: options.trustProxy ?? false, routerOptions: { maxParamLength: 1024 } })
 
   const staticFiles = new Map<string, { body: Buffer; type: string }>()
@@ -110,7 +123,7 @@ export async function createHttpServer(options: HttpOptions): Promise<FastifyIns
       const item = store.get(relPath)
       if (!item) return reply.code(404).send({ error: `not published: ${requested}` })
       const range = req.headers.range
-      if (kind === 'data') return sendFile(reply, store.dataPath(relPath), item, 'application/octet-stream', item.size, range, item.md5)
+      if (kind === 'data') return sendFile(reply, store.dataPath(relPath), item, range, counters)
       if (kind === 'torrent') {
         return readFile(store.torrentPath(relPath)).then((body) =>
           reply.type('application/x-bittorrent').header('content-disposition', `attachment; filename="${item.fileName}.torrent"`).send(body),

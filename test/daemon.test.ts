@@ -81,6 +81,7 @@ test('the .torrent announces on the bundled tracker and names the HTTP copy as w
 
 test('HTTP serves the data with Range support, and only published files', async () => {
   const url = `${base()}/data/${relPath('013H024H')}`
+  const before = { ...daemon.httpCounters }
   const whole = Buffer.from(await (await fetch(url)).arrayBuffer())
   assert.ok(whole.equals(files['013H024H']!))
   const part = await fetch(url, { headers: { range: 'bytes=100-199' } })
@@ -90,6 +91,8 @@ test('HTTP serves the data with Range support, and only published files', async 
   const suffix = await fetch(url, { headers: { range: 'bytes=-10' } })
   assert.ok(Buffer.from(await suffix.arrayBuffer()).equals(whole.subarray(-10)))
   assert.equal((await fetch(url, { headers: { range: `bytes=${whole.length}-` } })).status, 416)
+  // What the status page reports as HTTP's share of the upload: the three bodies sent, byte for byte.
+  assert.deepEqual(daemon.httpCounters, { dataRequests: before.dataRequests + 3, dataBytes: before.dataBytes + whole.length + 100 + 10 })
   for (const bad of ['/data/../config/default.json', '/data/%2e%2e/%2e%2e/etc/passwd', '/data/20261123T00Z/arpege/01/SP1/', '/data/lock', '/data/' + 'a/'.repeat(3000)]) {
     const response = await fetch(`${base()}${bad}`)
     assert.ok([400, 404, 414].includes(response.status), `${bad} → ${response.status}`)
