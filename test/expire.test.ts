@@ -30,11 +30,12 @@ test('an item expires after its retention: gone from feeds, tracker, seeder and 
     const rss = () => fetch(`${config.http.publicBaseUrl}/rss.xml`).then((r) => r.text())
     assert.ok((await rss()).includes(infoHash))
 
-    await waitFor('both items to expire', () => daemon.store.list().length === 0, 15_000)
+    // Unpublished first (gone from the index and feeds), then let go by the stages, then deleted.
+    const pubDir = join(config.dataDir, 'pub', '20261123T00Z/arpege/01/SP1')
+    await waitFor('both items to expire and their files to go', async () => daemon.store.list().length === 0 && (await readdir(pubDir)).length === 0, 15_000)
     assert.ok(!(await rss()).includes('<item>'))
     assert.equal(daemon.seeder.seeding, 0)
     assert.equal(daemon.tracker?.stats(infoHash).seeders, 0)
-    assert.deepEqual(await readdir(join(config.dataDir, 'pub', '20261123T00Z/arpege/01/SP1')), [])
     assert.equal((await readdir(join(config.dataDir, 'expired', '20261123T00Z/arpege/01/SP1'))).length, 2)
     assert.equal((await fetch(`${config.http.publicBaseUrl}/data/${report!.published[0]!.relPath}`)).status, 404)
 
