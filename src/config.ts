@@ -68,6 +68,8 @@ const schema = z.strictObject({
     utp: z.boolean(),
     maxConnsPerTorrent: positiveInt,
     uploadLimitBytesPerSec: z.number().int().nonnegative(), // 0 = unlimited
+    // BEP 16: reveal pieces a few at a time so that each leaves this node about once (see superseed.ts).
+    superSeed: z.boolean(),
   }),
   http: z.strictObject({
     host: z.string(),

@@ -258,6 +258,7 @@ export class Mirror {
     if (name !== origin.fileName || info.length !== origin.size) throw new Error(`${torrentUrl}: name or length differs from the sidecar`)
 
     const dir = store.tempPath(a.relPath, '.mirror')
+    let published = false
     try {
       await seeder.download(originTorrent, dir, {
         timeoutMs: config.mirror.downloadTimeoutSeconds * 1000,
@@ -292,12 +293,14 @@ export class Mirror {
         // Kept until the origin's expiry, not ours: the copy serves the same swarm.
         expiresAt: origin.expiresAt,
       })
+      published = true
       log.info('copied from another node', { relPath: item.relPath, origin: a.origin, size: item.size })
       await this.deps.onPublished(item, built.torrent).catch((err: Error) =>
         log.error('copied, but a downstream stage failed on it', { relPath: item.relPath, error: err }),
       )
       return item
     } finally {
+      if (!published) await seeder.remove(origin.infoHash)
       await rm(dir, { recursive: true, force: true })
     }
   }

@@ -8,6 +8,7 @@ import WebTorrent, { type Torrent } from 'webtorrent'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
 import type { ItemRecord } from './store.ts'
+import { SuperSeeder } from './superseed.ts'
 
 export interface SeedStats {
   peers: number
@@ -15,8 +16,21 @@ export interface SeedStats {
   uploadSpeed: number
 }
 
+/**
+ * Stops seeding a torrent, keeping its file. Its peers' request timers are disarmed first:
+ * webtorrent 2.8.5 lets a wire that is still flushing when its torrent is destroyed fire a
+ * request timeout afterwards, whose handler then dereferences the destroyed torrent's client
+ * and crashes the process (seen when a mirror hands a finished download over to its seed).
+ */
+async function removeTorrent(client: WebTorrent, torrent: Torrent): Promise<void> {
+  for (const wire of torrent.wires) wire.setTimeout(0)
+  await client.remove(torrent.infoHash, { destroyStore: false })
+}
+
 export class Seeder {
   private client: WebTorrent | undefined
+  /** what a mirror's copy uploaded while it was downloading, before add() took it over */
+  private readonly uploadedBefore = new Map<string, number>()
 
   constructor(
     private readonly options: Config['seed'],
@@ -52,7 +66,14 @@ export class Seeder {
   /** Starts seeding a published item; resolves once it is announced as complete. */
   async add(item: ItemRecord, torrentFile: Uint8Array, dataPath: string): Promise<void> {
     const client = this.requireClient()
-    if (await client.get(item.infoHash)) return
+    const existing = await client.get(item.infoHash)
+    if (existing && existing.path === dirname(dataPath)) return
+    // A copy that download() left seeding from its temp directory: swapped for the published
+    // file (same bytes, same inode after the rename), so the swarm loses this peer only briefly.
+    if (existing) {
+      this.uploadedBefore.set(item.infoHash, existing.uploaded)
+      await removeTorrent(client, existing)
+    }
     const current = await stat(dataPath)
     const unchanged = current.size === item.size && current.mtimeMs === item.mtimeMs
     if (!unchanged) this.log.warn('data file changed since it was published, re-checking its pieces', { relPath: item.relPath })
@@ -61,6 +82,7 @@ export class Seeder {
       // and under load the cache cost ~70 MB of resident memory for no speed (measured).
       const added = client.add(torrentFile, { path: dirname(dataPath), skipVerify: unchanged, storeCacheSlots: 0 }, resolve)
       added.once('error', reject)
+      if (this.options.superSeed) new SuperSeeder(Math.ceil(item.size / item.pieceLength), item.pieceLength).attach(added)
     })
     if (!torrent.done) {
       await new Promise<void>((resolve, reject) => {
@@ -73,8 +95,9 @@ export class Seeder {
   }
 
   /**
-   * Downloads a torrent into `dir` from its swarm, then lets go of it: the caller verifies and
-   * publishes the file, and seeds it from there. The torrent's web seeds are a fallback, added
+   * Downloads a torrent into `dir` from its swarm, uploading to it meanwhile, and goes on
+   * seeding from `dir` while the caller verifies the file: add() of the published file takes
+   * the torrent over, remove() lets go of it when the copy is refused. The torrent's web seeds are a fallback, added
    * only once peers have given nothing for `webSeedAfterMs`: a copy that reads the origin's
    * HTTP from the start would take from the origin what the swarm is there to spare it.
    * Rejects on timeout or when `signal` aborts (the daemon is stopping).
@@ -94,6 +117,7 @@ export class Seeder {
     let onAbort: (() => void) | undefined
     let timer: NodeJS.Timeout | undefined
     let stallCheck: NodeJS.Timeout | undefined
+    let complete = false
     try {
       if (!torrent.done) {
         let downloadedBefore = 0
@@ -115,23 +139,26 @@ export class Seeder {
           torrent.once('error', reject)
         })
       }
+      complete = true
     } finally {
       clearTimeout(timer)
       clearInterval(stallCheck)
       if (onAbort) signal?.removeEventListener('abort', onAbort)
-      await client.remove(torrent.infoHash, { destroyStore: false })
+      if (!complete) await removeTorrent(client, torrent)
     }
   }
 
   async remove(infoHash: string): Promise<void> {
     const client = this.client
-    if (!client || !(await client.get(infoHash))) return
-    await client.remove(infoHash, { destroyStore: false })
+    this.uploadedBefore.delete(infoHash)
+    const torrent = await client?.get(infoHash)
+    if (client && torrent) await removeTorrent(client, torrent)
   }
 
   stats(infoHash: string): SeedStats {
     const torrent = this.client?.torrents.find((t) => t.infoHash === infoHash)
-    return { peers: torrent?.numPeers ?? 0, uploaded: torrent?.uploaded ?? 0, uploadSpeed: torrent?.uploadSpeed ?? 0 }
+    const uploaded = (torrent?.uploaded ?? 0) + (this.uploadedBefore.get(infoHash) ?? 0)
+    return { peers: torrent?.numPeers ?? 0, uploaded, uploadSpeed: torrent?.uploadSpeed ?? 0 }
   }
 
   get seeding(): number {

@@ -34,10 +34,13 @@ declare module 'webtorrent' {
   export interface Wire extends EventEmitter {
     remoteAddress: string
     type: string
+    /** bittorrent-protocol: request timeout in ms, 0 = none */
+    setTimeout(ms: number, unref?: boolean): void
   }
   export interface Torrent extends EventEmitter {
     infoHash: string
     name: string
+    path: string
     length: number
     progress: number
     uploaded: number
@@ -112,4 +115,17 @@ declare module 'bittorrent-tracker' {
     close(cb?: (err?: Error) => void): void
   }
   export { Server as default }
+}
+
+declare module 'bittorrent-protocol' {
+  import { Duplex } from 'node:stream'
+  export default class Wire extends Duplex {
+    peerPieces: { get(index: number): boolean }
+    handshake(infoHash: string, peerId: string, extensions?: Record<string, boolean>): void
+    bitfield(bitfield: Uint8Array): void
+    have(index: number): void
+    interested(): void
+    request(index: number, offset: number, length: number, cb: (err: Error | null, block: Uint8Array) => void): void
+    destroy(): this
+  }
 }

@@ -1,0 +1,149 @@
+// Super-seeding (BEP 16) for a seeder whose upload is the scarce resource, as an origin's is:
+// instead of announcing every piece, it tells each peer about a few pieces at a time, choosing
+// those the swarm has least (never announced to anybody first), and tells it about more once
+// the peer announces it has them. Each piece then leaves the origin about once and the peers
+// trade the rest among themselves, instead of several peers pulling the same piece from the
+// origin at once. Peers need nothing special: they see a seeder that "has" a few pieces.
+import type { Torrent, Wire } from 'webtorrent'
+
+/** Bytes of pieces revealed to one peer and not yet confirmed by it: enough to keep its pipe full. */
+const REVEAL_BYTES = 2 * 1024 * 1024
+const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
+
+/** The parts of bittorrent-protocol's Wire that super-seeding drives. */
+interface ProtocolWire extends Wire {
+  destroyed: boolean
+  peerPieces: { get(index: number): boolean }
+  have(index: number): void
+  bitfield(bitfield: Uint8Array | { buffer: Uint8Array }): void
+  haveAll(): void
+  haveNone(): void
+}
+
+/** What one connected peer has, and what it has been told. */
+interface Peer {
+  wire: ProtocolWire
+  /** pieces it announced */
+  has: Set<number>
+  /** pieces revealed to it that it has not announced back yet */
+  revealed: Set<number>
+  /** pieces it got from us and nobody else has announced yet: BEP 16 holds its next reveal until they spread */
+  unspread: Set<number>
+  seeder: boolean
+}
+
+export class SuperSeeder {
+  /** per piece: connected peers that have it, plus peers it was revealed to that have not confirmed it */
+  private readonly holders: Uint16Array
+  private readonly perPeer: number
+  private readonly peers = new Set<Peer>()
+
+  constructor(
+    private readonly pieceCount: number,
+    pieceLength: number,
+  ) {
+    this.holders = new Uint16Array(pieceCount)
+    this.perPeer = Math.max(MIN_REVEALED, Math.min(MAX_REVEALED, Math.ceil(REVEAL_BYTES / pieceLength)))
+  }
+
+  /** Takes over what `torrent` announces to each new peer; call before any peer connects. */
+  attach(torrent: Torrent): void {
+    this.complete = () => torrent.done
+    // Pieces are revealed only once they are all verified (after a re-check, for instance).
+    torrent.once('done', () => this.revealToAll())
+    torrent.on('wire', (wire: Wire) => this.manage(wire as ProtocolWire))
+  }
+
+  private complete = () => true
+
+  private manage(wire: ProtocolWire): void {
+    const peer: Peer = { wire, has: new Set(), revealed: new Set(), unspread: new Set(), seeder: false }
+    this.peers.add(peer)
+    // webtorrent sends its bitfield (or have-all) first thing after the handshake: send an empty one.
+    const emptyBitfield = new Uint8Array(Math.ceil(this.pieceCount / 8))
+    const sendBitfield = wire.bitfield.bind(wire)
+    const sendHaveNone = wire.haveNone.bind(wire)
+    wire.bitfield = () => {
+      sendBitfield(emptyBitfield)
+      this.reveal(peer)
+    }
+    wire.haveAll = () => {
+      sendHaveNone()
+      this.reveal(peer)
+    }
+    wire.on('bitfield', () => {
+      for (let index = 0; index < this.pieceCount; index++) if (wire.peerPieces.get(index)) this.gained(peer, index)
+      this.reveal(peer)
+    })
+    wire.on('have', (index: number) => {
+      this.gained(peer, index)
+      this.reveal(peer)
+    })
+    wire.on('have-all', () => {
+      peer.seeder = true
+      for (let index = 0; index < this.pieceCount; index++) this.gained(peer, index)
+    })
+    wire.once('close', () => {
+      this.peers.delete(peer)
+      for (const index of [...peer.has, ...peer.revealed]) this.holders[index]!--
+      // Pieces others were waiting to see spread to this peer may now have nobody left to spread to.
+      this.revealToAll()
+    })
+  }
+
+  /** `peer` announced `index`. */
+  private gained(peer: Peer, index: number): void {
+    if (index >= this.pieceCount || peer.has.has(index)) return
+    peer.has.add(index)
+    if (peer.revealed.delete(index)) {
+      // Ours, confirmed (already counted in holders): its slot frees once another peer has it too.
+      if (this.someoneElseLacks(peer, index)) peer.unspread.add(index)
+    } else {
+      this.holders[index]!++
+    }
+    for (const other of this.peers) {
+      if (other !== peer && other.unspread.delete(index)) this.reveal(other)
+    }
+  }
+
+  private someoneElseLacks(peer: Peer, index: number): boolean {
+    for (const other of this.peers) if (other !== peer && !other.seeder && !other.has.has(index)) return true
+    return false
+  }
+
+  private revealToAll(): void {
+    for (const peer of this.peers) {
+      for (const index of peer.unspread) if (!this.someoneElseLacks(peer, index)) peer.unspread.delete(index)
+      this.reveal(peer)
+    }
+  }
+
+  /** Tops up what `peer` has been told about, up to its share of slots. */
+  private reveal(peer: Peer): void {
+    while (this.complete() && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < this.perPeer) {
+      const index = this.rarestMissing(peer)
+      if (index === undefined) return
+      peer.revealed.add(index)
+      this.holders[index]!++
+      peer.wire.have(index)
+    }
+  }
+
+  /** The piece the swarm holds least that this peer lacks; ties broken at random. */
+  private rarestMissing({ has, revealed }: Peer): number | undefined {
+    const start = Math.floor(Math.random() * this.pieceCount)
+    let best: number | undefined
+    let fewest = Infinity
+    for (let step = 0; step < this.pieceCount; step++) {
+      const index = (start + step) % this.pieceCount
+      if (has.has(index) || revealed.has(index)) continue
+      const holders = this.holders[index]!
+      if (holders < fewest) {
+        best = index
+        fewest = holders
+        if (holders === 0) break
+      }
+    }
+    return best
+  }
+}
