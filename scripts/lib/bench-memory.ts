@@ -3,20 +3,19 @@
 // seeding 40 published files, against the same daemon with an empty data directory.
 // The files are sparse (all zeros), so 40 × up to 1 GB costs neither disk nor hashing time.
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, stat, symlink, truncate, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat, truncate, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
 import { announceUrls, loadConfig } from '../../src/config.ts'
 import { createLogger } from '../../src/log.ts'
 import { DataStore } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor } from '../../src/torrent.ts'
 import { dataUrl } from '../../src/urls.ts'
+import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonHandle, type DaemonRunner, type DaemonSetup, type DaemonStatus } from './bench-daemon.ts'
 import { FakeUpstream } from './fake-upstream.ts'
 import { LT_SCRIPT } from './bench-seed.ts'
-import { fmtMB, fmtRatio, freePort, MB, parseLtResult, processCounts, progress, residentBytes, waitFor, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
+import { fmtMB, fmtRatio, MB, parseLtResult, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const TARGET = 300 * MB
 const COUNT = 40
 const RUN = '2026-11-23T00:00:00Z'
@@ -36,31 +35,9 @@ function zeroPieces(size: number, pieceLength: number): Buffer {
   return Buffer.concat(digests)
 }
 
-interface DaemonSetup {
-  dataDir: string
-  configPath: string
-  httpPort: number
-}
-
-/** A config file for a child daemon: loopback ports, no DHT, uTP on, no pass before next year. */
-async function writeDaemonConfig(res: Resources, name: string, bucketUrl: string): Promise<DaemonSetup> {
-  const dir = await res.tempDir(`gribswarm-bench-mem-${name}-`)
-  const dataDir = join(dir, 'data')
-  const httpPort = await freePort()
-  const trackerPort = await freePort()
-  const config = {
-    dataDir,
-    source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H'], lookbackRuns: 1 },
-    tracker: { enabled: true, host: '127.0.0.1', port: trackerPort },
-    seed: { port: 0, dht: false, utp: true },
-    http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: `http://127.0.0.1:${httpPort}` },
-    disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
-    schedule: { cron: '0 0 1 1 *' },
-    log: { level: 'warn' },
-  }
-  const configPath = join(dir, 'config.json')
-  await writeFile(configPath, JSON.stringify(config, null, 2))
-  return { dataDir, configPath, httpPort }
+/** A daemon whose startup pass lists an empty bucket. */
+function memoryDaemonConfig(res: Resources, name: string, bucketUrl: string): Promise<DaemonSetup> {
+  return writeDaemonConfig(res, `mem-${name}`, { source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H'], lookbackRuns: 1 } })
 }
 
 /** Publishes `sizes.length` sparse files into the data directory, as the pipeline would. */
@@ -115,65 +92,12 @@ async function publishSparse(setup: DaemonSetup, sizes: number[]): Promise<strin
   return relPaths
 }
 
-interface Status {
-  pass: { running: boolean; lastFinishedAt?: string; lastError?: string }
-  seeder: { port: number; torrents: number }
-  items: Array<{ relPath: string; peers: number; uploaded: number }>
-}
-
-type DaemonHandle = ReturnType<Resources['start']> & { pid: number; status: () => Promise<Status> }
-
-/** Starts `node --import tsx src/cli/daemon.ts` and waits until it seeds `torrents` torrents and its first pass is over. */
-export type DaemonRunner = 'build' | 'tsx'
-
-/**
- * The node arguments that start the daemon. 'build': as `npm start` does, compiled JavaScript
- * (tsconfig.build.json), compiled here into a temp directory that links node_modules, config
- * and public, so the repository's own build/ is left alone. 'tsx': src/ through the TypeScript loader.
- */
-async function daemonArgs(res: Resources, runner: DaemonRunner): Promise<{ args: string[]; how: string }> {
-  if (runner === 'tsx') return { args: ['--import', 'tsx', 'src/cli/daemon.ts'], how: 'node --import tsx src/cli/daemon.ts' }
-  const dir = await res.tempDir('gribswarm-bench-build-')
-  for (const name of ['package.json', 'node_modules', 'config', 'public']) await symlink(join(ROOT, name), join(dir, name))
-  const tsc = await res.run(
-    process.execPath,
-    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(dir, 'build')],
-    180_000,
-    { cwd: ROOT },
-  )
-  if (tsc.code !== 0) throw new Error(`tsc -p tsconfig.build.json failed: ${tsc.stdout.slice(-2000)} ${tsc.stderr.slice(-2000)}`)
-  return { args: [join(dir, 'build/cli/daemon.js')], how: 'node build/cli/daemon.js, compiled with tsconfig.build.json as for npm start' }
-}
-
-async function startDaemon(res: Resources, nodeArgs: string[], setup: DaemonSetup, torrents: number, timeoutMs: number): Promise<DaemonHandle> {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('GRIBSWARM_')) env[name] = value
-  env.GRIBSWARM_CONFIG = setup.configPath
-  const handle = res.start(process.execPath, nodeArgs, { cwd: ROOT, env })
-  const pid = handle.child.pid
-  if (pid === undefined) throw new Error('could not start the daemon')
-  const status = async () => {
-    const response = await fetch(`http://127.0.0.1:${setup.httpPort}/api/status`, { signal: AbortSignal.timeout(5000) })
-    if (!response.ok) throw new Error(`/api/status: HTTP ${response.status}`)
-    return (await response.json()) as Status
-  }
-  let exited = false
-  void handle.exited.then(() => (exited = true))
-  const ready = await waitFor(
-    `the daemon to seed ${torrents} torrents`,
-    async () => {
-      if (exited) return 'exited'
-      const s = await status()
-      return s.seeder.torrents === torrents && !s.pass.running && s.pass.lastFinishedAt !== undefined && 'ready'
-    },
-    timeoutMs,
-    200,
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}\ndaemon stderr: ${handle.stderr.slice(-2000)}`)
-  })
-  if (ready === 'exited') throw new Error(`the daemon exited before it was ready: ${handle.stderr.slice(-2000)}`)
-  return Object.assign(handle, { pid, status })
-}
+/** Waits until the daemon seeds `torrents` torrents and its startup pass is over. */
+const seeding = (torrents: number, timeoutMs: number) => ({
+  what: `seeds ${torrents} torrents after its first pass`,
+  check: (s: DaemonStatus) => s.seeder.torrents === torrents && !s.pass.running && s.pass.lastFinishedAt !== undefined,
+  timeoutMs,
+})
 
 /** Lets the daemon settle (polling its status), then the max of VmRSS samples over `sampleMs`. */
 async function settledRss(daemon: DaemonHandle, settleMs: number, sampleMs: number): Promise<{ rss: number; hwm: number; threads: number; fds: number }> {
@@ -205,21 +129,19 @@ export async function benchMemory(res: Resources, quick: boolean, runner?: Daemo
   await upstream.start()
   res.defer('stop the empty upstream', () => upstream.stop())
 
-  runner ??= (await stat(join(ROOT, 'tsconfig.build.json')).then(() => true, () => false)) ? 'build' : 'tsx'
-  if (runner === 'build') progress('memory: compiling the daemon with tsconfig.build.json (into a temp directory)')
-  const daemon = await daemonArgs(res, runner)
+  if (runner !== 'tsx') progress('memory: compiling the daemon with tsconfig.build.json (into a temp directory)')
+  const daemon = await daemonCommand(res, runner)
   progress(`memory: reference daemon, empty data directory: ${daemon.how}`)
-  const emptySetup = await writeDaemonConfig(res, 'empty', upstream.bucketUrl)
-  const empty = await startDaemon(res, daemon.args, emptySetup, 0, readyTimeoutMs)
+  const empty = await startDaemon(res, daemon, await memoryDaemonConfig(res, 'empty', upstream.bucketUrl), seeding(0, readyTimeoutMs))
   const emptyRss = await settledRss(empty, settleMs, sampleMs)
   await empty.stop()
   progress(`memory: empty daemon VmRSS ${fmtMB(emptyRss.rss)} (peak ${fmtMB(emptyRss.hwm)}, ${emptyRss.threads} threads, ${emptyRss.fds} fds)`)
 
   progress(`memory: publishing ${COUNT} sparse files, ${fmtMB(smallest)} to ${fmtMB(largest)} (${fmtMB(total)} in all)`)
-  const fullSetup = await writeDaemonConfig(res, 'full', upstream.bucketUrl)
+  const fullSetup = await memoryDaemonConfig(res, 'full', upstream.bucketUrl)
   const relPaths = await publishSparse(fullSetup, sizes)
   const startedAt = performance.now()
-  const full = await startDaemon(res, daemon.args, fullSetup, COUNT, readyTimeoutMs)
+  const full = await startDaemon(res, daemon, fullSetup, seeding(COUNT, readyTimeoutMs))
   progress(`memory: daemon seeding ${COUNT} torrents after ${((performance.now() - startedAt) / 1000).toFixed(1)} s`)
   const fullRss = await settledRss(full, settleMs, sampleMs)
   progress(`memory: daemon with ${COUNT} torrents VmRSS ${fmtMB(fullRss.rss)} (peak ${fmtMB(fullRss.hwm)}, ${fullRss.threads} threads, ${fullRss.fds} fds)`)

@@ -74,7 +74,7 @@ export async function benchSeeding(res: Resources, quick: boolean): Promise<Scen
   }
 
   const seeder = new Seeder(
-    { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, uploadLimitBytesPerSec: 0 },
+    { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, uploadLimitBytesPerSec: 0, superSeed: true },
     createLogger('warn').child({ bench: 'seed' }),
   )
   await seeder.start()

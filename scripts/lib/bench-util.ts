@@ -205,3 +205,11 @@ export const fmtMB = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`
 export const fmtRatio = (ratio: number): string => (Number.isFinite(ratio) ? `${ratio >= 10 ? ratio.toFixed(1) : ratio.toFixed(2)}×` : 'n/a')
 export const fmtMs = (ms: number): string => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`)
 export const fmtSize = (bytes: number): string => (bytes >= 1024 * MiB ? `${(bytes / (1024 * MiB)).toFixed(bytes % (1024 * MiB) ? 2 : 0)} GiB` : `${Math.round(bytes / MiB)} MiB`)
+
+/** CPU seconds (user + system) a process has used so far, or undefined once it is gone. */
+export async function cpuSeconds(pid: number): Promise<number | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
+  // Fields after the command name (which may hold spaces) start at ") "; utime and stime are the 12th and 13th of those.
+  const fields = text?.slice(text.lastIndexOf(') ') + 2).split(' ')
+  return fields ? (Number(fields[11]) + Number(fields[12])) / 100 : undefined
+}

@@ -1,0 +1,110 @@
+// The real daemon as a child process, for the benchmarks that measure it from outside: its
+// own config file (loopback ports, production defaults otherwise), started as `npm start`
+// does, and watched through /api/status.
+import { stat, symlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort, waitFor, type Resources } from './bench-util.ts'
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+export interface DaemonSetup {
+  dataDir: string
+  configPath: string
+  httpPort: number
+  trackerPort: number
+  publicBaseUrl: string
+}
+
+/** The parts of /api/status the benchmarks read. */
+export interface DaemonStatus {
+  pass: { running: boolean; lastFinishedAt?: string; lastError?: string }
+  seeder: { port: number; torrents: number }
+  http: { dataRequests: number; dataBytes: number }
+  mirror?: { following: number; copied: number; dropped: number; failed: number }
+  items: Array<{ relPath: string; infoHash: string; torrentUrl: string; peers: number; uploaded: number }>
+}
+
+export type DaemonHandle = ReturnType<Resources['start']> & { pid: number; setup: DaemonSetup; status: () => Promise<DaemonStatus> }
+
+/** How the daemon is run: 'build' as `npm start` does (compiled JavaScript), 'tsx' from src/. */
+export type DaemonRunner = 'build' | 'tsx'
+export interface DaemonCommand {
+  args: string[]
+  how: string
+}
+
+/**
+ * The node arguments that start the daemon. 'build' compiles tsconfig.build.json into a temp
+ * directory that links node_modules, config and public, so the repository's own build/ is left
+ * alone. Without a choice: 'build' where tsconfig.build.json exists.
+ */
+export async function daemonCommand(res: Resources, runner?: DaemonRunner): Promise<DaemonCommand> {
+  runner ??= (await stat(join(ROOT, 'tsconfig.build.json')).then(() => true, () => false)) ? 'build' : 'tsx'
+  if (runner === 'tsx') return { args: ['--import', 'tsx', 'src/cli/daemon.ts'], how: 'node --import tsx src/cli/daemon.ts' }
+  const dir = await res.tempDir('gribswarm-bench-build-')
+  for (const name of ['package.json', 'node_modules', 'config', 'public']) await symlink(join(ROOT, name), join(dir, name))
+  const tsc = await res.run(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(dir, 'build')],
+    180_000,
+    { cwd: ROOT },
+  )
+  if (tsc.code !== 0) throw new Error(`tsc -p tsconfig.build.json failed: ${tsc.stdout.slice(-2000)} ${tsc.stderr.slice(-2000)}`)
+  return { args: [join(dir, 'build/cli/daemon.js')], how: 'node build/cli/daemon.js, compiled with tsconfig.build.json as for npm start' }
+}
+
+/**
+ * Writes a config file for a child daemon: loopback ports, tracker on, no DHT, uTP on, no
+ * scheduled pass before next year (the startup pass still runs), sections of `overrides`
+ * merged over these.
+ */
+export async function writeDaemonConfig(res: Resources, name: string, overrides: Record<string, Record<string, unknown>>): Promise<DaemonSetup> {
+  const dir = await res.tempDir(`gribswarm-bench-${name}-`)
+  const dataDir = join(dir, 'data')
+  const httpPort = await freePort()
+  const trackerPort = await freePort()
+  const publicBaseUrl = `http://127.0.0.1:${httpPort}`
+  const config: Record<string, Record<string, unknown>> = {
+    tracker: { enabled: true, host: '127.0.0.1', port: trackerPort },
+    seed: { port: 0, dht: false, utp: true },
+    http: { host: '127.0.0.1', port: httpPort, publicBaseUrl },
+    disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
+    schedule: { cron: '0 0 1 1 *' },
+    log: { level: 'warn' },
+  }
+  for (const [section, values] of Object.entries(overrides)) config[section] = { ...config[section], ...values }
+  const configPath = join(dir, 'config.json')
+  await writeFile(configPath, JSON.stringify({ dataDir, ...config }, null, 2))
+  return { dataDir, configPath, httpPort, trackerPort, publicBaseUrl }
+}
+
+/** Starts the daemon with GRIBSWARM_CONFIG = setup.configPath, and waits until `ready(status)`. */
+export async function startDaemon(
+  res: Resources,
+  command: DaemonCommand,
+  setup: DaemonSetup,
+  ready: { what: string; check: (status: DaemonStatus) => boolean; timeoutMs: number },
+): Promise<DaemonHandle> {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('GRIBSWARM_')) env[name] = value
+  env.GRIBSWARM_CONFIG = setup.configPath
+  const handle = res.start(process.execPath, command.args, { cwd: ROOT, env })
+  const pid = handle.child.pid
+  if (pid === undefined) throw new Error('could not start the daemon')
+  const status = async () => {
+    if (exited) throw new Error(`the daemon (${setup.configPath}) exited: ${handle.stderr.slice(-3000)}`)
+    const response = await fetch(`${setup.publicBaseUrl}/api/status`, { signal: AbortSignal.timeout(5000) })
+    if (!response.ok) throw new Error(`${setup.publicBaseUrl}/api/status: HTTP ${response.status}`)
+    return (await response.json()) as DaemonStatus
+  }
+  let exited = false
+  void handle.exited.then(() => (exited = true))
+  const outcome = await waitFor(`the daemon (${setup.configPath}) ${ready.what}`, async () => (exited ? 'exited' : ready.check(await status()) && 'ready'), ready.timeoutMs, 200).catch(
+    (err: Error) => {
+      throw new Error(`${err.message}\ndaemon stderr: ${handle.stderr.slice(-2000)}`)
+    },
+  )
+  if (outcome === 'exited') throw new Error(`the daemon (${setup.configPath}) exited before it ${ready.what}: ${handle.stderr.slice(-2000)}`)
+  return Object.assign(handle, { pid, setup, status })
+}
