@@ -9,6 +9,8 @@ import type { Torrent, Wire } from 'webtorrent'
 /** Bytes of pieces revealed to one peer and not yet confirmed by it: enough to keep its pipe full. */
 const REVEAL_BYTES = 2 * 1024 * 1024
 const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
+/** A peer alone in wanting pieces competes with nobody for our upload: a deeper window keeps its pipe full. */
+const ALONE_FACTOR = 8
 
 /** The parts of bittorrent-protocol's Wire that super-seeding drives. */
 interface ProtocolWire extends Wire {
@@ -118,9 +120,15 @@ export class SuperSeeder {
     }
   }
 
+  private slotsFor(peer: Peer): number {
+    for (const other of this.peers) if (other !== peer && !other.seeder && other.has.size < this.pieceCount) return this.perPeer
+    return this.perPeer * ALONE_FACTOR
+  }
+
   /** Tops up what `peer` has been told about, up to its share of slots. */
   private reveal(peer: Peer): void {
-    while (this.complete() && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < this.perPeer) {
+    const slots = this.slotsFor(peer)
+    while (this.complete() && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < slots) {
       const index = this.rarestMissing(peer)
       if (index === undefined) return
       peer.revealed.add(index)
