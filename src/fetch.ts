@@ -98,7 +98,7 @@ export async function fetchFile<W extends ChunkWatcher>(
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await transfer(http, candidate, file, digests, expectedSize, options)
+        const outcome = await withOwnSignal(options.signal, (signal) => transfer(http, candidate, file, digests, expectedSize, { ...options, signal }))
         if (outcome === 'restart') {
           // The server ignored our Range (or the object changed): start again from zero.
           digests = new Digests(options.pieceLength, options.watch)
@@ -141,6 +141,23 @@ export async function fetchFile<W extends ChunkWatcher>(
 
 class FatalHttpError extends Error {
   override name = 'FatalHttpError'
+}
+
+/**
+ * Runs `work` with a signal of its own that follows `outer` only while it runs. got.stream()
+ * leaves its abort listener on the signal it is given, so handing it the daemon's lifelong
+ * signal kept one listener, and the request it holds, per download for as long as the daemon ran.
+ */
+async function withOwnSignal<T>(outer: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const own = new AbortController()
+  const abort = () => own.abort(outer?.reason)
+  if (outer?.aborted) abort()
+  outer?.addEventListener('abort', abort, { once: true })
+  try {
+    return await work(own.signal)
+  } finally {
+    outer?.removeEventListener('abort', abort)
+  }
 }
 
 /** One HTTP request, appending to the file. Returns the object's total size, or 'restart'. */

@@ -1,6 +1,7 @@
 // The pipeline against a misbehaving upstream: every file valid upstream ends up published
 // once, byte for byte, and nothing partial or invalid is ever published.
 import assert from 'node:assert/strict'
+import { getEventListeners } from 'node:events'
 import { readdir, readFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import { before, test } from 'node:test'
@@ -80,6 +81,20 @@ async function withFaults(faults: Fault[], check: (s: Setup, report: Awaited<Ret
     await s.close()
   }
 }
+
+test('passes leave no listener on the daemon\'s stop signal, even after retried transfers', async () => {
+  const s = await setup()
+  try {
+    const stopping = new AbortController()
+    s.upstream.inject(key('000H012H'), { kind: 'status', status: 503 }, { kind: 'truncate', afterBytes: 100_000 })
+    const report = await s.pass({ signal: stopping.signal })
+    assert.equal(report.published.length, 2)
+    // got.stream() keeps the listener it adds; one per request would grow for the daemon's lifetime.
+    assert.equal(getEventListeners(stopping.signal, 'abort').length, 0)
+  } finally {
+    await s.close()
+  }
+})
 
 test('5xx bursts are retried with backoff and the file is published', () =>
   withFaults([{ kind: 'status', status: 500 }, { kind: 'status', status: 503 }], async (s, report) => {
