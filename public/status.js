@@ -56,7 +56,8 @@ async function refresh() {
   if (mirror) {
     parts.push(`Mirroring ${mirror.follows.join(', ')}: ` +
       (mirror.brokers ? `${mirror.following} of ${mirror.brokers} broker subscriptions live, ` : '') +
-      `${mirror.copied} files copied, ${mirror.dropped} repeats dropped, ${mirror.failed} failed.`)
+      `${mirror.copied} files copied, ${mirror.dropped} repeats dropped, ${mirror.failed} failed.` +
+      mirror.copying.map((c) => ` Copying ${c.relPath}: ${c.peers} peers, ${bytes(c.uploaded)} uploaded meanwhile.`).join(''))
   }
   network.textContent = parts.join(' ')
   network.hidden = parts.length === 0

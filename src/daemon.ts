@@ -220,7 +220,12 @@ export class Daemon {
       http: this.httpCounters,
       notify: this.notifier?.status(),
       mirror: this.mirror
-        ? { follows: [...this.config.mirror.feeds, ...this.config.mirror.brokers.map((b) => redactUrl(b.url))], brokers: this.config.mirror.brokers.length, ...this.mirror.stats }
+        ? {
+            follows: [...this.config.mirror.feeds, ...this.config.mirror.brokers.map((b) => redactUrl(b.url))],
+            brokers: this.config.mirror.brokers.length,
+            ...this.mirror.stats,
+            copying: this.mirror.copies(),
+          }
         : undefined,
       items,
     }

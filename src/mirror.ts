@@ -15,7 +15,7 @@ import type { Got } from 'got'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
 import { redactUrl, type V03Message } from './notify.ts'
-import type { Seeder } from './seed.ts'
+import type { Seeder, SeedStats } from './seed.ts'
 import { checkRelPath, type DataStore, type ItemRecord } from './store.ts'
 import { buildTorrent } from './torrent.ts'
 import { dataUrl } from './urls.ts'
@@ -125,6 +125,8 @@ export class Mirror {
   private readonly stopping = new AbortController()
   /** following: broker subscriptions bound now. */
   readonly stats = { following: 0, copied: 0, dropped: 0, failed: 0 }
+  /** copies being downloaded or verified: relPath → infohash */
+  private readonly inProgress = new Map<string, string>()
 
   constructor(private readonly deps: MirrorDeps) {}
 
@@ -144,6 +146,11 @@ export class Mirror {
     for (const queued of this.queue.splice(0)) this.settle(queued.relPath)
     await Promise.all([...this.connections].map((c) => c.close().catch(() => {})))
     await Promise.all([...this.followers, this.whenIdle()])
+  }
+
+  /** Copies under way, with what their swarm has taken from us so far (we upload while downloading). */
+  copies(): Array<{ relPath: string } & SeedStats> {
+    return [...this.inProgress].map(([relPath, infoHash]) => ({ relPath, ...this.deps.seeder.stats(infoHash) }))
   }
 
   /** Resolves when nothing is queued or being copied (tests, one-shot runs). */
@@ -259,6 +266,7 @@ export class Mirror {
 
     const dir = store.tempPath(a.relPath, '.mirror')
     let published = false
+    this.inProgress.set(a.relPath, infoHash)
     try {
       await seeder.download(originTorrent, dir, {
         timeoutMs: config.mirror.downloadTimeoutSeconds * 1000,
@@ -300,6 +308,7 @@ export class Mirror {
       )
       return item
     } finally {
+      this.inProgress.delete(a.relPath)
       if (!published) await seeder.remove(origin.infoHash)
       await rm(dir, { recursive: true, force: true })
     }

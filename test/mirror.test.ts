@@ -126,6 +126,7 @@ test('both mirrors copy every file once over BitTorrent, same infohash, byte for
   assert.equal(mirrorA.mirror!.stats.copied, 2)
   assert.equal(mirrorB.mirror!.stats.copied, 2)
   assert.equal(mirrorA.mirror!.stats.failed + mirrorB.mirror!.stats.failed, 0)
+  assert.deepEqual([...mirrorA.mirror!.copies(), ...mirrorB.mirror!.copies()], [], 'nothing left in progress')
   // Web seeds are only a fallback: the copies came from the swarm.
   const uploaded = (node: Daemon) => node.store.list().reduce((sum, i) => sum + node.seeder.stats(i.infoHash).uploaded, 0)
   const total = bodies.reduce((sum, b) => sum + b.length, 0)

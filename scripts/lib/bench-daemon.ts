@@ -21,7 +21,7 @@ export interface DaemonStatus {
   pass: { running: boolean; lastFinishedAt?: string; lastError?: string }
   seeder: { port: number; torrents: number }
   http: { dataRequests: number; dataBytes: number }
-  mirror?: { following: number; copied: number; dropped: number; failed: number }
+  mirror?: { following: number; copied: number; dropped: number; failed: number; copying: Array<{ relPath: string; uploaded: number }> }
   items: Array<{ relPath: string; infoHash: string; torrentUrl: string; peers: number; uploaded: number }>
 }
 

@@ -103,7 +103,13 @@ async function swarmRun(res: Resources, command: DaemonCommand, bucketUrl: strin
   }
   const finalOrigin = await origin.status()
   const originBt = finalOrigin.items[0]?.uploaded ?? 0
-  const mirrorUploads = await Promise.all(mirrors.map(async (m) => (await m.status()).items[0]?.uploaded ?? 0))
+  // A mirror still copying shows its upload under mirror.copying, a finished one under items.
+  const mirrorUploads = await Promise.all(
+    mirrors.map(async (m) => {
+      const status = await m.status()
+      return (status.items[0] ?? status.mirror?.copying[0])?.uploaded ?? 0
+    }),
+  )
   if (mirrors.length) await waitFor('every mirror to publish its copy', async () => (await Promise.all(mirrors.map((m) => m.status()))).every((s) => s.mirror?.copied === 1), 120_000, 500)
   for (const daemon of daemons) await daemon.stop()
   const clientSeconds = result.clients.map((c) => c.seconds!)
