@@ -51,8 +51,8 @@ interface Outcome {
   mirrorUploads: number[]
   lastClientSeconds: number
   clientSeconds: number[]
-  /** CPU seconds each daemon (origin first) used while the clients ran */
-  cpu: number[]
+  /** CPU seconds each daemon (origin first) and the clients used while the clients ran, and for how long they ran */
+  cpu: { daemons: number[]; clients: number; wallSeconds: number }
 }
 
 /** One measured run: an origin, `mirrorCount` mirrors, `clients` libtorrent clients. */
@@ -85,7 +85,16 @@ async function swarmRun(res: Resources, command: DaemonCommand, bucketUrl: strin
   progress(`offload: ${clients} libtorrent clients start together on ${fmtMB(size)} (origin capped at ${fmtMB(CAP)}/s)`)
   const daemons = [origin, ...mirrors]
   const cpuBefore = await Promise.all(daemons.map((d) => cpuSeconds(d.pid)))
-  const swarm = await res.run('/usr/bin/python3', [SWARM_SCRIPT, torrentPath, join(dir, 'clients'), String(clients), String(timeoutS), '--no-webseed'], (timeoutS + 60) * 1000)
+  const started = performance.now()
+  const swarm = res.start('/usr/bin/python3', [SWARM_SCRIPT, torrentPath, join(dir, 'clients'), String(clients), String(timeoutS), '--no-webseed'])
+  // The clients' CPU time, sampled while they run (the process is gone once it has reported).
+  let clientsCpu = 0
+  const sampler = setInterval(() => void cpuSeconds(swarm.child.pid!).then((seconds) => seconds !== undefined && (clientsCpu = seconds)), 250)
+  const deadline = setTimeout(() => void swarm.stop(2000), (timeoutS + 60) * 1000)
+  await swarm.exited
+  clearInterval(sampler)
+  clearTimeout(deadline)
+  const wallSeconds = (performance.now() - started) / 1000
   const line = swarm.stdout.trim().split('\n').at(-1) ?? ''
   let result: SwarmResult
   try {
@@ -94,7 +103,7 @@ async function swarmRun(res: Resources, command: DaemonCommand, bucketUrl: strin
     throw new Error(`lt-swarm.py printed no result: ${swarm.stdout.slice(-1000)} ${swarm.stderr.slice(-1000)}`)
   }
   const cpuAfter = await Promise.all(daemons.map((d) => cpuSeconds(d.pid)))
-  const cpu = cpuAfter.map((after, i) => (after ?? 0) - (cpuBefore[i] ?? 0))
+  const cpu = { daemons: cpuAfter.map((after, i) => (after ?? 0) - (cpuBefore[i] ?? 0)), clients: clientsCpu, wallSeconds }
   if (!result.done) throw new Error(`not every client finished within ${timeoutS} s: ${line}`)
   for (const [index, client] of result.clients.entries()) {
     const copy = await stat(join(dir, 'clients', String(index), item.relPath.slice(item.relPath.lastIndexOf('/') + 1)))
@@ -176,9 +185,14 @@ export async function benchOffload(res: Resources, quick: boolean): Promise<Scen
     },
   ]
   const spread = (o: Outcome) => `${Math.min(...o.clientSeconds).toFixed(1)}–${o.lastClientSeconds.toFixed(1)} s`
-  const load = (o: Outcome) =>
-    `meanwhile the origin used ${o.cpu[0]!.toFixed(1)} s of CPU` +
-    (o.cpu.length > 1 ? `, the mirrors ${o.cpu.slice(1).map((s) => s.toFixed(1)).join(' s and ')} s (of the ${cpus().length} cores the clients share too)` : '')
+  const load = ({ cpu }: Outcome) => {
+    const used = cpu.clients + cpu.daemons.reduce((a, b) => a + b, 0)
+    return (
+      `in those ${cpu.wallSeconds.toFixed(1)} s the clients used ${cpu.clients.toFixed(1)} s of CPU, the origin ${cpu.daemons[0]!.toFixed(1)} s` +
+      (cpu.daemons.length > 1 ? `, the mirrors ${cpu.daemons.slice(1).map((s) => s.toFixed(1)).join(' s and ')} s` : '') +
+      ` (together ${((used / (cpu.wallSeconds * cpus().length)) * 100).toFixed(0)} % of the machine's ${cpus().length} cores)`
+    )
+  }
   const notes = [
     `Offload: ${clients} libtorrent 2.0 sessions in one process (lt-swarm.py), each with its own port, tracker announces only (no DHT/LSD), web seeds removed so that every byte moves over BitTorrent; ` +
       `clients keep seeding each other until the last one is done, as real clients do. With 2 mirrors: clients done in ${spread(meshed)}; ` +
