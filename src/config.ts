@@ -10,6 +10,10 @@ import { z } from 'zod'
 const positiveInt = z.number().int().positive()
 const port = z.number().int().min(0).max(65535)
 const httpUrl = z.url({ protocol: /^https?$/ })
+// Node's timers take at most 2^31 - 1 ms and fire after 1 ms instead beyond that (a busy loop).
+const timerSeconds = z.number().positive().max(2_147_483, { message: 'at most 2147483 seconds (24 days): the longest timer Node.js can set' })
+const TEN_YEARS = 10 * 365 * 86400
+const timerMs = z.number().int().nonnegative().max(2_147_483_647, { message: 'at most 2147483647 ms (24 days): the longest timer Node.js can set' })
 
 function isRegExp(text: string): boolean {
   try {
@@ -39,12 +43,12 @@ const schema = z.strictObject({
   }),
   fetch: z.strictObject({
     concurrency: positiveInt.max(32),
-    connectTimeoutMs: positiveInt,
-    idleTimeoutMs: positiveInt,
+    connectTimeoutMs: timerMs.min(1),
+    idleTimeoutMs: timerMs.min(1),
     transferAttempts: positiveInt,
     validationAttempts: positiveInt,
-    backoffMs: z.number().int().nonnegative(),
-    maxBackoffMs: z.number().int().nonnegative(),
+    backoffMs: timerMs,
+    maxBackoffMs: timerMs,
   }),
   torrent: z.strictObject({
     extraTrackers: z.array(z.url({ protocol: /^(https?|udp|wss?)$/ })),
@@ -78,9 +82,9 @@ const schema = z.strictObject({
     trustProxy: z.boolean(),
   }),
   retention: z.strictObject({
-    publishSeconds: z.number().positive(),
-    checkEverySeconds: z.number().positive(),
-    forgetExpiredAfterDays: z.number().positive(),
+    publishSeconds: z.number().positive().max(TEN_YEARS),
+    checkEverySeconds: timerSeconds,
+    forgetExpiredAfterDays: z.number().positive().max(TEN_YEARS / 86400),
   }),
   disk: z.strictObject({
     budgetBytes: positiveInt,
@@ -111,11 +115,11 @@ const schema = z.strictObject({
     // Client-side filters on relPath, as Sarracenia's accept/reject: regular expressions.
     accept: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),
     reject: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),
-    pollSeconds: z.number().positive(),
+    pollSeconds: timerSeconds,
     concurrency: positiveInt.max(16),
-    downloadTimeoutSeconds: z.number().positive(),
+    downloadTimeoutSeconds: timerSeconds,
     // Peers give nothing for this long: the torrent's HTTP web seeds are added as a fallback.
-    webSeedAfterSeconds: z.number().positive(),
+    webSeedAfterSeconds: timerSeconds,
   }),
   schedule: z.strictObject({
     cron: z.string().refine((expr) => cron.validate(expr), { message: 'not a valid cron expression (e.g. "*/5 * * * *")' }),
