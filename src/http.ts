@@ -35,13 +35,20 @@ const STATIC_TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 }
 
-/** One `bytes=` range; undefined for none or for several (then the whole body is sent). */
+/**
+ * One `bytes=` range. Undefined (the whole body is sent, as RFC 9110 allows) for no header,
+ * another unit, or several ranges; 'unsatisfiable' (416) for a bytes range that is malformed
+ * or outside the file.
+ */
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
-  if (!header) return undefined
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
-  if (!m) return undefined
+  const value = header?.trim()
+  if (!value || !/^bytes=/i.test(value)) return undefined
+  const specs = value.slice('bytes='.length).split(',').map((spec) => spec.trim())
+  if (specs.length > 1) return specs.every((spec) => /^(\d+-\d*|-\d+)$/.test(spec)) ? undefined : 'unsatisfiable'
+  const m = /^(\d*)-(\d*)$/.exec(specs[0]!)
+  if (!m) return 'unsatisfiable'
   const [, from = '', to = ''] = m
-  if (from === '' && to === '') return undefined
+  if (from === '' && to === '') return 'unsatisfiable'
   let start: number
   let end: number
   if (from === '') {

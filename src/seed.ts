@@ -4,6 +4,7 @@
 import { stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import bencode from 'bencode'
+import Wire from 'bittorrent-protocol'
 import WebTorrent, { type Torrent } from 'webtorrent'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
@@ -14,6 +15,24 @@ export interface SeedStats {
   peers: number
   uploaded: number
   uploadSpeed: number
+}
+
+/**
+ * The longest message a peer may announce. bittorrent-protocol 4.1 trusts the 4-byte length
+ * and buffers up to 4 GiB waiting for the rest, re-concatenating on every chunk: one peer
+ * could make a seeder on a 2 GB VPS run out of memory. Real messages are far shorter (a
+ * piece message carries a block of 16 KiB, 128 KiB at most; a bitfield of 400,000 pieces is
+ * 50 KB), so a wire announcing more than this is dropped.
+ */
+const MAX_PEER_MESSAGE_BYTES = 1024 * 1024
+const wireMethods = Wire.prototype as unknown as { _onMessageLength(this: Wire, buffer: Uint8Array): void }
+const parseMessageLength = wireMethods._onMessageLength
+wireMethods._onMessageLength = function (this: Wire, buffer: Uint8Array) {
+  if (new DataView(buffer.buffer, buffer.byteOffset, 4).getUint32(0) > MAX_PEER_MESSAGE_BYTES) {
+    this.destroy()
+    return
+  }
+  parseMessageLength.call(this, buffer)
 }
 
 /**

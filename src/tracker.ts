@@ -35,6 +35,11 @@ export class Tracker {
     if (this.server) delete this.server.torrents[infoHash.toLowerCase()]
   }
 
+  /** Swarms the tracker holds: only published infohashes ever get one. */
+  get swarms(): number {
+    return Object.keys(this.server?.torrents ?? {}).length
+  }
+
   stats(infoHash: string): SwarmStats {
     const swarm = this.server?.torrents[infoHash.toLowerCase()]
     return { seeders: swarm?.complete ?? 0, leechers: swarm?.incomplete ?? 0 }
