@@ -87,6 +87,7 @@ export interface NotifierStatus {
 export class Notifier {
   private readonly dir: string
   private sequence = 0
+  private writes: Promise<void> = Promise.resolve()
   private files: string[] = []
   private connection: amqp.ChannelModel | undefined
   private wake: (() => void) | undefined
@@ -116,18 +117,27 @@ export class Notifier {
     this.running = this.sendLoop()
   }
 
-  /** Queues a message on disk; returns once it is safe there, never waits for the broker. */
-  async enqueue(body: V03Message): Promise<void> {
+  /**
+   * Queues a message on disk; returns once it is safe there, never waits for the broker.
+   * Writes are chained so that the sender sees messages in the order they were queued: two
+   * files published together must not be announced in the order their writes happened to end.
+   */
+  enqueue(body: V03Message): Promise<void> {
     const name = `${String(this.sequence++).padStart(16, '0')}.json`
-    await writeFileAtomic(join(this.dir, name), JSON.stringify({ topic: topicFor(body.relPath), body } satisfies OutboxEntry))
-    this.files.push(name)
-    while (this.files.length > this.options.maxBacklog) {
-      const oldest = this.files.shift()!
-      await rm(join(this.dir, oldest), { force: true })
-      this.state.dropped++
-      this.log.warn('notification backlog full, dropped the oldest message', { maxBacklog: this.options.maxBacklog })
-    }
-    this.wake?.()
+    const entry = JSON.stringify({ topic: topicFor(body.relPath), body } satisfies OutboxEntry)
+    const written = this.writes.then(async () => {
+      await writeFileAtomic(join(this.dir, name), entry)
+      this.files.push(name)
+      while (this.files.length > this.options.maxBacklog) {
+        const oldest = this.files.shift()!
+        await rm(join(this.dir, oldest), { force: true })
+        this.state.dropped++
+        this.log.warn('notification backlog full, dropped the oldest message', { maxBacklog: this.options.maxBacklog })
+      }
+      this.wake?.()
+    })
+    this.writes = written.catch(() => {})
+    return written
   }
 
   async stop(): Promise<void> {
