@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after } from 'node:test'
 import { loadConfig, type Config } from '../src/config.ts'
+import { arpegeKey, FakeUpstream } from '../scripts/lib/fake-upstream.ts'
 import { fixtureFor, type GribFixtureOptions } from '../scripts/lib/grib-fixtures.ts'
 import { freePort } from '../scripts/lib/wait.ts'
 
@@ -55,4 +56,14 @@ export async function testConfig(dataDir: string, bucketUrl: string, overrides: 
     base[key] = typeof value === 'object' && value && !Array.isArray(value) ? { ...base[key], ...value } : value
   }
   return loadConfig({ env: {}, overrides: base })
+}
+
+/** A local object store serving one small CCSDS fixture per range of RUN (package SP1). */
+export async function upstreamServing(ranges: string[]): Promise<FakeUpstream> {
+  const upstream = new FakeUpstream()
+  await upstream.start()
+  for (const [i, range] of ranges.entries()) {
+    await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path: await fixture(`notify-${i}.grib2`, { seed: 40 + i, bands: 2 }) })
+  }
+  return upstream
 }
