@@ -10,33 +10,16 @@ import { stat, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import amqp from 'amqplib'
 import { recentRuns } from '../../src/source.ts'
 import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonCommand, type DaemonHandle } from './bench-daemon.ts'
-import { FIXTURE_CACHE } from './bench-publish.ts'
+import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE, startUpstream } from './bench-services.ts'
 import { cpuSeconds, fmtMB, fmtRatio, MB, progress, waitFor, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
 import { arpegeKey } from './fake-upstream.ts'
 import { fixtureFor } from './grib-fixtures.ts'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const UPSTREAM_SCRIPT = fileURLToPath(new URL('./bench-upstream.ts', import.meta.url))
 const SWARM_SCRIPT = fileURLToPath(new URL('./lt-swarm.py', import.meta.url))
-export const BENCH_BROKER = 'amqp://guest:guest@127.0.0.1:5672'
 const CAP = 10 * MB
 const [UPLOAD_TARGET, TIME_TARGET] = [1.5, 1.3]
-
-/** The broker the scenarios need: RabbitMQ on loopback, started with scripts/broker.sh if it is not running. */
-export async function ensureBroker(res: Resources): Promise<void> {
-  const reachable = () =>
-    amqp.connect(BENCH_BROKER, { timeout: 3000 }).then(
-      (connection) => connection.close().then(() => true),
-      () => false,
-    )
-  if (await reachable()) return
-  progress('starting RabbitMQ on loopback (bash scripts/broker.sh start)')
-  const started = await res.run('bash', [join(ROOT, 'scripts/broker.sh'), 'start'], 120_000, { cwd: ROOT })
-  if (started.code !== 0 || !(await reachable())) throw new Error(`no broker at ${BENCH_BROKER}: scripts/broker.sh start said ${started.stdout} ${started.stderr}`)
-}
 
 interface SwarmResult {
   clients: Array<{ seconds: number | null; downloaded: number; uploaded: number; error: string | null }>
@@ -142,17 +125,7 @@ export async function benchOffload(res: Resources, quick: boolean): Promise<Scen
   // The daemon's startup pass looks at the newest run: the upstream serves the file under it.
   const run = recentRuns(new Date(), [0, 6, 12, 18], 1)[0]!
   const key = arpegeKey({ run, grid: '01', pkg: 'SP1', range: '000H012H' })
-  const upstream = res.start(process.execPath, ['--import', 'tsx', UPSTREAM_SCRIPT, fixture, String(1000 * MB), key], { cwd: ROOT })
-  const bucketUrl = await waitFor(
-    'the fake upstream to listen',
-    () => {
-      if (upstream.child.exitCode !== null) throw new Error(`the fake upstream exited: ${upstream.stderr.slice(-1000)}`)
-      const line = upstream.stdout.split('\n').find((l) => l.startsWith('{'))
-      return line && (JSON.parse(line) as { bucketUrl: string }).bucketUrl
-    },
-    60_000,
-    50,
-  )
+  const bucketUrl = await startUpstream(res, fixture, 1000 * MB, [key])
   progress('offload: compiling the daemon (tsconfig.build.json, into a temp directory)')
   const command = await daemonCommand(res)
 

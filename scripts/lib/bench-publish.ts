@@ -4,27 +4,23 @@
 // process pipeline does after the last byte (validate the whole file with GDAL, then hash it
 // into a torrent with mktorrent), on the same file.
 import { stat } from 'node:fs/promises'
-import { cpus, tmpdir } from 'node:os'
+import { cpus } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
 import { loadConfig } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { xml } from '../../src/feed.ts'
 import { createLogger } from '../../src/log.ts'
 import { validateGrib } from '../../src/validate.ts'
+import { FIXTURE_CACHE, startUpstream } from './bench-services.ts'
 import { arpegeKey } from './fake-upstream.ts'
 import { fixtureFor } from './grib-fixtures.ts'
-import { fmtMB, fmtMBs, fmtMs, fmtRatio, freePort, MB, progress, waitFor, type Resources, type ScenarioResult } from './bench-util.ts'
+import { fmtMB, fmtMBs, fmtMs, fmtRatio, freePort, MB, progress, type Resources, type ScenarioResult } from './bench-util.ts'
 
 const RUN = '2026-11-23T00:00:00Z'
 /** Three files of one run, fetched one at a time (fetch.concurrency 1): three latency samples. */
 const RANGES = ['000H012H', '013H024H', '025H036H']
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const UPSTREAM_SCRIPT = fileURLToPath(new URL('./bench-upstream.ts', import.meta.url))
 const RATE = 50 * MB
-/** Cached across runs (not removed at the end): making 500 MB of CCSDS GRIB2 takes a while. */
-export const FIXTURE_CACHE = join(tmpdir(), 'gribswarm-bench')
 
 /** What we learn about one file while the daemon handles it (performance.now() times). */
 interface Timeline {
@@ -54,21 +50,9 @@ export async function benchPublishing(res: Resources, quick: boolean): Promise<S
   const fixture = await fixtureFor(FIXTURE_CACHE, `arpege-ccsds-b${bands}-r${repeat}.grib2`, { bands, repeat })
   const fixtureSize = (await stat(fixture)).size
 
-  // The upstream runs in its own process: pacing 50 MB/s must not compete with the daemon's event loop.
+  // Paced at 50 MB/s by a process of its own, not by the daemon's event loop.
   const keys = RANGES.map((range) => arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }))
-  const upstream = res.start(process.execPath, ['--import', 'tsx', UPSTREAM_SCRIPT, fixture, String(RATE), ...keys], { cwd: ROOT })
-  let upstreamExited = false
-  void upstream.exited.then(() => (upstreamExited = true))
-  const bucketUrl = await waitFor(
-    'the fake upstream to listen',
-    () => {
-      if (upstreamExited) throw new Error(`the fake upstream exited: ${upstream.stderr.slice(-1000)}`)
-      const line = upstream.stdout.split('\n').find((l) => l.startsWith('{'))
-      return line && (JSON.parse(line) as { bucketUrl: string }).bucketUrl
-    },
-    60_000,
-    50,
-  )
+  const bucketUrl = await startUpstream(res, fixture, RATE, keys)
 
   const dataDir = await res.tempDir('gribswarm-bench-publish-')
   const httpPort = await freePort()
