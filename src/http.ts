@@ -20,7 +20,7 @@ export interface HttpOptions {
   /** Trust X-Forwarded-* from nginx. */
   trustProxy?: boolean
   /** Counts what /data/ sent (the web seed's share of the origin's upload), kept by the caller. */
-  counters?: HttpCounters
+  counters: HttpCounters
 }
 
 export interface HttpCounters {
@@ -90,8 +90,7 @@ function sendFile(reply: FastifyReply, path: string, item: ItemRecord, rangeHead
 }
 
 export async function createHttpServer(options: HttpOptions): Promise<FastifyInstance> {
-  const { store } = options
-  const counters = options.counters ?? { dataRequests: 0, dataBytes: 0 }
+  const { store, counters } = options
   const app = Fastify({ logger: false, trustProxy: options.trustProxy ?? false, routerOptions: { maxParamLength: 1024 } })
 
   const staticFiles = new Map<string, { body: Buffer; type: string }>()

@@ -101,7 +101,7 @@ export class Seeder {
       // and under load the cache cost ~70 MB of resident memory for no speed (measured).
       const added = client.add(torrentFile, { path: dirname(dataPath), skipVerify: unchanged, storeCacheSlots: 0 }, resolve)
       added.once('error', reject)
-      if (this.options.superSeed) new SuperSeeder(Math.ceil(item.size / item.pieceLength), item.pieceLength).attach(added)
+      if (this.options.superSeed) new SuperSeeder(added, Math.ceil(item.size / item.pieceLength), item.pieceLength)
     })
     if (!torrent.done) {
       await new Promise<void>((resolve, reject) => {

@@ -4,6 +4,7 @@
 // the peer announces it has them. Each piece then leaves the origin about once and the peers
 // trade the rest among themselves, instead of several peers pulling the same piece from the
 // origin at once. Peers need nothing special: they see a seeder that "has" a few pieces.
+import type ProtocolWire from 'bittorrent-protocol'
 import type { Torrent, Wire } from 'webtorrent'
 
 /** Bytes of pieces revealed to one peer and not yet confirmed by it: enough to keep its pipe full. */
@@ -11,16 +12,6 @@ const REVEAL_BYTES = 2 * 1024 * 1024
 const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
 /** A peer alone in wanting pieces competes with nobody for our upload: a deeper window keeps its pipe full. */
 const ALONE_FACTOR = 8
-
-/** The parts of bittorrent-protocol's Wire that super-seeding drives. */
-interface ProtocolWire extends Wire {
-  destroyed: boolean
-  peerPieces: { get(index: number): boolean }
-  have(index: number): void
-  bitfield(bitfield: Uint8Array | { buffer: Uint8Array }): void
-  haveAll(): void
-  haveNone(): void
-}
 
 /** What one connected peer has, and what it has been told. */
 interface Peer {
@@ -40,23 +31,18 @@ export class SuperSeeder {
   private readonly perPeer: number
   private readonly peers = new Set<Peer>()
 
+  /** Takes over what `torrent` announces to each new peer; create it before any peer connects. */
   constructor(
+    private readonly torrent: Torrent,
     private readonly pieceCount: number,
     pieceLength: number,
   ) {
     this.holders = new Uint16Array(pieceCount)
     this.perPeer = Math.max(MIN_REVEALED, Math.min(MAX_REVEALED, Math.ceil(REVEAL_BYTES / pieceLength)))
-  }
-
-  /** Takes over what `torrent` announces to each new peer; call before any peer connects. */
-  attach(torrent: Torrent): void {
-    this.complete = () => torrent.done
     // Pieces are revealed only once they are all verified (after a re-check, for instance).
     torrent.once('done', () => this.revealToAll())
-    torrent.on('wire', (wire: Wire) => this.manage(wire as ProtocolWire))
+    torrent.on('wire', (wire: Wire) => this.manage(wire as unknown as ProtocolWire))
   }
-
-  private complete = () => true
 
   private manage(wire: ProtocolWire): void {
     const peer: Peer = { wire, has: new Set(), revealed: new Set(), unspread: new Set(), seeder: false }
@@ -128,7 +114,7 @@ export class SuperSeeder {
   /** Tops up what `peer` has been told about, up to its share of slots. */
   private reveal(peer: Peer): void {
     const slots = this.slotsFor(peer)
-    while (this.complete() && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < slots) {
+    while (this.torrent.done && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < slots) {
       const index = this.rarestMissing(peer)
       if (index === undefined) return
       peer.revealed.add(index)

@@ -124,6 +124,9 @@ declare module 'bittorrent-protocol' {
     handshake(infoHash: string, peerId: string, extensions?: Record<string, boolean>): void
     bitfield(bitfield: Uint8Array): void
     have(index: number): void
+    /** BEP 6 (fast extension) */
+    haveAll(): void
+    haveNone(): void
     interested(): void
     request(index: number, offset: number, length: number, cb: (err: Error | null, block: Uint8Array) => void): void
     destroy(): this
