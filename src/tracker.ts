@@ -2,7 +2,50 @@
 // port). It only accepts the infohashes we publish, so it is never an open relay for other
 // people's torrents.
 import { Server } from 'bittorrent-tracker'
+import { createHmac, randomBytes } from 'node:crypto'
+import type { RemoteInfo } from 'node:dgram'
 import type { Logger } from './log.ts'
+
+/** BEP 15: the constant a UDP client sends with its connect request. */
+const PROTOCOL_ID = Buffer.from('0000041727101980', 'hex')
+const CONNECT = 0
+const CONNECTION_ID_EPOCH_MS = 60_000
+
+/**
+ * BEP 15 connection ids. bittorrent-tracker hands every client the protocol constant as its
+ * connection id, so an announce with a forged source address is answered: a reflection
+ * amplifier (a 98-byte request, a reply of up to ~500 bytes) and peers planted under someone
+ * else's address. Here a connection id is an HMAC of the client's address and port and the
+ * current minute; an announce or scrape must carry one from this minute or the last, which
+ * only a client that received our connect reply can have. Anything else is dropped silently.
+ */
+export class UdpConnectionGate {
+  private readonly secret = randomBytes(32)
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  idFor(rinfo: Pick<RemoteInfo, 'address' | 'port'>, epochsAgo = 0): Buffer {
+    const epoch = Math.floor(this.now() / CONNECTION_ID_EPOCH_MS) - epochsAgo
+    return createHmac('sha256', this.secret).update(`${rinfo.address}|${rinfo.port}|${epoch}`).digest().subarray(0, 8)
+  }
+
+  /**
+   * What to do with one datagram: 'reply' with the buffer (a connect), 'pass' it on to
+   * bittorrent-tracker (a valid connection id, rewritten to the constant the library
+   * expects), or 'drop' it.
+   */
+  check(msg: Buffer, rinfo: RemoteInfo): { action: 'reply'; reply: Buffer } | { action: 'pass' | 'drop' } {
+    if (msg.length < 16) return { action: 'drop' }
+    const id = msg.subarray(0, 8)
+    if (msg.readUInt32BE(8) === CONNECT) {
+      if (!id.equals(PROTOCOL_ID)) return { action: 'drop' }
+      return { action: 'reply', reply: Buffer.concat([msg.subarray(8, 16), this.idFor(rinfo)]) }
+    }
+    if (!id.equals(this.idFor(rinfo)) && !id.equals(this.idFor(rinfo, 1))) return { action: 'drop' }
+    PROTOCOL_ID.copy(msg, 0)
+    return { action: 'pass' }
+  }
+}
 
 export interface TrackerOptions {
   host: string
@@ -66,9 +109,24 @@ export class Tracker {
         resolve()
       })
     })
+    this.guardUdp(server)
     this.server = server
     this.port = (server.http?.address() as { port: number }).port
     this.log.info('tracker listening', { host: this.options.host, port: this.port })
+  }
+
+  /** Puts the connection-id gate in front of bittorrent-tracker's UDP handler. */
+  private guardUdp(server: Server): void {
+    const gate = new UdpConnectionGate()
+    for (const socket of [server.udp4, server.udp6]) {
+      if (!socket) continue
+      socket.removeAllListeners('message')
+      socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+        const verdict = gate.check(msg, rinfo)
+        if (verdict.action === 'reply') socket.send(verdict.reply, rinfo.port, rinfo.address)
+        else if (verdict.action === 'pass') server.onUdpRequest(msg, rinfo)
+      })
+    }
   }
 
   async stop(): Promise<void> {

@@ -111,6 +111,9 @@ declare module 'bittorrent-tracker' {
     torrents: Record<string, Swarm | undefined>
     http: import('node:http').Server | null
     udp4: import('node:dgram').Socket | null
+    udp6: import('node:dgram').Socket | null
+    /** bittorrent-tracker's handler of one UDP datagram (src/tracker.ts puts a gate in front of it) */
+    onUdpRequest(msg: Buffer, rinfo: import('node:dgram').RemoteInfo): void
     listen(port: number, hostname?: string | { http?: string; udp?: string }, onlistening?: () => void): void
     close(cb?: (err?: Error) => void): void
   }

@@ -79,6 +79,60 @@ test('malformed and hostile announces get a failure reason; unknown infohashes l
   await stillServing()
 })
 
+/** A UDP client socket that hands out the datagrams it receives, in order, with a deadline. */
+async function udpClient() {
+  const socket = createSocket('udp4')
+  const inbox: Buffer[] = []
+  socket.on('message', (msg) => inbox.push(msg))
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
+  onCleanup(() => new Promise<void>((resolve) => socket.close(() => resolve())))
+  return {
+    send: (packet: Buffer) => socket.send(packet, daemon.tracker!.port, '127.0.0.1'),
+    next: () => waitFor('a UDP reply from the tracker', () => inbox.shift(), 5000, 10),
+  }
+}
+
+const PROTOCOL_ID = Buffer.from('0000041727101980', 'hex')
+function udpPacket(connectionId: Buffer, action: number, transactionId: number, infoHash = ''): Buffer {
+  const head = Buffer.alloc(16)
+  connectionId.copy(head, 0)
+  head.writeUInt32BE(action, 8)
+  head.writeUInt32BE(transactionId, 12)
+  if (action !== 1) return head
+  const body = Buffer.alloc(82)
+  Buffer.from(infoHash, 'hex').copy(body, 0)
+  randomBytes(20).copy(body, 20) // peer id
+  body.writeUInt32BE(2, 64) // event: started
+  body.writeInt32BE(-1, 76) // numwant: default
+  body.writeUInt16BE(6881, 80)
+  return Buffer.concat([head, body])
+}
+
+test('UDP (BEP 15): announces need a connection id issued to that address; forged ones are dropped unanswered', async () => {
+  const client = await udpClient()
+  client.send(udpPacket(PROTOCOL_ID, 0, 1))
+  const connected = await client.next()
+  assert.equal(connected.readUInt32BE(0), 0, 'connect reply')
+  assert.equal(connected.readUInt32BE(4), 1, 'its transaction id')
+  const connectionId = connected.subarray(8, 16)
+  assert.ok(!connectionId.equals(PROTOCOL_ID), 'a connection id of our own, not the protocol constant')
+
+  // A spoofed announce (no connect: the constant, or an id issued to another address) gets no
+  // reply at all; the valid announce sent after it is the next datagram to come back.
+  const other = await udpClient()
+  other.send(udpPacket(PROTOCOL_ID, 0, 2))
+  const otherId = (await other.next()).subarray(8, 16)
+  for (const [forged, transactionId] of [[PROTOCOL_ID, 10], [otherId, 11], [randomBytes(8), 12]] as const) {
+    client.send(udpPacket(forged, 1, transactionId, item.infoHash))
+  }
+  client.send(udpPacket(connectionId, 1, 20, item.infoHash))
+  const announced = await client.next()
+  assert.equal(announced.readUInt32BE(0), 1, `an announce reply, not an error: ${announced.subarray(8).toString()}`)
+  assert.equal(announced.readUInt32BE(4), 20, 'the reply to the valid announce, nothing for the forged ones')
+  client.send(udpPacket(connectionId, 2, 21, item.infoHash)) // scrape with the same id
+  assert.equal((await client.next()).readUInt32BE(4), 21)
+})
+
 test('HTTP: traversal in every spelling, symlinks, bad Range headers and huge URLs get 4xx', async () => {
   // A link planted in pub/ to a file outside: never served, paths are looked up among published items.
   const planted = join(config.dataDir, 'pub', '20261123T00Z/arpege/01/SP1/passwd.grib2')
