@@ -22,7 +22,7 @@ export interface DaemonStatus {
   seeder: { port: number; torrents: number }
   http: { dataRequests: number; dataBytes: number }
   mirror?: { following: number; copied: number; dropped: number; failed: number; copying: Array<{ relPath: string; uploaded: number }> }
-  items: Array<{ relPath: string; infoHash: string; torrentUrl: string; peers: number; uploaded: number }>
+  items: Array<{ relPath: string; infoHash: string; torrentUrl: string; expiresAt: string; peers: number; uploaded: number }>
 }
 
 export type DaemonHandle = ReturnType<Resources['start']> & { pid: number; setup: DaemonSetup; status: () => Promise<DaemonStatus> }
