@@ -138,6 +138,8 @@ export async function listBucket(http: Got, bucketUrl: string, prefix: string, m
     if (response.statusCode !== 200 || !response.body.includes('<ListBucketResult')) {
       throw new ListingUnsupportedError(`listing ${url}: HTTP ${response.statusCode}, not an S3 ListBucketResult`)
     }
+    // A listing cut short would otherwise read as "nothing there yet".
+    if (!response.body.trimEnd().endsWith('</ListBucketResult>')) throw new ListingUnsupportedError(`listing ${url}: the ListBucketResult is cut short`)
     const body = response.body
     for (const [, block = ''] of body.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
       const key = xmlField(block, 'Key')
@@ -147,9 +149,11 @@ export async function listBucket(http: Got, bucketUrl: string, prefix: string, m
       }
       objects.push({ key, size, etag: xmlField(block, 'ETag')?.replaceAll('"', ''), lastModified: xmlField(block, 'LastModified') })
     }
+    const previous = token
     token = xmlField(body, 'NextContinuationToken')
     if (xmlField(body, 'IsTruncated') !== 'true') return objects
     if (!token) throw new ListingUnsupportedError(`listing ${url}: truncated page without NextContinuationToken`)
+    if (token === previous) throw new ListingUnsupportedError(`listing ${url}: the continuation token does not move on (a listing loop)`)
   }
   throw new ListingUnsupportedError(`listing ${bucketUrl} prefix ${prefix}: more than ${maxPages} pages`)
 }

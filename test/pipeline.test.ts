@@ -112,6 +112,21 @@ test('a connection cut mid-body is resumed with a Range request', () =>
     await assertAllPublished(s)
   }))
 
+test('a connection reset (RST) mid-body is resumed with a Range request', () =>
+  withFaults([{ kind: 'truncate', afterBytes: 100_000, reset: true }], async (s, report) => {
+    assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+    assert.ok(s.upstream.requests.some((r) => r.url.includes('000H012H') && r.range === 'bytes=100000-' && r.status === 206))
+    await assertAllPublished(s)
+  }))
+
+test('a slow trickle that never stalls completes in one request (the idle timeout is not a total timeout)', () =>
+  withFaults([], async (s, report) => {
+    assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+    // 2 files at 400 KB/s last several times the 1.5 s idle timeout, without a retry.
+    assert.equal(s.upstream.requests.filter((r) => r.method === 'GET' && r.url.endsWith('.grib2')).length, 2)
+    await assertAllPublished(s)
+  }, { upstream: { bytesPerSecond: 400_000 } }))
+
 test('a stalled body hits the idle timeout and is resumed', () =>
   withFaults([{ kind: 'stall', afterBytes: 50_000 }], async (s, report) => {
     assert.equal(report.published.length, 2, JSON.stringify(report.failed))
@@ -131,6 +146,16 @@ test('an HTML error page with status 200 is rejected as not GRIB and fetched aga
     assert.equal(report.published.length, 2, JSON.stringify(report.failed))
     await assertAllPublished(s)
   }, { upstream: {}, etags: ['multipart', 'multipart'] }))
+
+// Damage that breaks the GRIB structure is caught by validation alone. Damage inside a data
+// section that still decodes is caught only by a checksum (MD5 ETag, piece hashes): see the
+// README's known limits.
+test('a GRIB of the right size with a damaged message header, without an MD5 ETag, fails validation and is fetched again', () =>
+  withFaults([{ kind: 'corrupt', bytes: 16, at: Number(bodies[0]!.readBigUInt64BE(8)) }], async (s, report) => {
+    assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+    assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET' && !r.range).length, 2)
+    await assertAllPublished(s)
+  }, { etags: ['multipart', 'multipart'] }))
 
 test('a file whose MD5 never matches its ETag is given up for this pass, and nothing of it is published', () =>
   withFaults([], async (s, report) => {
@@ -186,6 +211,23 @@ test('listing: paginated with continuation tokens, or HEAD probing where listing
       assert.deepEqual(await listTree(join(s.config.dataDir, 'pub')), [], 'a dry run fetches nothing')
       if (upstream.pageSize) assert.ok(s.upstream.requests.filter((r) => r.url.includes('list-type=2')).length >= 2)
       else assert.ok(s.upstream.requests.some((r) => r.method === 'HEAD'))
+    } finally {
+      await s.close()
+    }
+  }
+})
+
+test('a malformed listing, or one whose continuation token loops, is named and HEAD probing takes over', async () => {
+  for (const fault of ['malformed', 'tokenLoop'] as const) {
+    const s = await setup()
+    try {
+      s.upstream.setListingFault(fault)
+      const report = await s.pass()
+      assert.equal(report.published.length, 2, `${fault}: ${JSON.stringify(report.failed)}`)
+      assert.ok(s.upstream.requests.filter((r) => r.url.includes('list-type=2')).length <= 2, `${fault}: a loop is cut at once`)
+      assert.ok(s.upstream.requests.some((r) => r.method === 'HEAD'), `${fault}: probed`)
+      await assertAllPublished(s)
+      s.upstream.setListingFault(undefined)
     } finally {
       await s.close()
     }

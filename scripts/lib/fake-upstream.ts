@@ -13,10 +13,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 
 export type Fault =
   | { kind: 'status'; status: number; body?: string; contentType?: string } // e.g. 404, 500, 503, or 200 with an HTML page
-  | { kind: 'truncate'; afterBytes: number } // full Content-Length header, then the socket is destroyed after N body bytes
+  | { kind: 'truncate'; afterBytes: number; reset?: boolean } // full Content-Length header, then the connection closes (FIN, or RST with reset) after N body bytes
   | { kind: 'stall'; afterBytes: number } // N body bytes, then silence until the client or stop() closes the connection
-  | { kind: 'corrupt' } // one byte flipped mid-body: same length, same headers, same ETag
+  | { kind: 'corrupt'; bytes?: number; at?: number } // a run of bytes (default 1) flipped at byte `at` (default mid-body): same length, same headers, same ETag
   | { kind: 'redirectLoop' } // 302 to itself, forever
+
+/** How listings misbehave: an XML body cut short, or truncated pages whose continuation token never moves on. */
+export type ListingFault = 'malformed' | 'tokenLoop'
 
 export interface UpstreamObject {
   key: string
@@ -128,6 +131,7 @@ export class FakeUpstream {
   private readonly server: http.Server
   private readonly opts: Required<Omit<FakeUpstreamOptions, 'bytesPerSecond'>>
   private rate: number | undefined
+  private listingFault: ListingFault | undefined
   private url: string | undefined
 
   constructor(opts: FakeUpstreamOptions = {}) {
@@ -220,6 +224,11 @@ export class FakeUpstream {
     const queue = this.faults.get(key) ?? []
     queue.push(...faults)
     this.faults.set(key, queue)
+  }
+
+  /** Every listing misbehaves this way until set back to undefined. */
+  setListingFault(fault: ListingFault | undefined): void {
+    this.listingFault = fault
   }
 
   /** Applies to responses already under way too, from their next chunk. */
@@ -337,7 +346,8 @@ export class FakeUpstream {
   private async sendBody(res: http.ServerResponse, obj: Stored, start: number, end: number, fault: Fault | undefined): Promise<void> {
     const total = end - start + 1
     const cutAt = fault?.kind === 'truncate' || fault?.kind === 'stall' ? Math.max(0, Math.min(fault.afterBytes, total)) : total
-    const flipAt = fault?.kind === 'corrupt' ? Math.floor(total / 2) : -1
+    const flipFrom = fault?.kind === 'corrupt' ? (fault.at ?? Math.floor(total / 2)) : -1
+    const flipTo = fault?.kind === 'corrupt' ? Math.min(total, flipFrom + (fault.bytes ?? 1)) : -1
     let closed = res.destroyed
     res.once('close', () => (closed = true))
 
@@ -354,9 +364,9 @@ export class FakeUpstream {
         const len = Math.min(chunk.length - off, cutAt - sent, rate ? Math.max(1024, Math.floor(rate / 20)) : Infinity)
         let piece = chunk.subarray(off, off + len)
         off += len
-        if (flipAt >= sent && flipAt < sent + len) {
+        if (flipFrom < sent + len && flipTo > sent) {
           piece = Buffer.from(piece) // never alter the stored body
-          piece[flipAt - sent] = piece[flipAt - sent]! ^ 0x5a
+          for (let at = Math.max(flipFrom, sent); at < Math.min(flipTo, sent + len); at++) piece[at - sent] = piece[at - sent]! ^ 0x5a
         }
         const ok = res.write(piece)
         sent += len
@@ -375,7 +385,8 @@ export class FakeUpstream {
       // end() flushes what was written (headers included) before closing; the client sees fewer bytes than announced.
       const socket = res.socket
       if (sent === 0) res.flushHeaders()
-      if (socket) await new Promise<void>((resolve) => socket.end(() => resolve()))
+      if (fault.reset) socket?.resetAndDestroy()
+      else if (socket) await new Promise<void>((resolve) => socket.end(() => resolve()))
       socket?.destroy()
     } else if (fault?.kind === 'stall') {
       if (sent === 0) res.flushHeaders()
@@ -388,6 +399,9 @@ export class FakeUpstream {
   /** S3 ListObjectsV2, with delimiter (CommonPrefixes) and opaque continuation tokens. */
   private list(req: http.IncomingMessage, res: http.ServerResponse, query: URLSearchParams): void {
     if (!this.opts.listing) return this.send(req, res, 403, s3Error('AccessDenied', 'Access Denied'))
+    if (this.listingFault === 'malformed') {
+      return this.send(req, res, 200, `${XML_HEAD}<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>pnt/</Key><Size>12x`)
+    }
     const prefix = query.get('prefix') ?? ''
     const delimiter = query.get('delimiter') ?? ''
     const token = query.get('continuation-token')
@@ -426,8 +440,14 @@ export class FakeUpstream {
     }
 
     const last = items.at(-1)
+    // A token loop: every page claims more to come and sends the caller back to where it was.
+    if (this.listingFault === 'tokenLoop') truncated = true
     const next =
-      truncated && last ? Buffer.from('prefix' in last ? `P:${last.prefix}` : `K:${last.obj.key}`).toString('base64url') : undefined
+      this.listingFault === 'tokenLoop'
+        ? (token ?? Buffer.from('K:').toString('base64url'))
+        : truncated && last
+          ? Buffer.from('prefix' in last ? `P:${last.prefix}` : `K:${last.obj.key}`).toString('base64url')
+          : undefined
     const el = (name: string, value: string | number | boolean) => `<${name}>${xml(String(value))}</${name}>`
     const parts = [
       el('Name', this.opts.bucket || 'meteofrance-pnt'),
