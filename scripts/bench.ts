@@ -1,7 +1,8 @@
 // `npm run bench [-- --quick]`: measures gribswarm's targets, each against a reference
 // measured in the same run, on 127.0.0.1 only:
 //   1. seeding throughput to one libtorrent client over TCP (vs one plain HTTP origin)
-//   2. publishing latency, last byte downloaded → item in RSS (vs validate-then-hash afterwards)
+//   2. publishing latency, file listable upstream → item in RSS (vs curl, gdalinfo, mktorrent and
+//      transmission-daemon one after the other), and torrent creation from a file on disk (vs mktorrent)
 //   3. resident memory of the daemon seeding 40 torrents (vs the same daemon seeding none)
 //   4. origin offload: a capped origin, 2 mirrors and 16 clients (vs the origin alone)
 //   5. notification latency, published → v03 message at a subscriber (vs a bare AMQP publish)
@@ -12,11 +13,13 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { benchCreate } from './lib/bench-create.ts'
 import { benchMemory } from './lib/bench-memory.ts'
 import { benchNotify } from './lib/bench-notify.ts'
 import { benchOffload } from './lib/bench-offload.ts'
 import { benchPublishing } from './lib/bench-publish.ts'
 import { benchSeeding } from './lib/bench-seed.ts'
+import { benchTracker } from './lib/bench-tracker.ts'
 import { progress, Resources, type Row, type ScenarioResult } from './lib/bench-util.ts'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
@@ -32,7 +35,7 @@ Prints a Markdown table and writes it to results/bench.md.
 
 Options:
   --quick          small sizes (a few minutes), for CI
-  --only LIST      run only some scenarios: seeding,publishing,memory,offload,notify (comma-separated)
+  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,notify,tracker (comma-separated)
   --daemon HOW     how the memory scenario runs the daemon: build (compiled JavaScript, as
                    npm start; the default) or tsx (src/ through the TypeScript loader)
   -h, --help       this text
@@ -88,10 +91,12 @@ async function main(): Promise<number> {
   }
   const all: Array<[string, string, (res: Resources, quick: boolean) => Promise<ScenarioResult>]> = [
     ['seeding', 'Seeding throughput', benchSeeding],
+    ['create', 'Torrent creation', benchCreate],
     ['publishing', 'Publishing latency', benchPublishing],
     ['memory', 'Resident memory', (res, quick) => benchMemory(res, quick, runner)],
     ['offload', 'Origin offload', benchOffload],
     ['notify', 'Notification latency', benchNotify],
+    ['tracker', 'Tracker announces', benchTracker],
   ]
   const only = args.only?.split(',').map((s) => s.trim()).filter(Boolean)
   const unknown = only?.filter((id) => !all.some(([known]) => known === id))
