@@ -1,16 +1,20 @@
 // `npm run bench [-- --quick]`: measures gribswarm's targets, each against a reference
 // measured in the same run, on 127.0.0.1 only:
-//   1. seeding throughput to one libtorrent client over TCP (vs one plain HTTP origin)
+//   1. seeding throughput to one libtorrent client over TCP (vs transmission-daemon, qbittorrent-nox)
 //   2. publishing latency, file listable upstream → item in RSS (vs curl, gdalinfo, mktorrent and
 //      transmission-daemon one after the other), and torrent creation from a file on disk (vs mktorrent)
-//   3. resident memory of the daemon seeding 40 torrents (vs the same daemon seeding none)
-//   4. origin offload: a capped origin, 2 mirrors and 16 clients (vs the origin alone)
+//   3. resident memory of the daemon seeding 40 torrents, idle and under 16 clients (vs transmission-daemon)
+//   4. origin offload: a capped origin, 8 and 32 clients (vs transmission-daemon, qbittorrent-nox, nginx
+//      as the origin), and the origin with 2 mirrors, 8 clients (vs the origin alone); chart in results/offload.svg
 //   5. notification latency, published → v03 message at a subscriber (vs a bare AMQP publish)
-// Progress goes to stderr; the Markdown table to stdout and to results/bench.md.
+//   6. tracker announces/s over HTTP and UDP, 10,000 peers over 40 torrents (vs opentracker)
+// Progress goes to stderr; the Markdown table to stdout and to results/bench.md (full mode; quick
+// mode, which the tests run, writes to results/quick/ so that the committed figures stay).
 // Exit status 0 when every scenario ran (targets missed or not), 1 when one crashed.
 import { execFile } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { benchCreate } from './lib/bench-create.ts'
@@ -20,18 +24,19 @@ import { benchOffload } from './lib/bench-offload.ts'
 import { benchPublishing } from './lib/bench-publish.ts'
 import { benchSeeding } from './lib/bench-seed.ts'
 import { benchTracker } from './lib/bench-tracker.ts'
-import { progress, Resources, type Row, type ScenarioResult } from './lib/bench-util.ts'
+import { progress, Resources, resultsDir, type Row, type ScenarioResult } from './lib/bench-util.ts'
+import { missingTools, referenceVersions } from './lib/references.ts'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
-const RESULTS = fileURLToPath(new URL('../results/bench.md', import.meta.url))
 
 const HELP = `Usage: npm run bench -- [--quick]
 
 Measures gribswarm against its targets (seeding throughput, publishing latency, resident
 memory, origin offload with mirrors, notification latency), each with a reference measured
-in the same run, on 127.0.0.1 only. The offload and notification scenarios need RabbitMQ
+in the same run, on 127.0.0.1 only. The offload (full mode) and notification scenarios need RabbitMQ
 (started with scripts/broker.sh when it is not running).
-Prints a Markdown table and writes it to results/bench.md.
+Prints a Markdown table and writes it to results/bench.md. The reference tools and peers come
+from Debian: bash scripts/bench-setup.sh installs them (as root).
 
 Options:
   --quick          small sizes (a few minutes), for CI
@@ -53,10 +58,9 @@ async function machineFacts(): Promise<string[]> {
   const cpu = cpus()
   return [
     `CPU: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown'}), RAM ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}`,
-    `Node ${process.version}, webtorrent ${await version('webtorrent')}, gdal-async ${await version('gdal-async')}`,
-    `libtorrent ${await commandOutput('/usr/bin/python3', ['-c', 'import libtorrent; print(libtorrent.__version__)'])} (python3-libtorrent), ` +
-      `${(await commandOutput('curl', ['--version'])).split('\n')[0]?.split(' ').slice(0, 2).join(' ')}, ` +
-      `${(await commandOutput('mktorrent', ['-v'])).split('\n').find((l) => l.startsWith('mktorrent'))?.split(' (')[0]?.trim() ?? 'mktorrent'}`,
+    `Node ${process.version}, webtorrent ${await version('webtorrent')}, bittorrent-tracker ${await version('bittorrent-tracker')}, gdal-async ${await version('gdal-async')}`,
+    `${(await commandOutput('curl', ['--version'])).split('\n')[0]?.split(' ').slice(0, 2).join(' ')}`,
+    ...(await referenceVersions()),
   ]
 }
 
@@ -87,6 +91,15 @@ async function main(): Promise<number> {
   const runner = args.daemon
   if (runner !== undefined && runner !== 'build' && runner !== 'tsx') {
     process.stderr.write(`--daemon must be build or tsx, not ${runner}\n\n${HELP}`)
+    return 2
+  }
+  // Installing system packages is left to the user (or CI's script): a benchmark should not change the machine.
+  const missing = await missingTools()
+  if (missing.length) {
+    process.stderr.write(
+      `The benchmark needs ${missing.map((t) => t.binary).join(', ')} (Debian packages ${missing.map((t) => t.pkg).join(' ')}).\n` +
+        'Install them with: bash scripts/bench-setup.sh (as root)\n',
+    )
     return 2
   }
   const all: Array<[string, string, (res: Resources, quick: boolean) => Promise<ScenarioResult>]> = [
@@ -164,9 +177,10 @@ async function main(): Promise<number> {
       '',
     ].join('\n')
     process.stdout.write(markdown)
-    await mkdir(new URL('../results/', import.meta.url), { recursive: true })
-    await writeFile(RESULTS, markdown)
-    progress(`written to ${RESULTS}`)
+    const results = join(resultsDir(quick), 'bench.md')
+    await mkdir(resultsDir(quick), { recursive: true })
+    await writeFile(results, markdown)
+    progress(`written to ${results}`)
   } finally {
     clearTimeout(watchdog)
     await res.cleanup()

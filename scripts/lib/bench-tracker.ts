@@ -4,7 +4,6 @@
 // Each tracker runs in its own process, started fresh for each protocol; the load comes from
 // scripts/lib/announce-load.ts in another process, with the same peers, the same number of
 // announces in flight and the same measured window for both trackers.
-import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
@@ -37,15 +36,6 @@ interface Measured {
   /** VmRSS of the tracker right after it started, and after the load. */
   idleRss: number
   rss: number
-}
-
-/** The Debian package version of opentracker, for the machine facts (e.g. "opentracker 0.0~git20210823.110868e-3 (Debian)"). */
-export function opentrackerVersion(): Promise<string> {
-  return new Promise((resolve) => {
-    execFile('dpkg-query', ['-W', '-f=${Version}', 'opentracker'], { timeout: 10_000 }, (err, stdout) =>
-      resolve(err || !stdout.trim() ? 'opentracker (version unknown: not a Debian package here)' : `opentracker ${stdout.trim()} (Debian)`),
-    )
-  })
 }
 
 /**

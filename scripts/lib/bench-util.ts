@@ -8,6 +8,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
 export { freePort, waitFor } from './wait.ts'
 
 const started = performance.now()
@@ -184,7 +185,16 @@ export interface LtResult {
   bytes: number
   /** 'tcp' and/or 'utp': how the peers were connected (newer lt-download.py only) */
   transports?: string[]
+  /** seconds from start to the first payload byte, null if none came */
+  first_byte_seconds?: number | null
+  /** whether a peer connection was RC4-encrypted */
+  rc4?: boolean
   error: string | null
+}
+
+/** Where a run writes its table and chart: results/ in full mode, results/quick/ in quick mode (the tests run it). */
+export function resultsDir(quick: boolean): string {
+  return fileURLToPath(new URL(quick ? '../../results/quick/' : '../../results/', import.meta.url))
 }
 export function parseLtResult(stdout: string): LtResult | undefined {
   for (const line of stdout.trim().split('\n').reverse()) {
