@@ -4,6 +4,11 @@ together on one torrent, find each other and the seeders through the torrent's t
 keep seeding to each other until all are done, as real clients do. Prints one JSON line:
 per-client completion seconds, bytes downloaded and uploaded. Run with Debian's /usr/bin/python3.
 
+Each client has its own loopback address (127.0.0.2, 127.0.0.3, ...: Linux routes all of
+127.0.0.0/8 to lo) for listening, outgoing connections and tracker announces, as N machines
+would: seeders that accept one connection per IP address (qBittorrent's default) or key their
+peers by address (transmission) would otherwise see a single peer.
+
 usage: lt-swarm.py TORRENT SAVE_ROOT CLIENTS TIMEOUT_SECONDS [--no-utp] [--no-webseed]
 """
 import json, os, sys, time
@@ -11,15 +16,17 @@ import libtorrent as lt
 
 torrent, save_root, count, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 flags = sys.argv[5:]
+if count > 250:
+    sys.exit('lt-swarm.py: at most 250 clients (one loopback address each)')
 info = lt.torrent_info(torrent)
 if '--no-webseed' in flags:
     info.set_web_seeds([])
 clients = []
 for index in range(count):
+    address = f'127.0.0.{index + 2}'
     session = lt.session({
-        'listen_interfaces': '127.0.0.1:0',
+        'listen_interfaces': f'{address}:0', 'outgoing_interfaces': address,
         'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
-        # Every peer is 127.0.0.1 here, on its own port.
         'allow_multiple_connections_per_ip': True,
         'enable_outgoing_utp': '--no-utp' not in flags, 'enable_incoming_utp': '--no-utp' not in flags,
         'alert_mask': lt.alert.category_t.error_notification,
@@ -27,10 +34,14 @@ for index in range(count):
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(info)
     params.save_path = os.path.join(save_root, str(index))
+    # Added paused, resumed together below: no client gets a head start while the others are set up.
+    params.flags = (params.flags | lt.torrent_flags.paused) & ~lt.torrent_flags.auto_managed
     os.makedirs(params.save_path, exist_ok=True)
     clients.append({'session': session, 'handle': session.add_torrent(params), 'seconds': None})
 
 start = time.time()
+for client in clients:
+    client['handle'].resume()
 while time.time() - start < timeout:
     for client in clients:
         if client['seconds'] is None and client['handle'].status().is_seeding:
@@ -38,6 +49,9 @@ while time.time() - start < timeout:
     if all(client['seconds'] is not None for client in clients):
         break
     time.sleep(0.05)
+# libtorrent updates its byte counters once a second: one more tick, so that the totals below
+# include the last pieces (nobody transfers any more once all are done).
+time.sleep(1.2)
 result = []
 for client in clients:
     status = client['handle'].status()
