@@ -1,24 +1,31 @@
-// Scenario 3: resident memory of the real daemon (a child process, production settings:
-// tracker on, uTP on, torrents with announce URLs and web seeds as the pipeline writes them)
-// seeding 40 published files, against the same daemon with an empty data directory.
-// The files are sparse (all zeros), so 40 × up to 1 GB costs neither disk nor hashing time.
+// Scenario "memory" (issue 4, scenario 5): resident memory of the real daemon (a child process,
+// production settings: tracker on, uTP on, torrents with announce URLs and web seeds as the
+// pipeline writes them) seeding 40 published files of 80 MB–1 GB, idle and while 16 libtorrent
+// clients download, against transmission-daemon seeding the same 40 .torrent files over the same
+// files, measured the same way. The files are sparse (all zeros), so 40 × up to 1 GB costs no
+// disk (transmission-daemon still reads and hashes them once); the daemon with an empty data
+// directory gives its floor.
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, stat, truncate, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { mkdir, rm, stat, truncate, writeFile } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
 import { announceUrls, loadConfig } from '../../src/config.ts'
 import { createLogger } from '../../src/log.ts'
 import { DataStore } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor } from '../../src/torrent.ts'
 import { dataUrl } from '../../src/urls.ts'
-import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonHandle, type DaemonRunner, type DaemonSetup, type DaemonStatus } from './bench-daemon.ts'
+import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonRunner, type DaemonSetup, type DaemonStatus } from './bench-daemon.ts'
 import { FakeUpstream } from './fake-upstream.ts'
-import { LT_SCRIPT } from './bench-seed.ts'
-import { fmtMB, fmtRatio, MB, parseLtResult, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
+import { fmtMB, fmtMBs, fmtRatio, MB, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
+import { startTransmission } from './references.ts'
 
 const TARGET = 300 * MB
 const COUNT = 40
+/** libtorrent clients at once in full mode (quick mode: 4) */
+const CLIENTS = 16
 const RUN = '2026-11-23T00:00:00Z'
+const CLIENTS_SCRIPT = fileURLToPath(new URL('./lt-clients.py', import.meta.url))
 
 /** Piece hashes of an all-zero file: one SHA-1 per distinct piece length, repeated. */
 const zeroDigests = new Map<number, Buffer>()
@@ -99,30 +106,114 @@ const seeding = (torrents: number, timeoutMs: number) => ({
   timeoutMs,
 })
 
-/** Lets the daemon settle (polling its status), then the max of VmRSS samples over `sampleMs`. */
-async function settledRss(daemon: DaemonHandle, settleMs: number, sampleMs: number): Promise<{ rss: number; hwm: number; threads: number; fds: number }> {
+/** Resident memory of one process, from /proc/PID/status. */
+interface Footprint {
+  /** max of the VmRSS samples (every 250 ms) over the measuring window */
+  rss: number
+  /** VmHWM: the peak resident size since the process started */
+  hwm: number
+  threads: number
+  fds: number
+}
+
+/**
+ * Lets a process settle for `settleMs`, calling `poke` (a status request: it also fails if the
+ * process is gone) twice a second as a monitoring page would, then takes the max of VmRSS
+ * samples every 250 ms over `sampleMs`.
+ */
+async function idleFootprint(pid: number, poke: () => Promise<unknown>, settleMs: number, sampleMs: number): Promise<Footprint> {
   const settleUntil = Date.now() + settleMs
   while (Date.now() < settleUntil) {
-    await daemon.status()
+    await poke()
     await delay(500)
   }
   let rss = 0
   const sampleUntil = Date.now() + sampleMs
   while (Date.now() < sampleUntil) {
-    rss = Math.max(rss, (await residentBytes(daemon.pid)) ?? 0)
+    rss = Math.max(rss, (await residentBytes(pid)) ?? 0)
     await delay(250)
   }
-  const hwm = (await residentBytes(daemon.pid, 'VmHWM')) ?? 0
-  if (rss === 0) throw new Error(`no VmRSS for pid ${daemon.pid}`)
-  return { rss, hwm, ...(await processCounts(daemon.pid)) }
+  const hwm = (await residentBytes(pid, 'VmHWM')) ?? 0
+  if (rss === 0) throw new Error(`no VmRSS for pid ${pid}`)
+  return { rss, hwm, ...(await processCounts(pid)) }
+}
+
+/** One torrent a client downloads: its .torrent file, the file inside, and its size. */
+interface Download {
+  torrentPath: string
+  fileName: string
+  size: number
+}
+
+interface LoadOutcome {
+  /** max VmRSS of the seeder, sampled every 250 ms from starting the clients to the last one done */
+  peakRss: number
+  /** VmHWM of the seeder afterwards (its peak since it started) */
+  hwm: number
+  /** each client's download time, from the moment all start together to holding the whole file */
+  clientSeconds: number[]
+  /** when each client got its first payload byte (to within a second) */
+  firstByteSeconds: number[]
+  /** when the last client was done */
+  lastSeconds: number
+}
+
+/**
+ * One libtorrent client per download (lt-clients.py: one session each, on its own loopback
+ * address, all started at once), each given the seeder's address directly, TCP only, trackers
+ * and web seeds removed: every byte comes from the seeder under test. Samples the seeder's
+ * VmRSS every 250 ms until the clients are done.
+ */
+async function rssWhileDownloading(res: Resources, seeder: string, pid: number, peer: string, downloads: Download[], timeoutS: number): Promise<LoadOutcome> {
+  const root = await res.tempDir('gribswarm-bench-mem-dl-')
+  let peakRss = 0
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      peakRss = Math.max(peakRss, (await residentBytes(pid)) ?? 0)
+      await delay(250)
+    }
+  })()
+  const clients = await res
+    .run('/usr/bin/python3', [CLIENTS_SCRIPT, peer, root, String(timeoutS), ...downloads.map((d) => d.torrentPath)], (timeoutS + 30) * 1000)
+    .finally(() => (sampling = false))
+  await sampler
+  const failure = (why: string) => new Error(`libtorrent clients (lt-clients.py) downloading from ${seeder} at ${peer}: ${why}\n${clients.stdout.slice(-1500)} ${clients.stderr.slice(-1500)}`)
+  let result: { done: boolean; clients: Array<{ first_byte_seconds: number | null; seconds: number | null; bytes: number; error: string | null }> }
+  try {
+    result = JSON.parse(clients.stdout.trim().split('\n').at(-1) ?? '') as typeof result
+  } catch {
+    throw failure('no result line')
+  }
+  if (!result.done) throw failure(`not every client finished within ${timeoutS} s`)
+  for (const [index, { fileName, size }] of downloads.entries()) {
+    const got = await stat(join(root, String(index), fileName))
+    if (got.size !== size) throw failure(`client ${index + 1} wrote ${got.size} bytes of ${fileName}, expected ${size}`)
+  }
+  // The copies are real zeros on disk (GBs in full mode): removed as soon as checked.
+  await rm(root, { recursive: true, force: true })
+  return {
+    peakRss,
+    hwm: (await residentBytes(pid, 'VmHWM')) ?? 0,
+    clientSeconds: result.clients.map((c) => c.seconds!),
+    firstByteSeconds: result.clients.map((c) => c.first_byte_seconds ?? c.seconds!),
+    lastSeconds: Math.max(...result.clients.map((c) => c.seconds!)),
+  }
 }
 
 export async function benchMemory(res: Resources, quick: boolean, runner?: DaemonRunner): Promise<ScenarioResult> {
-  const [smallest, largest] = quick ? [8 * MB, 100 * MB] : [80 * MB, 1000 * MB]
+  const [smallest, largest] = quick ? [1 * MB, 10 * MB] : [80 * MB, 1000 * MB]
   const sizes = Array.from({ length: COUNT }, (_, i) => Math.round(smallest + ((largest - smallest) * i) / (COUNT - 1)))
   const total = sizes.reduce((a, b) => a + b, 0)
   const readyTimeoutMs = quick ? 60_000 : 180_000
-  const [settleMs, sampleMs] = quick ? [3000, 3000] : [3000, 5000]
+  const [settleMs, sampleMs] = quick ? [1000, 2000] : [3000, 5000]
+  // One client per torrent. Full mode: the 16 smallest (80–434 MB, like the 0.1° packages people
+  // fetch most; 16 spread up to 1 GB would be 8.6 GB, minutes more from transmission-daemon).
+  // Quick mode: 4 spread over the sizes.
+  const picks = quick ? [0, 13, 26, 39] : Array.from({ length: CLIENTS }, (_, i) => i)
+  const clientCount = picks.length
+  const clientTimeoutS = quick ? 120 : 600
+  const mode = quick ? `quick mode: ${COUNT} files of ${fmtMB(smallest)}–${fmtMB(largest)}, ${clientCount} clients` : `${COUNT} files of ${fmtMB(smallest)}–${fmtMB(largest)}`
 
   // The daemons' startup pass lists an empty bucket instead of failing on an unreachable one.
   const upstream = new FakeUpstream()
@@ -131,90 +222,99 @@ export async function benchMemory(res: Resources, quick: boolean, runner?: Daemo
 
   if (runner !== 'tsx') progress('memory: compiling the daemon with tsconfig.build.json (into a temp directory)')
   const daemon = await daemonCommand(res, runner)
-  progress(`memory: reference daemon, empty data directory: ${daemon.how}`)
+  progress(`memory: baseline, the daemon with an empty data directory: ${daemon.how}`)
   const empty = await startDaemon(res, daemon, await memoryDaemonConfig(res, 'empty', upstream.bucketUrl), seeding(0, readyTimeoutMs))
-  const emptyRss = await settledRss(empty, settleMs, sampleMs)
+  const emptyRss = await idleFootprint(empty.pid, () => empty.status(), settleMs, sampleMs)
   await empty.stop()
   progress(`memory: empty daemon VmRSS ${fmtMB(emptyRss.rss)} (peak ${fmtMB(emptyRss.hwm)}, ${emptyRss.threads} threads, ${emptyRss.fds} fds)`)
 
   progress(`memory: publishing ${COUNT} sparse files, ${fmtMB(smallest)} to ${fmtMB(largest)} (${fmtMB(total)} in all)`)
   const fullSetup = await memoryDaemonConfig(res, 'full', upstream.bucketUrl)
   const relPaths = await publishSparse(fullSetup, sizes)
+  // The published .torrent files and data, as both seeders get them.
+  const published = relPaths.map((relPath, index) => ({
+    torrentPath: join(fullSetup.dataDir, 'pub', `${relPath}.torrent`),
+    dataDir: dirname(join(fullSetup.dataDir, 'pub', relPath)),
+    fileName: basename(relPath),
+    size: sizes[index]!,
+  }))
+  const downloads: Download[] = picks.map((i) => published[i]!)
+  const loadBytes = downloads.reduce((sum, d) => sum + d.size, 0)
+
   const startedAt = performance.now()
   const full = await startDaemon(res, daemon, fullSetup, seeding(COUNT, readyTimeoutMs))
   progress(`memory: daemon seeding ${COUNT} torrents after ${((performance.now() - startedAt) / 1000).toFixed(1)} s`)
-  const fullRss = await settledRss(full, settleMs, sampleMs)
-  progress(`memory: daemon with ${COUNT} torrents VmRSS ${fmtMB(fullRss.rss)} (peak ${fmtMB(fullRss.hwm)}, ${fullRss.threads} threads, ${fullRss.fds} fds)`)
-
-  const rows: Row[] = [
-    {
-      scenario: `Resident memory, daemon seeding ${COUNT} torrents of ${fmtMB(smallest)}–${fmtMB(largest)} (idle)`,
-      gribswarm: fmtMB(fullRss.rss),
-      reference: `${fmtMB(emptyRss.rss)} (same daemon, no torrents)`,
-      ratio: fmtRatio(fullRss.rss / emptyRss.rss),
-      target: `≤ ${fmtMB(TARGET)}`,
-      met: fullRss.rss <= TARGET ? 'yes' : 'no',
-    },
-  ]
-  const notes = [
-    `Memory: VmRSS of the daemon process (${daemon.how}), max of samples every 250 ms over ${sampleMs / 1000} s after ${settleMs / 1000} s of settling; ` +
-      `VmHWM (peak since start) ${fmtMB(fullRss.hwm)} with ${COUNT} torrents, ${fmtMB(emptyRss.hwm)} empty; ` +
-      `threads ${fullRss.threads} vs ${emptyRss.threads}, open fds ${fullRss.fds} vs ${emptyRss.fds}. Tracker, uTP and web-seed URLs on as in production; DHT off.`,
-  ]
-
-  // Optional: the same daemon while 4 libtorrent clients download 4 different torrents at once.
-  const picks = [0, 13, 26, 39]
+  const idle = await idleFootprint(full.pid, () => full.status(), settleMs, sampleMs)
+  progress(`memory: daemon with ${COUNT} torrents VmRSS ${fmtMB(idle.rss)} (peak ${fmtMB(idle.hwm)}, ${idle.threads} threads, ${idle.fds} fds)`)
   const { seeder } = await full.status()
-  const dlDir = await res.tempDir('gribswarm-bench-mem-dl-')
-  progress(`memory: 4 libtorrent clients downloading ${picks.map((i) => fmtMB(sizes[i]!)).join(', ')} from 127.0.0.1:${seeder.port}`)
-  const timeoutS = quick ? 60 : 240
-  const downloads = picks.map(async (index) => {
-    const relPath = relPaths[index]!
-    const torrentPath = join(dlDir, `${index}.torrent`)
-    const out = join(dlDir, String(index))
-    await mkdir(out)
-    await writeFile(torrentPath, await readFile(join(fullSetup.dataDir, 'pub', `${relPath}.torrent`)))
-    const lt = await res.run(
-      '/usr/bin/python3',
-      [LT_SCRIPT, torrentPath, out, String(timeoutS), '--no-utp', '--no-webseed', '--peer', `127.0.0.1:${seeder.port}`],
-      (timeoutS + 20) * 1000,
-    )
-    const result = parseLtResult(lt.stdout)
-    if (!result?.done) throw new Error(`libtorrent did not finish ${relPath}: ${lt.stdout.trim()} ${lt.stderr.trim().slice(-500)}`)
-    const got = await stat(join(out, relPath.slice(relPath.lastIndexOf('/') + 1)))
-    if (got.size !== sizes[index]) throw new Error(`libtorrent wrote ${got.size} bytes of ${relPath}, expected ${sizes[index]}`)
-    return result.seconds
-  })
-  let busyRss = 0
-  let sampling = true
-  const sampler = (async () => {
-    while (sampling) {
-      busyRss = Math.max(busyRss, (await residentBytes(full.pid)) ?? 0)
-      await delay(250)
-    }
-  })()
-  const settled = await Promise.allSettled(downloads)
-  sampling = false
-  await sampler
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
-  if (failed) throw failed.reason
-  const seconds = settled.map((s) => (s as PromiseFulfilledResult<number>).value)
-  const bytes = picks.reduce((sum, i) => sum + sizes[i]!, 0)
-  const wall = Math.max(...seconds)
-  progress(`memory: 4 downloads done in ${wall.toFixed(1)} s (${fmtMB(bytes / wall)}/s together), peak VmRSS ${fmtMB(busyRss)}`)
-  const afterHwm = (await residentBytes(full.pid, 'VmHWM')) ?? 0
+  progress(`memory: ${clientCount} libtorrent clients downloading ${clientCount} torrents (${fmtMB(loadBytes)}) from the daemon at 127.0.0.1:${seeder.port}`)
+  const load = await rssWhileDownloading(res, 'the gribswarm daemon', full.pid, `127.0.0.1:${seeder.port}`, downloads, clientTimeoutS)
+  progress(`memory: daemon: last client done after ${load.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / load.lastSeconds)} together), peak VmRSS ${fmtMB(load.peakRss)}`)
+  // Stopped before the reference starts: its tracker (the one in the torrents) goes with it, so
+  // nothing but transmission-daemon can be in those swarms.
   await full.stop()
 
-  rows.push({
-    scenario: `Resident memory, same ${COUNT} torrents while 4 libtorrent clients download 4 of them`,
-    gribswarm: fmtMB(busyRss),
-    reference: `${fmtMB(emptyRss.rss)} (same daemon, no torrents)`,
-    ratio: fmtRatio(busyRss / emptyRss.rss),
-    target: `≤ ${fmtMB(TARGET)}`,
-    met: busyRss <= TARGET ? 'yes' : 'no',
-  })
-  notes.push(
-    `Memory under load: 4 clients fetched ${fmtMB(bytes)} (copies checked by size) in ${wall.toFixed(1)} s; max VmRSS sampled every 250 ms ${fmtMB(busyRss)}, VmHWM ${fmtMB(afterHwm)}.`,
-  )
+  progress(`memory: transmission-daemon adding and verifying the same ${COUNT} torrents over the same files`)
+  const transmission = await startTransmission(res)
+  const verifyStarted = performance.now()
+  // One at a time: seed() waits until transmission has verified the files and seeds.
+  for (const torrent of published) await transmission.seed(torrent.torrentPath, torrent.dataDir, readyTimeoutMs)
+  const verifySeconds = (performance.now() - verifyStarted) / 1000
+  progress(`memory: transmission-daemon seeding ${COUNT} torrents after ${verifySeconds.toFixed(1)} s of verifying`)
+  const refIdle = await idleFootprint(transmission.pid, () => transmission.uploaded(), settleMs, sampleMs)
+  progress(`memory: transmission-daemon with ${COUNT} torrents VmRSS ${fmtMB(refIdle.rss)} (peak ${fmtMB(refIdle.hwm)}, ${refIdle.threads} threads, ${refIdle.fds} fds)`)
+  const refPeer = `127.0.0.1:${transmission.peerPort}`
+  progress(`memory: the same ${clientCount} clients downloading the same torrents from transmission-daemon at ${refPeer}`)
+  const refLoad = await rssWhileDownloading(res, transmission.name, transmission.pid, refPeer, downloads, clientTimeoutS)
+  progress(`memory: transmission-daemon: last client done after ${refLoad.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / refLoad.lastSeconds)} together), peak VmRSS ${fmtMB(refLoad.peakRss)}`)
+  await transmission.stop()
+
+  const target = `≤ ${fmtMB(TARGET)}`
+  const rows: Row[] = [
+    {
+      scenario: `Resident memory, seeding ${COUNT} torrents, idle (${mode}; lower is better)`,
+      gribswarm: fmtMB(idle.rss),
+      reference: `${fmtMB(refIdle.rss)} (${transmission.name})`,
+      ratio: fmtRatio(idle.rss / refIdle.rss),
+      target,
+      met: idle.rss <= TARGET ? 'yes' : 'no',
+    },
+    {
+      scenario: `Resident memory, same ${COUNT} torrents while ${clientCount} libtorrent clients download ${clientCount} of them (peak; ${mode}; lower is better)`,
+      gribswarm: fmtMB(load.peakRss),
+      reference: `${fmtMB(refLoad.peakRss)} (${transmission.name})`,
+      ratio: fmtRatio(load.peakRss / refLoad.peakRss),
+      target,
+      met: load.peakRss <= TARGET ? 'yes' : 'no',
+    },
+  ]
+  const range = (values: number[]) => `${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)} s`
+  const spread = (o: LoadOutcome) => `first byte after ${range(o.firstByteSeconds)}, done after ${range(o.clientSeconds)}`
+  const times = (ratio: number) => `${fmtRatio(ratio)} transmission-daemon's`
+  const notes = [
+    `Memory${quick ? ' (QUICK MODE: small files and 4 clients, figures not comparable with full mode)' : ''}: ${COUNT} published files of ${fmtMB(smallest)}–${fmtMB(largest)} ` +
+      `(${fmtMB(total)}; sparse, all zeros) seeded by the daemon as a child process (${daemon.how}; tracker, uTP and web-seed URLs on as in production, DHT off), ` +
+      `then by ${transmission.name} given the same ${COUNT} .torrent files over the same data files. ` +
+      `Idle: VmRSS, max of samples every 250 ms over ${sampleMs / 1000} s after ${settleMs / 1000} s of settling, once all ${COUNT} seed ` +
+      `(transmission-daemon verifies each when it is added: adding and verifying the ${COUNT}, one at a time, took ${verifySeconds.toFixed(1)} s, before the window). ` +
+      `gribswarm ${fmtMB(idle.rss)}, transmission-daemon ${fmtMB(refIdle.rss)}: gribswarm uses ${times(idle.rss / refIdle.rss)} memory. ` +
+      `VmHWM ${fmtMB(idle.hwm)} vs ${fmtMB(refIdle.hwm)}; threads ${idle.threads} vs ${refIdle.threads}; open fds ${idle.fds} vs ${refIdle.fds}. ` +
+      `Most of gribswarm's share is its floor: the same daemon with an empty data directory holds ${fmtMB(emptyRss.rss)} (Node, webtorrent, GDAL, fastify, the tracker), ` +
+      `so the ${COUNT} torrents cost it ${fmtMB(idle.rss - emptyRss.rss)}.`,
+    `Memory under load: ${clientCount} libtorrent clients (lt-clients.py: one session each on its own loopback address, TCP only, trackers and web seeds removed, each given the seeder's address) ` +
+      `start together, one per torrent on ${clientCount} of the ${COUNT} (${fmtMB(downloads[0]!.size)}–${fmtMB(downloads.at(-1)!.size)}, ${fmtMB(loadBytes)} in all, copies checked by size); ` +
+      `the seeder's VmRSS is sampled every 250 ms until the last is done. ` +
+      `gribswarm: peak ${fmtMB(load.peakRss)} (VmHWM ${fmtMB(load.hwm)}), last client done after ${load.lastSeconds.toFixed(1)} s = ${fmtMBs(loadBytes / load.lastSeconds)} together (clients ${spread(load)}). ` +
+      `${transmission.name}: peak ${fmtMB(refLoad.peakRss)} (VmHWM ${fmtMB(refLoad.hwm)}), last client done after ${refLoad.lastSeconds.toFixed(1)} s = ${fmtMBs(loadBytes / refLoad.lastSeconds)} (clients ${spread(refLoad)}). ` +
+      `gribswarm uses ${times(load.peakRss / refLoad.peakRss)} memory under load, and its clients took ${fmtRatio(load.lastSeconds / refLoad.lastSeconds)} transmission-daemon's time for the same bytes. ` +
+      `libtransmission changes which peers are unchoked every 10 s, so a new peer may wait up to 10 s for transmission-daemon's first byte (see the first-byte times).`,
+    `Memory, how the clients reach the seeder: the torrents announce to the gribswarm daemon's tracker, and the daemon is stopped before transmission-daemon starts, ` +
+      `so no gribswarm seeder can be in the reference's swarms (transmission-daemon's announces to the closed tracker port fail; it seeds regardless). ` +
+      `In both runs the clients know only the address they are given, so the bytes come from the seeder under test alone. One client per torrent: ${clientCount} torrents are active in the seeder at once ` +
+      `(people fetching different files of a run; the heaviest case for a seeder, as no client can take pieces from another). ` +
+      `One loopback address per client, as ${clientCount} machines would have: from a single address, transmission-daemon drops a connection while another handshake from that address is in progress, ` +
+      `and libtorrent waits a minute before trying that peer again: the clients would finish a minute apart from each other. ` +
+      `transmission-daemon settings: ${transmission.settings}.`,
+  ]
   return { rows, notes }
 }

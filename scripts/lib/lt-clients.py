@@ -1,0 +1,66 @@
+#!/usr/bin/python3
+"""N libtorrent clients (one session each), one per torrent, start together on N torrents that
+one seeder holds, each given that seeder's address directly, and download until all are done.
+Prints one JSON line: per client, when the first payload byte arrived (to within a second:
+libtorrent updates its counters once a second), when the download was complete, and the bytes. Run with Debian's /usr/bin/python3.
+
+The clients know only the address they are given: trackers and web seeds are removed from
+their copy of each torrent, uTP is off (TCP only), so every byte comes from that seeder.
+Each client has its own loopback address (127.0.0.2, 127.0.0.3, ...: Linux routes all of
+127.0.0.0/8 to lo), as N machines would: transmission-daemon drops an incoming connection while
+a handshake from the same address is in progress, and libtorrent then waits a minute before
+trying that peer again.
+
+usage: lt-clients.py SEEDER_HOST:PORT SAVE_ROOT TIMEOUT_SECONDS TORRENT...
+"""
+import json, os, sys, time
+import libtorrent as lt
+
+peer, save_root, timeout, torrents = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+if not 1 <= len(torrents) <= 250:
+    sys.exit('lt-clients.py: 1 to 250 torrents (one client and loopback address each)')
+host, port = peer.rsplit(':', 1)
+clients = []
+for index, torrent in enumerate(torrents):
+    address = f'127.0.0.{index + 2}'
+    session = lt.session({
+        'listen_interfaces': f'{address}:0', 'outgoing_interfaces': address,
+        'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
+        'enable_outgoing_utp': False, 'enable_incoming_utp': False,
+        'alert_mask': lt.alert.category_t.error_notification,
+    })
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.ti.set_web_seeds([])
+    params.save_path = os.path.join(save_root, str(index))
+    # Added paused, resumed together below: no client gets a head start while the others are set up.
+    params.flags = (params.flags | lt.torrent_flags.paused) & ~lt.torrent_flags.auto_managed
+    os.makedirs(params.save_path, exist_ok=True)
+    handle = session.add_torrent(params)
+    handle.replace_trackers([])
+    clients.append({'session': session, 'handle': handle, 'first_byte': None, 'seconds': None})
+
+start = time.time()
+for client in clients:
+    client['handle'].resume()
+    client['handle'].connect_peer((host, int(port)))
+while time.time() - start < timeout:
+    for client in clients:
+        if client['seconds'] is None:
+            status = client['handle'].status()
+            if client['first_byte'] is None and (status.total_payload_download > 0 or status.is_seeding):
+                client['first_byte'] = time.time() - start
+            if status.is_seeding:
+                client['seconds'] = time.time() - start
+    if all(client['seconds'] is not None for client in clients):
+        break
+    time.sleep(0.05)
+result = []
+for client in clients:
+    status = client['handle'].status()
+    result.append({'first_byte_seconds': client['first_byte'], 'seconds': client['seconds'], 'bytes': status.total_wanted_done, 'name': status.name,
+                   'error': str(status.errc.message()) if status.errc.value() else None})
+done = all(client['seconds'] is not None for client in result)
+print(json.dumps({'done': done, 'clients': result}), flush=True)
+# Tearing the sessions down measures nothing.
+os._exit(0 if done else 1)
