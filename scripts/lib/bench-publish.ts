@@ -1,32 +1,48 @@
-// Scenario 2: publishing latency. The daemon fetches big CCSDS GRIB2 files, one after the
-// other, from a local upstream limited to 50 MB/s; for each we time the last byte arriving and
-// the item appearing in /rss.xml, and report the median. Reference: what a download-then-
-// process pipeline does after the last byte (validate the whole file with GDAL, then hash it
-// into a torrent with mktorrent), on the same file.
-import { stat } from 'node:fs/promises'
+// Scenario `publishing`: publish latency, from a file becoming listable upstream to its item in
+// the RSS feed, for CCSDS GRIB2 files served at 50 MB/s by a local upstream.
+//   gribswarm: the daemon (in this process) runs a pass at t0, fetching the file while it hashes
+//   and checks it, and we poll /rss.xml until the item is there.
+//   reference: the original 2015 sequential pipeline, started at t0: list the bucket (curl),
+//   download the file (curl), check it (what gdalinfo does), hash it (mktorrent), add it to a
+//   running transmission-daemon and wait until that seeds it, then write the RSS item.
+// Every sample uses a run of its own, so each pass and each listing sees exactly one new file;
+// the two pipelines take turns going first.
+import { appendFile, readFile, stat } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { loadConfig } from '../../src/config.ts'
+import gdal from 'gdal-async'
+import { announceUrls, loadConfig, type Config } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { xml } from '../../src/feed.ts'
 import { createLogger } from '../../src/log.ts'
-import { validateGrib } from '../../src/validate.ts'
+import { expectedFiles, objectUrl } from '../../src/source.ts'
+import { pieceLengthFor } from '../../src/torrent.ts'
+import { freeDiskBytes, median, runMktorrent } from './bench-create.ts'
 import { FIXTURE_CACHE, startUpstream } from './bench-services.ts'
+import { cpuSeconds, fmtMB, fmtMBs, fmtMs, fmtRatio, freePort, MB, progress, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
 import { arpegeKey } from './fake-upstream.ts'
 import { fixtureFor } from './grib-fixtures.ts'
-import { fmtMB, fmtMBs, fmtMs, fmtRatio, freePort, MB, progress, type Resources, type ScenarioResult } from './bench-util.ts'
+import { startTransmission, type ReferenceSeeder } from './references.ts'
 
-const RUN = '2026-11-23T00:00:00Z'
-/** Three files of one run, fetched one at a time (fetch.concurrency 1): three latency samples. */
-const RANGES = ['000H012H', '013H024H', '025H036H']
 const RATE = 50 * MB
+const RANGE = '000H012H'
+/** One run per sample (up to 4): a pass, or a listing, of run i finds one new file. */
+const RUNS = ['2026-11-23T00:00:00Z', '2026-11-23T06:00:00Z', '2026-11-23T12:00:00Z', '2026-11-23T18:00:00Z']
+/** 8 CCSDS bands on the EURAT01 grid are about 4.67 MB; the fixture repeats them. */
+const BANDS = 8
 
-/** What we learn about one file while the daemon handles it (performance.now() times). */
-interface Timeline {
+interface Size {
+  repeat: number
+  samples: number
+}
+
+/** One file through gribswarm (performance.now() times). */
+interface GribswarmSample {
+  relPath: string
   fileName: string
-  size: number
-  firstByte: number
+  listable: number
+  firstByte?: number
   lastByte?: number
   validated?: number
   stored?: number
@@ -34,51 +50,98 @@ interface Timeline {
   publishedEvent?: number
   inRss?: number
   infoHash?: string
+  /** CPU seconds this process (the daemon, mostly) used from t0 to the item in RSS */
+  cpuSeconds?: number
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+/** One file through the sequential pipeline (performance.now() times, one per finished step). */
+interface PipelineSample {
+  listable: number
+  listed: number
+  downloaded: number
+  checked: number
+  hashed: number
+  seeding: number
+  inRss: number
+  infoHash: string
 }
 
 export async function benchPublishing(res: Resources, quick: boolean): Promise<ScenarioResult> {
-  // One copy of 8 CCSDS bands on the EURAT01 grid is about 4.67 MB.
-  const bands = 8
-  const repeat = quick ? 13 : 107
-  progress(`publishing: GRIB2 fixture (${bands} bands × ${repeat}, cached in ${FIXTURE_CACHE})`)
-  const fixture = await fixtureFor(FIXTURE_CACHE, `arpege-ccsds-b${bands}-r${repeat}.grib2`, { bands, repeat })
-  const fixtureSize = (await stat(fixture)).size
+  // quick: one ~37 MB file (mktorrent takes pieces of 32 KiB or more: 33 MB and up); full: the issue's 80 MB and
+  // 1 GB, median of 3 each (a 1 GB sample takes about 2 × 20 s at 50 MB/s).
+  const sizes: Size[] = quick ? [{ repeat: 8, samples: 1 }] : [{ repeat: 17, samples: 3 }, { repeat: 214, samples: 3 }]
+  progress('publishing: starting transmission-daemon for the sequential pipeline')
+  const transmission = await startTransmission(res)
+  const rows: Row[] = []
+  const notes: string[] = []
+  for (const size of sizes) {
+    const result = await measureSize(res, transmission, size, quick)
+    rows.push(...result.rows)
+    notes.push(...result.notes)
+  }
+  notes.push(
+    `Publishing latency, how: t0 is when the file becomes listable and the pipeline starts. gribswarm: Daemon.runPass({ runs: [run] }) called at t0 (in production the pass ` +
+      `runs on schedule.cron, every 5 minutes by default, so a file waits up to one period more before t0; the 2015 cron script waited the same way); ` +
+      `the daemon in the benchmark's process (fetch.concurrency 1), polled at /rss.xml every ~5 ms from the last byte on. ` +
+      `Sequential pipeline, one step after the other: \`curl\` of one ListObjectsV2 page (?list-type=2&prefix=<run's package directory>), \`curl -o\` of the file from the same ` +
+      `upstream at ${fmtMBs(RATE)}, then what gdalinfo does: GDALInfo() of gdal-async's bundled GDAL (Debian's gdalinfo 3.6 cannot open CCSDS GRIB2), opening the dataset and listing ` +
+      `its metadata and bands without decoding pixels, in the benchmark's process (no process start-up counted); that checks less than gribswarm, which walks every message ` +
+      `as it streams in, decodes each one (CCSDS, in libuv's pool while the download goes on) and checks the size and the MD5 ETag. Then \`mktorrent -t ${cpus().length} -l <gribswarm's piece length> -a <gribswarm's tracker URLs>\`, ` +
+      `the torrent allowed on gribswarm's tracker, and added to a running ${transmission.name} (${transmission.settings}) with the download directory holding the file: ` +
+      `done when its RPC reports the torrent verified and seeding (status polled every 100 ms, so up to 100 ms late), then one RSS item appended to a file. ` +
+      `Both pipelines built the same infohash for each file (checked). Files: CCSDS GRIB2 from scripts/lib/grib-fixtures.ts (8 messages on the EURAT01 grid, repeated), ` +
+      `cached in ${FIXTURE_CACHE}. gribswarm fsyncs what it writes (part of its latency), curl does not; GDALInfo, mktorrent and transmission read the new file from the page cache. The upstream is a FakeUpstream in its own process; it serves every key from its start, but nothing asks it ` +
+      `about run i before that sample's t0.`,
+  )
+  return { rows, notes }
+}
 
-  // Paced at 50 MB/s by a process of its own, not by the daemon's event loop.
-  const keys = RANGES.map((range) => arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }))
-  const bucketUrl = await startUpstream(res, fixture, RATE, keys)
+async function measureSize(res: Resources, transmission: ReferenceSeeder, size: Size, quick: boolean): Promise<ScenarioResult> {
+  const name = `arpege-ccsds-b${BANDS}-r${size.repeat}.grib2`
+  progress(`publishing: GRIB2 fixture ${name} (cached in ${FIXTURE_CACHE})`)
+  const fixture = await fixtureFor(FIXTURE_CACHE, name, { bands: BANDS, repeat: size.repeat })
+  const fileSize = (await stat(fixture)).size
+  const label = `${fmtMB(fileSize)} CCSDS GRIB2`
 
   const dataDir = await res.tempDir('gribswarm-bench-publish-')
+  // Each sample leaves two copies (gribswarm's, the pipeline's); keep 2 GB to spare besides.
+  const needed = 2 * size.samples * fileSize + 2_000_000_000
+  const free = await freeDiskBytes(dataDir)
+  if (free < needed) {
+    progress(`publishing: ${label} skipped: ${fmtMB(free)} free, needs ${fmtMB(needed)}`)
+    return {
+      rows: [{ scenario: `Publishing latency, ${label}`, gribswarm: 'skipped', reference: 'skipped', ratio: '-', target: '-', met: 'n/a' }],
+      notes: [`Publishing latency, ${label}: skipped, ${fmtMB(free)} free on the disk of ${dataDir}, needs ${fmtMB(needed)}.`],
+    }
+  }
+
+  const runs = RUNS.slice(0, size.samples)
+  // Paced at 50 MB/s by a process of its own, not by the daemon's event loop.
+  const bucketUrl = await startUpstream(res, fixture, RATE, runs.map((run) => arpegeKey({ run, grid: '01', pkg: 'SP1', range: RANGE })))
   const httpPort = await freePort()
-  const trackerPort = await freePort()
   const config = loadConfig({
     env: {},
     overrides: {
       dataDir,
-      source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: RANGES, lookbackRuns: 1 },
+      source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: [RANGE], lookbackRuns: 1 },
       fetch: { concurrency: 1, connectTimeoutMs: 5000, idleTimeoutMs: 10_000, transferAttempts: 2, validationAttempts: 1, backoffMs: 100, maxBackoffMs: 500 },
-      tracker: { host: '127.0.0.1', port: trackerPort },
+      tracker: { host: '127.0.0.1', port: await freePort() },
       seed: { port: 0, dht: false, utp: false },
       http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: `http://127.0.0.1:${httpPort}` },
       disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
       log: { level: 'warn' },
     },
   })
+  const pieceLength = pieceLengthFor(fileSize, config.torrent.minPieces)
 
-  const files = new Map<string, Timeline>() // by relPath
+  const samples = new Map<string, GribswarmSample>() // by relPath
   // The daemon's own log lines mark the steps after the last byte (warnings and errors still shown).
   const log = createLogger('debug', (line) => {
     const now = performance.now()
-    const file = files.get(/ relPath=(\S+)/.exec(line)?.[1] ?? '')
-    if (file && line.includes(' DEBUG valid GRIB ')) file.validated ??= now
-    else if (file && line.includes(' INFO  published ')) file.stored ??= now
-    else if (file && line.includes(' DEBUG seeding ')) file.seeding ??= now
+    const sample = samples.get(/ relPath=(\S+)/.exec(line)?.[1] ?? '')
+    if (sample && line.includes(' DEBUG valid GRIB ')) sample.validated ??= now
+    else if (sample && line.includes(' INFO  published ')) sample.stored ??= now
+    else if (sample && line.includes(' DEBUG seeding ')) sample.seeding ??= now
     else if (/ (WARN |ERROR) /.test(line)) process.stderr.write(`${line}\n`)
   })
   const daemon = await Daemon.start(config, log, { schedule: false })
@@ -89,112 +152,199 @@ export async function benchPublishing(res: Resources, quick: boolean): Promise<S
     await daemon.stop()
   }
   res.defer('stop the in-process daemon', stopDaemon)
+
+  const gribswarm: GribswarmSample[] = []
+  const pipeline: PipelineSample[] = []
+  try {
+    for (const [i, run] of runs.entries()) {
+      const file = expectedFiles(config.source, run)[0]!
+      // Take turns going first, so that neither always finds the machine just made busy.
+      const order = i % 2 === 0 ? (['gribswarm', 'pipeline'] as const) : (['pipeline', 'gribswarm'] as const)
+      for (const which of order) {
+        progress(`publishing: ${label}, sample ${i + 1}/${runs.length}: ${which === 'gribswarm' ? 'gribswarm' : 'sequential pipeline'}`)
+        if (which === 'gribswarm') gribswarm.push(await gribswarmSample(daemon, config, run, samples, quick))
+        else pipeline.push(await pipelineSample(res, daemon, transmission, config, file, pieceLength))
+      }
+      const [g, p] = [gribswarm.at(-1)!, pipeline.at(-1)!]
+      if (g.infoHash !== p.infoHash) throw new Error(`${file.fileName}: gribswarm published infohash ${g.infoHash}, mktorrent made ${p.infoHash}`)
+    }
+  } finally {
+    await stopDaemon()
+  }
+  return summarize(label, fileSize, pieceLength, gribswarm, pipeline)
+}
+
+/** One pass of the daemon over `run`, from t0 to the file's item in /rss.xml. */
+async function gribswarmSample(daemon: Daemon, config: Config, run: string, samples: Map<string, GribswarmSample>, quick: boolean): Promise<GribswarmSample> {
+  const { relPath, fileName } = expectedFiles(config.source, run)[0]!
   const rssUrl = `${config.http.publicBaseUrl}/rss.xml`
   const deadline = Date.now() + (quick ? 90_000 : 300_000)
+  const cpuBefore = (await cpuSeconds(process.pid)) ?? 0
+  const sample: GribswarmSample = { relPath, fileName, listable: performance.now() }
+  samples.set(relPath, sample)
 
-  /** From a file's last byte on, polls the feed as fast as it answers (every ~5 ms) until the file is in it. */
-  const watchFeed = async (file: Timeline): Promise<void> => {
-    while (file.inRss === undefined) {
-      if (Date.now() > deadline) throw new Error(`${file.fileName} did not appear in ${rssUrl} in time (pass: ${JSON.stringify(daemon.passState)})`)
+  /** From the last byte on, polls the feed as fast as it answers (every ~5 ms) until the file is in it. */
+  const watchFeed = async (): Promise<void> => {
+    const marker = `<fileName>${xml(fileName)}</fileName>`
+    while (sample.inRss === undefined) {
+      if (Date.now() > deadline) throw new Error(`${fileName} did not appear in ${rssUrl} in time (pass: ${JSON.stringify(daemon.passState)})`)
       const text = await fetch(rssUrl).then((r) => r.text())
-      if (text.includes(`<fileName>${xml(file.fileName)}</fileName>`)) {
-        file.inRss = performance.now()
-        file.infoHash = /<infoHash>([0-9a-f]{40})<\/infoHash>/.exec(text.slice(text.indexOf(`<fileName>${xml(file.fileName)}</fileName>`)))?.[1]
+      if (text.includes(marker)) {
+        sample.inRss = performance.now()
+        sample.infoHash = /<infoHash>([0-9a-f]{40})<\/infoHash>/.exec(text.slice(text.indexOf(marker)))?.[1]
       } else {
         await delay(5)
       }
     }
   }
-  const watchers: Array<Promise<void>> = []
+  let watcher: Promise<void> | undefined
 
-  progress(`publishing: daemon fetching ${RANGES.length} × ${fmtMB(fixtureSize)}, one at a time, at ${fmtMBs(RATE)}`)
   const report = await daemon.runPass(
-    { runs: [RUN] },
+    { runs: [run] },
     {
-      progress(candidate, received, total) {
+      progress(_candidate, received, total) {
         const now = performance.now()
-        let file = files.get(candidate.relPath)
-        if (!file) files.set(candidate.relPath, (file = { fileName: candidate.fileName, size: total ?? 0, firstByte: now }))
-        if (total !== undefined && received === total && file.lastByte === undefined) {
-          file.lastByte = now
-          file.size = total
-          const watcher = watchFeed(file)
+        sample.firstByte ??= now
+        if (total !== undefined && received === total && sample.lastByte === undefined) {
+          sample.lastByte = now
+          watcher = watchFeed()
           watcher.catch(() => {}) // awaited below; this only keeps an early failure from being unhandled
-          watchers.push(watcher)
         }
       },
-      finished(candidate, outcome) {
-        const file = files.get(candidate.relPath)
-        if (file && outcome === 'published') file.publishedEvent = performance.now()
+      finished(_candidate, outcome) {
+        if (outcome === 'published') sample.publishedEvent = performance.now()
       },
     },
   )
-  if (!report || report.published.length !== RANGES.length) {
-    throw new Error(`the pass published ${report?.published.length ?? 0} of ${RANGES.length} files: ${JSON.stringify(report?.failed ?? daemon.passState.lastError)}`)
+  const item = report?.published[0]
+  if (!item || report.published.length !== 1 || !watcher) {
+    throw new Error(`the pass over run ${run} published ${report?.published.length ?? 0} files, not 1: ${JSON.stringify(report?.failed ?? daemon.passState.lastError)}`)
   }
-  await Promise.all(watchers)
+  await watcher
+  sample.cpuSeconds = ((await cpuSeconds(process.pid)) ?? 0) - cpuBefore
+  if (sample.infoHash !== item.infoHash) throw new Error(`the feed lists ${fileName} with infohash ${sample.infoHash}, published as ${item.infoHash}`)
+  return sample
+}
 
-  const timelines = [...files.values()]
-  for (const item of report.published) {
-    const file = files.get(item.relPath)
-    if (!file?.inRss || file.lastByte === undefined) throw new Error(`no timing for ${item.relPath}`)
-    if (file.infoHash !== item.infoHash) throw new Error(`the feed lists ${file.fileName} with infohash ${file.infoHash}, published as ${item.infoHash}`)
+/** The 2015 cron script's steps for one file, one after the other, as real tools where they exist. */
+async function pipelineSample(
+  res: Resources,
+  daemon: Daemon,
+  transmission: ReferenceSeeder,
+  config: Config,
+  file: { key: string; fileName: string },
+  pieceLength: number,
+): Promise<PipelineSample> {
+  const dir = await res.tempDir('gribswarm-bench-pipeline-')
+  const dataPath = join(dir, file.fileName)
+  const torrentPath = join(dir, `${file.fileName}.torrent`)
+  const listingPath = join(dir, 'listing.xml')
+  const bucket = config.source.bucketUrl.replace(/\/+$/, '')
+  const prefix = file.key.slice(0, file.key.lastIndexOf('/') + 1)
+  const curl = async (args: string[]) => {
+    const run = await res.run('curl', ['-sS', '--fail', '--globoff', ...args], 300_000)
+    if (run.code !== 0) throw new Error(`curl ${args.join(' ')} failed (exit ${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-1000)}`)
   }
-  const latencies = timelines.map((f) => f.inRss! - f.lastByte!)
-  const latencyMs = median(latencies)
-  const size = timelines[0]!.size
-  const downloadMs = median(timelines.map((f) => f.lastByte! - f.firstByte))
-  const nominalDownloadMs = (size / RATE) * 1000
+
+  const listable = performance.now()
+  await curl(['-o', listingPath, `${bucket}/?list-type=2&prefix=${encodeURIComponent(prefix)}`])
+  if (!(await readFile(listingPath, 'utf8')).includes(`<Key>${xml(file.key)}</Key>`)) throw new Error(`${file.key} is not in the listing ${listingPath}`)
+  const listed = performance.now()
+  await curl(['-o', dataPath, objectUrl(bucket, file.key)])
+  const downloaded = performance.now()
+  // gdalinfo: open, then report metadata and bands; no pixels decoded.
+  const dataset = await gdal.openAsync(dataPath)
+  try {
+    const info = await gdal.infoAsync(dataset, [])
+    if (!info.includes('Band 1 ')) throw new Error(`GDALInfo of ${dataPath} lists no band`)
+  } finally {
+    dataset.close()
+  }
+  const checked = performance.now()
+  const made = await runMktorrent(res, dataPath, pieceLength, announceUrls(config), torrentPath)
+  const hashed = performance.now()
+  daemon.tracker?.allow(made.infoHash) // the tracker the torrent names must know it, as the 2015 one did
+  await transmission.seed(torrentPath, dir, 300_000)
+  const seeding = performance.now()
+  await appendFile(
+    join(dir, 'rss.xml'),
+    `<item><title>${xml(file.fileName)}</title><enclosure url="file://${xml(torrentPath)}" type="application/x-bittorrent"/><guid>${made.infoHash}</guid></item>\n`,
+  )
+  const inRss = performance.now()
+  return { listable, listed, downloaded, checked, hashed, seeding, inRss, infoHash: made.infoHash }
+}
+
+function summarize(label: string, fileSize: number, pieceLength: number, gribswarm: GribswarmSample[], pipeline: PipelineSample[]): ScenarioResult {
+  for (const s of gribswarm) if (s.firstByte === undefined || s.lastByte === undefined || s.inRss === undefined) throw new Error(`no timing for ${s.relPath}`)
+  const total = (s: GribswarmSample) => s.inRss! - s.listable
+  const afterLastByte = (s: GribswarmSample) => s.inRss! - s.lastByte!
+  const gTotal = median(gribswarm.map(total))
+  const gAfter = median(gribswarm.map(afterLastByte))
+  const pTotal = median(pipeline.map((p) => p.inRss - p.listable))
+  const pAfter = median(pipeline.map((p) => p.inRss - p.downloaded))
+  const nominalDownloadMs = (fileSize / RATE) * 1000
   const budgetMs = 0.1 * nominalDownloadMs
-  const typical = timelines.find((f) => f.inRss! - f.lastByte! === latencyMs) ?? timelines[0]!
-  const since = (at: number | undefined) => (at === undefined ? '?' : `+${Math.round(at - typical.lastByte!)}`)
-  const breakdown =
-    `GRIB validated (fsync, MD5 check, last messages decoded) ${since(typical.validated)} ms, ` +
-    `stored (torrent, journal, rename, sidecar) ${since(typical.stored)} ms, seeder ready ${since(typical.seeding)} ms, ` +
-    `'published' event ${since(typical.publishedEvent)} ms, seen in RSS ${since(typical.inRss)} ms`
+  const n = gribswarm.length
+  const of = n > 1 ? `median of ${n}` : '1 sample'
+
+  const g = gribswarm.find((s) => total(s) === gTotal) ?? gribswarm[0]!
+  const since = (at: number | undefined) => (at === undefined ? '?' : `+${fmtMs(at - g.lastByte!)}`)
+  const gBreakdown =
+    `listing and request ${fmtMs(g.firstByte! - g.listable)}, download ${fmtMs(g.lastByte! - g.firstByte!)} (${fmtMBs(fileSize / ((g.lastByte! - g.firstByte!) / 1000))}), ` +
+    `then after the last byte: GRIB validated (fsync, MD5 check, last messages decoded) ${since(g.validated)}, stored (torrent, journal, rename, sidecar) ${since(g.stored)}, ` +
+    `seeder ready ${since(g.seeding)}, 'published' event ${since(g.publishedEvent)}, seen in RSS ${since(g.inRss)}; ` +
+    `the benchmark's process (the daemon, and the feed polling from the last byte on) used ${g.cpuSeconds?.toFixed(1)} s of CPU from t0 to RSS`
+  const p = pipeline.find((s) => s.inRss - s.listable === pTotal) ?? pipeline[0]!
+  const pBreakdown =
+    `listing ${fmtMs(p.listed - p.listable)}, curl ${fmtMs(p.downloaded - p.listed)} (${fmtMBs(fileSize / ((p.downloaded - p.listed) / 1000))}), ` +
+    `GDALInfo ${fmtMs(p.checked - p.downloaded)}, mktorrent ${fmtMs(p.hashed - p.checked)}, transmission verified and seeding ${fmtMs(p.seeding - p.hashed)}, RSS item ${fmtMs(p.inRss - p.seeding)}`
+  const cpuList = gribswarm.map((s) => `${s.cpuSeconds?.toFixed(1)} s`).join(', ')
   progress(
-    `publishing: downloads took ${timelines.map((f) => fmtMs(f.lastByte! - f.firstByte)).join(', ')} ` +
-      `(median ${fmtMBs(size / (downloadMs / 1000))}); last byte → RSS ${latencies.map(fmtMs).join(', ')}`,
+    `publishing: ${label}: gribswarm ${gribswarm.map((s) => fmtMs(total(s))).join(', ')} (CPU ${cpuList}); ` +
+      `sequential ${pipeline.map((s) => fmtMs(s.inRss - s.listable)).join(', ')}`,
   )
-  progress(`publishing: median file, after its last byte: ${breakdown}`)
+  progress(`publishing: gribswarm's median file (by listable → RSS): ${gBreakdown}`)
+  progress(`publishing: sequential pipeline's median file (by listable → RSS): ${pBreakdown}`)
 
-  // The reference, on one of the same files (warm page cache, daemon stopped so it has the machine).
-  const item = report.published[0]!
-  const dataPath = daemon.store.dataPath(item.relPath)
-  const pieceLength = item.pieceLength
-  await stopDaemon()
-  progress('publishing: reference: validateGrib() on the whole file, then mktorrent')
-  const refDir = await res.tempDir('gribswarm-bench-mktorrent-')
-  const t0 = performance.now()
-  const grib = await validateGrib(dataPath)
-  const t1 = performance.now()
-  const mk = await res.run(
-    'mktorrent',
-    ['-l', String(Math.log2(pieceLength)), '-t', String(cpus().length), '-o', join(refDir, 'reference.torrent'), dataPath],
-    120_000,
-  )
-  const t2 = performance.now()
-  if (mk.code !== 0) throw new Error(`mktorrent failed: ${mk.stdout} ${mk.stderr}`)
-  const referenceMs = t2 - t0
-  progress(`publishing: reference ${fmtMs(referenceMs)} (validate ${fmtMs(t1 - t0)}, ${grib.messages} messages; mktorrent ${fmtMs(t2 - t1)})`)
-
+  // Where the time goes when gribswarm loses: its download, slowed by the CPU it spends on every byte.
+  const gRate = fileSize / (median(gribswarm.map((s) => s.lastByte! - s.firstByte!)) / 1000)
+  const pRate = fileSize / (median(pipeline.map((s) => s.downloaded - s.listed)) / 1000)
+  const cpuPerGB = (median(gribswarm.map((s) => s.cpuSeconds ?? 0)) / fileSize) * 1e9
+  const verdict =
+    (gTotal > pTotal
+      ? `From listable to RSS gribswarm loses by ${((gTotal / pTotal - 1) * 100).toFixed(0)} % (${fmtMs(gTotal - pTotal)}). `
+      : `From listable to RSS gribswarm wins by ${((1 - gTotal / pTotal) * 100).toFixed(0)} % (${fmtMs(pTotal - gTotal)}). `) +
+    `Median download rates: gribswarm ${fmtMBs(gRate)}, curl ${fmtMBs(pRate)} from the same upstream; the daemon spent ${cpuPerGB.toFixed(0)} CPU-seconds per GB ` +
+    `(MD5, SHA-512 and piece hashes, and GDAL decoding every CCSDS message, as the bytes arrive) on ${cpus().length} cores shared with the upstream process` +
+    (gTotal > pTotal && gRate < 0.95 * pRate ? '; its slower download is where the time goes.' : '.')
+  const pct = (ms: number) => `${((ms / nominalDownloadMs) * 100).toFixed(1)} %`
   return {
     rows: [
       {
-        scenario: `Publishing latency, last byte → item in RSS, ${fmtMB(size)} CCSDS GRIB2 at ${fmtMBs(RATE)} (median of ${timelines.length})`,
-        gribswarm: `${fmtMs(latencyMs)} (${((latencyMs / nominalDownloadMs) * 100).toFixed(1)} % of ${fmtMs(nominalDownloadMs)})`,
-        reference: `${fmtMs(referenceMs)} (validate after download + mktorrent)`,
-        ratio: fmtRatio(latencyMs / referenceMs),
+        scenario: `Publishing latency, file listable upstream → item in RSS, ${label} at ${fmtMBs(RATE)} (${of}; lower is better)`,
+        gribswarm: fmtMs(gTotal),
+        reference: `${fmtMs(pTotal)} (sequential: curl, gdalinfo, mktorrent, transmission-daemon)`,
+        ratio: fmtRatio(gTotal / pTotal),
+        target: 'none (compared only)',
+        met: 'n/a',
+      },
+      {
+        scenario: `Publishing latency after the last byte → item in RSS, ${label} at ${fmtMBs(RATE)} (${of}; lower is better)`,
+        gribswarm: `${fmtMs(gAfter)} (${pct(gAfter)} of ${fmtMs(nominalDownloadMs)})`,
+        reference: `${fmtMs(pAfter)} (${pct(pAfter)}; gdalinfo + mktorrent + transmission after curl)`,
+        ratio: fmtRatio(gAfter / pAfter),
         target: `≤ 10 % of download = ${fmtMs(budgetMs)}`,
-        met: latencyMs <= budgetMs ? 'yes' : 'no',
+        met: gAfter <= budgetMs ? 'yes' : 'no',
       },
     ],
     notes: [
-      `Publishing: ${timelines.length} files of ${fmtMB(size)} (${grib.messages} GRIB messages, piece length ${pieceLength / 1024} KiB) fetched one at a time; ` +
-        `last byte → RSS ${latencies.map(fmtMs).join(', ')}. Measured downloads ${timelines.map((f) => fmtMs(f.lastByte! - f.firstByte)).join(', ')} ` +
-        `(median ${fmtMBs(size / (downloadMs / 1000))}: the rate-limited upstream and the daemon share ${cpus().length} cores); the target uses the nominal ${fmtMs(nominalDownloadMs)} at ${fmtMBs(RATE)}. ` +
-        `Median file after its last byte: ${breakdown}. ` +
-        `Reference after download: validateGrib ${fmtMs(t1 - t0)} + mktorrent -t ${cpus().length} ${fmtMs(t2 - t1)}, i.e. ${fmtRatio(referenceMs / latencyMs)} gribswarm's latency.`,
+      `Publishing latency, ${label} (piece length ${pieceLength / 1024} KiB): listable → RSS, gribswarm ${gribswarm.map((s) => fmtMs(total(s))).join(', ')}, ` +
+        `sequential pipeline ${pipeline.map((s) => fmtMs(s.inRss - s.listable)).join(', ')}; after the last byte, gribswarm ${gribswarm.map((s) => fmtMs(afterLastByte(s))).join(', ')}, ` +
+        `sequential ${pipeline.map((s) => fmtMs(s.inRss - s.downloaded)).join(', ')} (the 10 % target uses the nominal download time at ${fmtMBs(RATE)}). ` +
+        `CPU used by the benchmark's process (the daemon) per gribswarm sample, t0 to RSS: ${cpuList}. ` +
+        `gribswarm's median file (by listable → RSS): ${gBreakdown}. Sequential pipeline's median file: ${pBreakdown}. ` +
+        `gribswarm's advantage is that it checks and hashes while the bytes arrive, so almost nothing is left to do at the last byte. ` +
+        verdict,
     ],
   }
 }
