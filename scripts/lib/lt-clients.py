@@ -15,6 +15,7 @@ usage: lt-clients.py SEEDER_HOST:PORT SAVE_ROOT TIMEOUT_SECONDS TORRENT...
 """
 import json, os, sys, time
 import libtorrent as lt
+from lt_clients_common import client_session
 
 peer, save_root, timeout, torrents = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
 if not 1 <= len(torrents) <= 250:
@@ -22,13 +23,7 @@ if not 1 <= len(torrents) <= 250:
 host, port = peer.rsplit(':', 1)
 clients = []
 for index, torrent in enumerate(torrents):
-    address = f'127.0.0.{index + 2}'
-    session = lt.session({
-        'listen_interfaces': f'{address}:0', 'outgoing_interfaces': address,
-        'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
-        'enable_outgoing_utp': False, 'enable_incoming_utp': False,
-        'alert_mask': lt.alert.category_t.error_notification,
-    })
+    session = client_session(index, utp=False)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.ti.set_web_seeds([])

@@ -9,6 +9,7 @@ usage: lt-soak.py FEED_URL SAVE_ROOT CLIENTS SECONDS
 """
 import json, os, random, shutil, sys, time, urllib.error, urllib.request
 import libtorrent as lt
+from lt_clients_common import client_session
 
 feed_url, save_root, count, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 GIVE_UP_SECONDS = 60
@@ -23,14 +24,7 @@ def get(url):
 
 clients = []
 for index in range(count):
-    address = f'127.0.0.{index + 2}'
-    session = lt.session({
-        'listen_interfaces': f'{address}:0', 'outgoing_interfaces': address,
-        'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
-        'allow_multiple_connections_per_ip': True,
-        'alert_mask': lt.alert.category_t.error_notification,
-    })
-    clients.append({'session': session, 'handle': None, 'started': 0.0, 'size': 0, 'dir': os.path.join(save_root, str(index))})
+    clients.append({'session': client_session(index), 'handle': None, 'started': 0.0, 'size': 0, 'dir': os.path.join(save_root, str(index))})
 
 
 def finish(client, outcome):

@@ -13,24 +13,16 @@ usage: lt-swarm.py TORRENT SAVE_ROOT CLIENTS TIMEOUT_SECONDS [--no-utp] [--no-we
 """
 import json, os, sys, time
 import libtorrent as lt
+from lt_clients_common import client_session
 
 torrent, save_root, count, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 flags = sys.argv[5:]
-if count > 250:
-    sys.exit('lt-swarm.py: at most 250 clients (one loopback address each)')
 info = lt.torrent_info(torrent)
 if '--no-webseed' in flags:
     info.set_web_seeds([])
 clients = []
 for index in range(count):
-    address = f'127.0.0.{index + 2}'
-    session = lt.session({
-        'listen_interfaces': f'{address}:0', 'outgoing_interfaces': address,
-        'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
-        'allow_multiple_connections_per_ip': True,
-        'enable_outgoing_utp': '--no-utp' not in flags, 'enable_incoming_utp': '--no-utp' not in flags,
-        'alert_mask': lt.alert.category_t.error_notification,
-    })
+    session = client_session(index, utp='--no-utp' not in flags)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(info)
     params.save_path = os.path.join(save_root, str(index))
