@@ -11,7 +11,6 @@
 // Progress goes to stderr; the Markdown table to stdout and to results/bench.md (full mode; quick
 // mode, which the tests run, writes to results/quick/ so that the committed figures stay).
 // Exit status 0 when every scenario ran (targets missed or not), 1 when one crashed.
-import { execFile } from 'node:child_process'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
 import { join } from 'node:path'
@@ -46,12 +45,6 @@ Options:
   -h, --help       this text
 `
 
-function commandOutput(command: string, args: string[]): Promise<string> {
-  return new Promise((resolve) => {
-    execFile(command, args, { timeout: 10_000 }, (err, stdout, stderr) => resolve(`${stdout}${stderr}`.trim() || (err ? 'unknown' : '')))
-  })
-}
-
 async function machineFacts(): Promise<string[]> {
   const version = async (pkg: string) =>
     ((JSON.parse(await readFile(new URL(`../node_modules/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string }).version)
@@ -59,7 +52,6 @@ async function machineFacts(): Promise<string[]> {
   return [
     `CPU: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown'}), RAM ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}`,
     `Node ${process.version}, webtorrent ${await version('webtorrent')}, bittorrent-tracker ${await version('bittorrent-tracker')}, gdal-async ${await version('gdal-async')}`,
-    `${(await commandOutput('curl', ['--version'])).split('\n')[0]?.split(' ').slice(0, 2).join(' ')}`,
     ...(await referenceVersions()),
   ]
 }

@@ -12,7 +12,7 @@ import { promisify } from 'node:util'
 import parseTorrent from 'parse-torrent'
 import { loadConfig } from '../../src/config.ts'
 import { buildTorrent, pieceLengthFor, PieceHasher } from '../../src/torrent.ts'
-import { fmtMBs, fmtRatio, MB, progress, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
+import { fmtMBs, fmtRatio, MB, median, progress, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
 
 const fillRandom = promisify(randomFill)
 
@@ -26,13 +26,6 @@ const RUNS = 3
 const sizeLabel = (bytes: number): string => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.round(bytes / MB)} MB`)
 /** Wall seconds, with three decimals below one second (quick mode's small files). */
 const secs = (s: number): string => `${s.toFixed(s < 1 ? 3 : 2)} s`
-/** The middle value; the mean of the two middle ones for an even count. */
-export function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-
 /** Bytes an unprivileged process may still write on the filesystem holding `dir`. */
 export async function freeDiskBytes(dir: string): Promise<number> {
   const fs = await statfs(dir)

@@ -11,17 +11,13 @@ import { loadConfig } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
 import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE } from './bench-services.ts'
-import { fmtMB, fmtRatio, freePort, progress, waitFor, type Resources, type ScenarioResult } from './bench-util.ts'
+import { fmtMB, fmtRatio, freePort, progress, quantile, waitFor, type Resources, type ScenarioResult } from './bench-util.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
 import { fixtureFor } from './grib-fixtures.ts'
 
 const RUN = '2026-11-23T00:00:00Z'
 const TARGET_MS = 50
 
-const quantile = (values: number[], q: number): number => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
-}
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`
 
 /** A subscriber on its own connection: calls `onMessage` with each body and its arrival time. */

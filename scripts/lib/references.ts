@@ -60,12 +60,14 @@ export async function referenceVersions(): Promise<string[]> {
   const qbittorrent = first((await toolOutput('qbittorrent-nox', ['--version'])).text).replace(/^qBittorrent v/, 'qbittorrent-nox ')
   const nginx = first((await toolOutput('nginx', ['-v'])).text).replace(/^nginx version: nginx\//, 'nginx ')
   const mktorrent = first((await toolOutput('mktorrent', ['-v'])).text).split(' (')[0]!
+  const curl = first((await toolOutput('curl', ['--version'])).text).split(' ').slice(0, 2).join(' ')
   const libtorrent = `libtorrent ${first((await toolOutput('/usr/bin/python3', ['-c', 'import libtorrent; print(libtorrent.__version__)'])).text)} (python3-libtorrent)`
   return [
     transmission + (await debian('transmission-daemon')),
     qbittorrent + (await debian('qbittorrent-nox')),
     nginx + (await debian('nginx')),
     mktorrent + (await debian('mktorrent')),
+    curl + (await debian('curl')),
     libtorrent + (await debian('python3-libtorrent')),
     `opentracker${(await debian('opentracker')) || ' (version unknown: not a Debian package here)'}`,
   ]

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { daemonCommand, startDaemon, writeDaemonConfig } from '../../scripts/lib/bench-daemon.ts'
-import { processCounts, residentBytes, Resources } from '../../scripts/lib/bench-util.ts'
+import { processCounts, quantile, residentBytes, Resources } from '../../scripts/lib/bench-util.ts'
 import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
 import { recentRuns } from '../../src/source.ts'
 import { fixture, onCleanup, waitFor } from '../helpers.ts'
@@ -22,7 +22,6 @@ const EXPIRY_SLACK_MS = (CHECK_EVERY_S + 8) * 1000
 const CLIENTS = 16
 const SOAK_CLIENTS = fileURLToPath(new URL('../../scripts/lib/lt-soak.py', import.meta.url))
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 const MB = 1e6
 
 test(`soak: ${SECONDS} s, a pass every 5 s, ${RETENTION_S} s retention, ${CLIENTS} clients: memory and fds flat, no expiry missed`, { timeout: (SECONDS + 300) * 1000 }, async (t) => {
@@ -89,7 +88,7 @@ test(`soak: ${SECONDS} s, a pass every 5 s, ${RETENTION_S} s retention, ${CLIENT
   // Flat: the last fifth against the window after the first fifth (start-up and first files).
   const window = (from: number, to: number) => samples.filter((s) => s.at >= SECONDS * from && s.at < SECONDS * to)
   const [early, late] = [window(0.2, 0.4), window(0.8, 1)]
-  const rss = { early: median(early.map((s) => s.rss)), late: median(late.map((s) => s.rss)), max: Math.max(...samples.map((s) => s.rss)) }
+  const rss = { early: quantile(early.map((s) => s.rss), 0.5), late: quantile(late.map((s) => s.rss), 0.5), max: Math.max(...samples.map((s) => s.rss)) }
   const fds = { early: Math.max(...early.map((s) => s.fds)), late: Math.max(...late.map((s) => s.fds)) }
   t.diagnostic(`files put ${put}, seen published ${seen.size}; clients: ${JSON.stringify({ ...report, errors: report.errors.length })}`)
   t.diagnostic(`RSS median ${(rss.early / MB).toFixed(1)} MB → ${(rss.late / MB).toFixed(1)} MB (max ${(rss.max / MB).toFixed(1)} MB); fds max ${fds.early} → ${fds.late}; ${samples.length} samples`)
