@@ -19,13 +19,11 @@ const CONNECTION_ID_EPOCH_MS = 60_000
  * current minute; an announce or scrape must carry one from this minute or the last, which
  * only a client that received our connect reply can have. Anything else is dropped silently.
  */
-export class UdpConnectionGate {
+class UdpConnectionGate {
   private readonly secret = randomBytes(32)
 
-  constructor(private readonly now: () => number = Date.now) {}
-
-  idFor(rinfo: Pick<RemoteInfo, 'address' | 'port'>, epochsAgo = 0): Buffer {
-    const epoch = Math.floor(this.now() / CONNECTION_ID_EPOCH_MS) - epochsAgo
+  private idFor(rinfo: Pick<RemoteInfo, 'address' | 'port'>, epochsAgo = 0): Buffer {
+    const epoch = Math.floor(Date.now() / CONNECTION_ID_EPOCH_MS) - epochsAgo
     return createHmac('sha256', this.secret).update(`${rinfo.address}|${rinfo.port}|${epoch}`).digest().subarray(0, 8)
   }
 
