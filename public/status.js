@@ -68,7 +68,7 @@ async function refresh() {
   if (status.items.length === 0) {
     const tr = document.createElement('tr')
     const td = cell('Nothing published yet.')
-    td.colSpan = 10
+    td.colSpan = 11
     tr.append(td)
     body.append(tr)
   }
@@ -79,16 +79,23 @@ async function refresh() {
     tr.append(
       cell(item.run), cell(item.package), cell(item.range),
       cell(bytes(item.size), 'num'), cell(duration(item.ageSeconds), 'num'), cell(duration(item.expiresInSeconds), 'num'),
-      cell(String(item.seeders), 'num'), cell(String(item.leechers), 'num'), cell(bytes(item.uploaded), 'num'), get,
+      cell(String(item.seeders), 'num'), cell(String(item.leechers), 'num'),
+      cell(bytes(item.uploaded), 'num'), cell(bytes(item.http.dataBytes + item.http.webSeedBytes), 'num'), get,
     )
     body.append(tr)
   }
   const disk = status.disk
+  const http = status.http
+  const bittorrent = status.items.reduce((sum, item) => sum + item.uploaded, 0)
   document.getElementById('footer').textContent =
     `Disk: ${bytes(disk.publishedBytes)} of a ${bytes(disk.budgetBytes)} budget, ${bytes(disk.freeBytes)} free. ` +
     (status.tracker ? `Tracker: ${status.tracker.announce.join(' ')}. ` : '') +
     `Seeder: port ${status.seeder.port}, ${status.seeder.torrents} torrents. ` +
-    `HTTP: ${bytes(status.http.dataBytes)} of data in ${status.http.dataRequests} requests since start. Updated ${new Date(status.now).toLocaleTimeString()}.`
+    `Sent: ${bytes(bittorrent)} over BitTorrent (files listed), ${bytes(http.dataBytes + http.webSeedBytes)} over HTTP since start ` +
+    `(${bytes(http.dataBytes)} in ${http.dataRequests} plain downloads, ${bytes(http.webSeedBytes)} in ${http.webSeedRequests} web-seed requests; ` +
+    `${http.webSeedDeclined} web-seed requests left to peers), ` +
+    (status.uplink.bytesPerSec ? `within an uplink budget of ${bytes(status.uplink.bytesPerSec)}/s. ` : 'no uplink budget. ') +
+    `Updated ${new Date(status.now).toLocaleTimeString()}.`
 }
 
 refresh()

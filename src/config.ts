@@ -71,15 +71,28 @@ const schema = z.strictObject({
     pex: z.boolean(),
     utp: z.boolean(),
     maxConnsPerTorrent: positiveInt,
-    uploadLimitBytesPerSec: z.number().int().nonnegative(), // 0 = unlimited
     // BEP 16: reveal pieces a few at a time so that each leaves this node about once (see superseed.ts).
     superSeed: z.boolean(),
+  }),
+  // One budget for everything the node sends: BitTorrent upload and HTTP data (see uplink.ts).
+  uplink: z.strictObject({
+    bytesPerSec: z.number().int().nonnegative(), // 0 = unlimited
+  }),
+  // When the torrents' web seed (/webseed/) is served: see webseed.ts.
+  webSeed: z.strictObject({
+    mode: z.enum(['fallback', 'always']),
+    holdSeconds: z.number().nonnegative().max(15, { message: 'at most 15 s: libtorrent gives up on a web seed silent for 20 s' }),
+    stallSeconds: timerSeconds,
+    retryAfterSeconds: positiveInt.max(3600),
   }),
   http: z.strictObject({
     host: z.string(),
     port,
     publicBaseUrl: httpUrl,
     trustProxy: z.boolean(),
+    // nginx's internal location for the published tree: the daemon answers with X-Accel-Redirect
+    // and nginx sends the bytes ('' = the daemon sends them).
+    accelRedirect: z.union([z.literal(''), z.string().regex(/^\/[\w./-]*\/$/, { message: 'an absolute path ending in "/", e.g. "/_published/"' })]),
   }),
   retention: z.strictObject({
     publishSeconds: z.number().positive().max(TEN_YEARS),

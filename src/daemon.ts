@@ -8,7 +8,7 @@ import got, { type Got } from 'got'
 import cron, { type ScheduledTask } from 'node-cron'
 import { announceUrls, type Config } from './config.ts'
 import { Expirer } from './expire.ts'
-import { createHttpServer, type HttpCounters } from './http.ts'
+import { createHttpServer, HttpTraffic } from './http.ts'
 import type { Logger } from './log.ts'
 import { Mirror } from './mirror.ts'
 import { Notifier, postMessage, redactUrl, removeMessage } from './notify.ts'
@@ -17,7 +17,9 @@ import { Seeder } from './seed.ts'
 import { Source } from './source.ts'
 import { DataStore, type ItemRecord } from './store.ts'
 import { Tracker } from './tracker.ts'
+import { Uplink } from './uplink.ts'
 import { dataUrl, torrentUrl } from './urls.ts'
+import type { SwarmView } from './webseed.ts'
 
 export const PUBLIC_DIR = fileURLToPath(new URL('../public/', import.meta.url))
 
@@ -63,10 +65,23 @@ export interface PassState {
   nextPassAt?: string
 }
 
+/**
+ * A seeded torrent's swarm as the web-seed policy sees it: a client is in it when it is
+ * connected to our seeder or announced to our tracker.
+ */
+function swarmOf(seeder: Seeder, tracker: Tracker | undefined, infoHash: string): SwarmView | undefined {
+  const seeded = seeder.swarm(infoHash)
+  if (!seeded) return undefined
+  return { peer: (address) => seeded.peer(address) ?? tracker?.client(infoHash, address) }
+}
+
+/** What /api/status answers (the status page, the benchmark and the demo read it). */
+export type DaemonStatus = Awaited<ReturnType<Daemon['status']>>
+
 export class Daemon {
   readonly passState: PassState = { running: false }
   /** What HTTP sent of the data files (web seeds and plain downloads), next to what BitTorrent uploaded. */
-  readonly httpCounters: HttpCounters = { dataRequests: 0, dataBytes: 0 }
+  readonly httpTraffic = new HttpTraffic()
   private task: ScheduledTask | undefined
   private currentPass: Promise<PassReport | undefined> | undefined
   private readonly stopping = new AbortController()
@@ -90,7 +105,8 @@ export class Daemon {
     const tracker = config.tracker.enabled
       ? new Tracker(config.tracker, log.child({ stage: 'tracker' }))
       : undefined
-    const seeder = new Seeder(config.seed, log.child({ stage: 'seed' }))
+    const uplink = new Uplink(config.uplink.bytesPerSec)
+    const seeder = new Seeder(config.seed, uplink, log.child({ stage: 'seed' }))
     const notifier = config.notify.brokerUrl ? new Notifier(config.notify, config.dataDir, log.child({ stage: 'notify' })) : undefined
     const { publicBaseUrl } = config.http
     // What every newly published file goes through, fetched from upstream or copied from a node.
@@ -105,6 +121,7 @@ export class Daemon {
       async (item) => {
         await seeder.remove(item.infoHash)
         tracker?.forget(item.infoHash)
+        daemon.httpTraffic.forget(item.relPath)
         await notifier?.enqueue(removeMessage(item, publicBaseUrl, config.notify.source))
       },
       log.child({ stage: 'expire' }),
@@ -141,7 +158,16 @@ export class Daemon {
         feed: { publicBaseUrl: config.http.publicBaseUrl, title: `gribswarm: ${config.source.model} ${config.source.grid} ${config.source.packages.join(' ')}` },
         publicDir: PUBLIC_DIR,
         trustProxy: config.http.trustProxy,
-        counters: daemon.httpCounters,
+        accelRedirect: config.http.accelRedirect,
+        uplink,
+        webSeed: {
+          mode: config.webSeed.mode,
+          holdMs: config.webSeed.holdSeconds * 1000,
+          stallMs: config.webSeed.stallSeconds * 1000,
+          retryAfterSeconds: config.webSeed.retryAfterSeconds,
+          swarm: (infoHash) => swarmOf(seeder, tracker, infoHash),
+        },
+        traffic: daemon.httpTraffic,
         status: () => daemon.status(),
       })
       log.info('http listening', { url: `http://${config.http.host}:${daemon.httpPort}`, public: config.http.publicBaseUrl })
@@ -208,6 +234,8 @@ export class Daemon {
       magnetURI: item.magnetURI,
       ...(this.tracker?.stats(item.infoHash) ?? { seeders: 0, leechers: 0 }),
       ...this.seeder.stats(item.infoHash),
+      // What the origin sent of this file, BitTorrent (`uploaded`) and HTTP side by side.
+      http: this.httpTraffic.of(item.relPath),
     }))
     return {
       now: new Date(now).toISOString(),
@@ -217,7 +245,8 @@ export class Daemon {
       retentionSeconds: this.config.retention.publishSeconds,
       tracker: this.tracker ? { port: this.tracker.port, announce: announceUrls(this.config) } : undefined,
       seeder: { port: this.seeder.port, torrents: this.seeder.seeding },
-      http: this.httpCounters,
+      uplink: { bytesPerSec: this.config.uplink.bytesPerSec, webSeed: this.config.webSeed.mode },
+      http: this.httpTraffic.total,
       notify: this.notifier?.status(),
       mirror: this.mirror
         ? {

@@ -1,13 +1,20 @@
-// Stage "publish over HTTP" (fastify): the data files with Range support (they are the
-// torrents' web seed, and plain HTTP for everyone else), the .torrent files and sidecars,
-// the feeds, the status API and the status page. Only published items are reachable: paths
-// are looked up in the store's index, never joined onto the filesystem.
+// Stage "publish over HTTP" (fastify): the data files with Range support, for plain HTTP at
+// /data/ and as the torrents' web seed at /webseed/ (served only when the swarm cannot serve
+// the client: webseed.ts), the .torrent files and sidecars, the feeds, the status API and the
+// status page. Only published items are reachable: paths are looked up in the store's index,
+// never joined onto the filesystem. Data bodies draw on the uplink budget BitTorrent shares.
+// Behind nginx (`http.accelRedirect`), the daemon decides and counts, and nginx sends the
+// bytes from disk (X-Accel-Redirect).
 import { createReadStream } from 'node:fs'
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { pipeline } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import { renderAtom, renderJsonFeed, renderRss, type FeedContext } from './feed.ts'
 import type { DataStore, ItemRecord } from './store.ts'
+import type { Uplink } from './uplink.ts'
+import { encodeRelPath } from './urls.ts'
+import { decideWebSeed, type SwarmView, type WebSeedOptions } from './webseed.ts'
 
 export interface HttpOptions {
   host: string
@@ -19,14 +26,55 @@ export interface HttpOptions {
   status: () => Promise<unknown> | unknown
   /** Trust X-Forwarded-* from nginx. */
   trustProxy?: boolean
-  /** Counts what /data/ sent (the web seed's share of the origin's upload), kept by the caller. */
-  counters: HttpCounters
+  /** Internal nginx location the data files are handed to (X-Accel-Redirect); '' = sent from here. */
+  accelRedirect: string
+  uplink: Uplink
+  webSeed: WebSeedOptions & {
+    /** 'fallback': decided by webseed.ts; 'always': every web-seed request is served */
+    mode: 'fallback' | 'always'
+    /** what the seeder and tracker know of the torrent's swarm; undefined when it is not seeded */
+    swarm(infoHash: string): SwarmView | undefined
+  }
+  /** What HTTP sent, kept by the caller. */
+  traffic: HttpTraffic
 }
 
-export interface HttpCounters {
+export interface HttpCounts {
+  /** /data/: plain HTTP downloads */
   dataRequests: number
   dataBytes: number
+  /** /webseed/: BitTorrent clients' web-seed requests served, their bytes, and those declined */
+  webSeedRequests: number
+  webSeedBytes: number
+  webSeedDeclined: number
 }
+
+const noCounts = (): HttpCounts => ({ dataRequests: 0, dataBytes: 0, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 0 })
+
+/** What HTTP sent of the data files, in total and per published file. */
+export class HttpTraffic {
+  readonly total = noCounts()
+  private readonly items = new Map<string, HttpCounts>()
+
+  /** A copy: what was sent of this file so far. */
+  of(relPath: string): HttpCounts {
+    return { ...(this.items.get(relPath) ?? noCounts()) }
+  }
+
+  /** The file expired: its counts go with it (the totals keep them). */
+  forget(relPath: string): void {
+    this.items.delete(relPath)
+  }
+
+  count(relPath: string, update: (counts: HttpCounts) => void): void {
+    const item = this.items.get(relPath) ?? noCounts()
+    this.items.set(relPath, item)
+    update(item)
+    update(this.total)
+  }
+}
+
+type Channel = 'data' | 'webSeed'
 
 const STATIC_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -64,7 +112,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return { start, end }
 }
 
-function sendFile(reply: FastifyReply, path: string, item: ItemRecord, rangeHeader: string | undefined, counters: HttpCounters) {
+function sendFile(reply: FastifyReply, path: string, item: ItemRecord, channel: Channel, options: HttpOptions) {
   const { size } = item
   reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream')
   reply.header('last-modified', new Date(item.publishedAt).toUTCString())
@@ -72,25 +120,70 @@ function sendFile(reply: FastifyReply, path: string, item: ItemRecord, rangeHead
   const maxAge = Math.max(0, Math.floor((Date.parse(item.expiresAt) - Date.now()) / 1000))
   reply.header('cache-control', `public, max-age=${maxAge}, immutable`)
   if (item.md5) reply.header('etag', `"${item.md5}"`)
-  const range = parseRange(rangeHeader, size)
+  const range = parseRange(reply.request.headers.range, size)
   if (range === 'unsatisfiable') {
     return reply.code(416).header('content-range', `bytes */${size}`).send()
   }
-  if (range) {
-    reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`)
-    reply.header('content-length', range.end - range.start + 1)
-  } else {
-    reply.header('content-length', size)
+  const length = range ? range.end - range.start + 1 : size
+  if (reply.request.method === 'HEAD' && !options.accelRedirect) {
+    if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`)
+    return reply.header('content-length', length).send()
   }
-  if (reply.request.method === 'HEAD') return reply.send()
-  counters.dataRequests++
-  const body = createReadStream(path, range)
-  body.on('data', (chunk) => (counters.dataBytes += chunk.length))
+  const sent = (bytes: number) => options.traffic.count(item.relPath, (c) => (c[`${channel}Bytes`] += bytes))
+  options.traffic.count(item.relPath, (c) => c[`${channel}Requests`]++)
+  if (options.accelRedirect) {
+    // nginx answers the Range itself from the file it is redirected to; the budget pays for what it sends.
+    reply.header('x-accel-redirect', `${options.accelRedirect}${encodeRelPath(item.relPath)}`)
+    if (reply.request.method === 'HEAD') return reply.send()
+    sent(length)
+    const rate = options.uplink.debit(length)
+    if (rate > 0) reply.header('x-accel-limit-rate', rate)
+    return reply.send()
+  }
+  if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`)
+  reply.header('content-length', length)
+  const body = pipeline(createReadStream(path, range), options.uplink.throttle(), () => {})
+  body.on('data', (chunk: Buffer) => sent(chunk.length))
   return reply.send(body)
 }
 
+/**
+ * libtorrent (qBittorrent, Deluge) sends its User-Agent on the first request of a connection
+ * only: a request without one is libtorrent's too.
+ */
+const SHORT_RANGE_CLIENTS = /^(libtorrent|qBittorrent|Deluge)\//i
+
+/**
+ * A declined web-seed request, answered as each stock client needs (read in their sources):
+ *   - libtorrent 2.0 drops a single-file web seed for the rest of the session on any error
+ *     status, 503 with Retry-After included (web_peer_connection.cpp, on_receive), but takes a
+ *     206 that covers less than it asked for as a range mismatch and comes back 30 s later
+ *     (urlseed_wait_retry). So it gets the first byte of its range: a valid 206 whose
+ *     Content-Range says so.
+ *   - Transmission 3.00 would ask again at once for the rest of a short 206, but after 5
+ *     answers other than 206 it waits 5 minutes and then probes once (webseed.c). It gets 503.
+ *   - aria2 1.36 drops the web seed for this download on either and goes on with peers.
+ *   - Anything else gets 503 with Retry-After, the standard answer.
+ */
+function declineWebSeed(reply: FastifyReply, path: string, item: ItemRecord, retryAfterSeconds: number, traffic: HttpTraffic) {
+  traffic.count(item.relPath, (c) => c.webSeedDeclined++)
+  reply.header('retry-after', retryAfterSeconds).header('cache-control', 'no-store')
+  const range = parseRange(reply.request.headers.range, item.size)
+  const userAgent = reply.request.headers['user-agent']
+  if (!range || range === 'unsatisfiable' || (userAgent && !SHORT_RANGE_CLIENTS.test(userAgent))) {
+    return reply.code(503).type('text/plain').send(`web seed deferred: peers are serving ${item.fileName}, retry in ${retryAfterSeconds} s or use BitTorrent\n`)
+  }
+  traffic.count(item.relPath, (c) => c.webSeedBytes++)
+  return reply
+    .code(206)
+    .header('content-type', 'application/octet-stream')
+    .header('content-range', `bytes ${range.start}-${range.start}/${item.size}`)
+    .header('content-length', 1)
+    .send(createReadStream(path, { start: range.start, end: range.start }))
+}
+
 export async function createHttpServer(options: HttpOptions): Promise<FastifyInstance> {
-  const { store, counters } = options
+  const { store } = options
   const app = Fastify({ logger: false, trustProxy: options.trustProxy ?? false, routerOptions: { maxParamLength: 1024 } })
 
   const staticFiles = new Map<string, { body: Buffer; type: string }>()
@@ -128,14 +221,31 @@ export async function createHttpServer(options: HttpOptions): Promise<FastifyIns
       const relPath = kind === 'data' ? requested : requested.slice(0, requested.lastIndexOf('.'))
       const item = store.get(relPath)
       if (!item) return reply.code(404).send({ error: `not published: ${requested}` })
-      const range = req.headers.range
-      if (kind === 'data') return sendFile(reply, store.dataPath(relPath), item, range, counters)
+      if (kind === 'data') return sendFile(reply, store.dataPath(relPath), item, 'data', options)
       if (kind === 'torrent') {
         return readFile(store.torrentPath(relPath)).then((body) =>
           reply.type('application/x-bittorrent').header('content-disposition', `attachment; filename="${item.fileName}.torrent"`).send(body),
         )
       }
       return reply.type('application/json').send(item)
+    },
+  })
+
+  // The torrents' url-list (BEP 19): the same bytes as /data/, served when the swarm cannot serve this client.
+  app.route<{ Params: { '*': string } }>({
+    method: ['GET', 'HEAD'],
+    url: '/webseed/*',
+    handler: async (req, reply) => {
+      const item = store.get(req.params['*'])
+      if (!item) return reply.code(404).send({ error: `not published: ${req.params['*']}` })
+      const { webSeed } = options
+      const path = store.dataPath(item.relPath)
+      if (webSeed.mode === 'fallback') {
+        const decision = await decideWebSeed(webSeed.swarm(item.infoHash), req.ip, webSeed)
+        reply.header('x-webseed', decision.reason)
+        if (!decision.serve) return declineWebSeed(reply, path, item, decision.retryAfterSeconds, options.traffic)
+      }
+      return sendFile(reply, path, item, 'webSeed', options)
     },
   })
 

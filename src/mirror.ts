@@ -18,7 +18,7 @@ import { redactUrl, type V03Message } from './notify.ts'
 import type { Seeder, SeedStats } from './seed.ts'
 import { checkRelPath, type DataStore, type ItemRecord } from './store.ts'
 import { buildTorrent } from './torrent.ts'
-import { dataUrl } from './urls.ts'
+import { dataUrl, webSeedUrl } from './urls.ts'
 import { validateGrib } from './validate.ts'
 
 /** "This node has relPath": where its sidecar (the full ItemRecord) can be read. */
@@ -280,7 +280,7 @@ export class Mirror {
 
       const decodeList = (value: unknown): string[] =>
         Array.isArray(value) ? value.flat().map((v) => Buffer.from(v as Uint8Array).toString()) : value ? [Buffer.from(value as Uint8Array).toString()] : []
-      const ourUrl = dataUrl(config.http.publicBaseUrl, a.relPath)
+      const ourUrl = webSeedUrl(config.http.publicBaseUrl, a.relPath)
       const built = buildTorrent({
         name,
         length: info.length,

@@ -10,7 +10,7 @@ import type { Logger } from './log.ts'
 import { recentRuns, type Candidate, type Source } from './source.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 import { buildTorrent, pieceLengthFor } from './torrent.ts'
-import { dataUrl } from './urls.ts'
+import { webSeedUrl } from './urls.ts'
 import { GribStreamValidator, InvalidFileError } from './validate.ts'
 
 export interface PassOptions {
@@ -180,7 +180,7 @@ export class Pipeline {
       pieceLength: fetched.pieceLength,
       pieces: fetched.pieces,
       announce: [...announce, ...config.torrent.extraTrackers],
-      webSeeds: [dataUrl(config.http.publicBaseUrl, candidate.relPath)],
+      webSeeds: [webSeedUrl(config.http.publicBaseUrl, candidate.relPath)],
       comment: `${candidate.url} (run ${candidate.run})`,
       createdBy: config.torrent.createdBy,
       creationDate: publishedAt,

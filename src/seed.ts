@@ -8,8 +8,11 @@ import Wire from 'bittorrent-protocol'
 import WebTorrent, { type Torrent } from 'webtorrent'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
+import { PeerProgress } from './peer-progress.ts'
 import type { ItemRecord } from './store.ts'
 import { SuperSeeder } from './superseed.ts'
+import type { Uplink } from './uplink.ts'
+import type { SwarmView } from './webseed.ts'
 
 export interface SeedStats {
   peers: number
@@ -50,9 +53,12 @@ export class Seeder {
   private client: WebTorrent | undefined
   /** what a mirror's copy uploaded while it was downloading, before add() took it over */
   private readonly uploadedBefore = new Map<string, number>()
+  /** the peers of each torrent seeded in full, for the web-seed policy */
+  private readonly swarms = new Map<string, PeerProgress>()
 
   constructor(
     private readonly options: Config['seed'],
+    private readonly uplink: Uplink,
     private readonly log: Logger,
   ) {}
 
@@ -67,12 +73,14 @@ export class Seeder {
       utPex: this.options.pex,
       utp: this.options.utp,
       maxConns: this.options.maxConnsPerTorrent,
-      uploadLimit: this.options.uploadLimitBytesPerSec > 0 ? this.options.uploadLimitBytesPerSec : -1,
       // A server has no router to ask for ports, and LAN multicast discovery is of no use to it.
       natUpnp: false,
       natPmp: false,
       lsd: false,
     })
+    // Every wire made from now on draws on the budget HTTP shares (webtorrent 2.8.5 hands this
+    // object to each new peer; its own upload group would cap BitTorrent alone).
+    client.throttleGroups.up = this.uplink.group
     client.on('error', (err: Error) => this.log.error('seeder error', { error: err }))
     await new Promise<void>((resolve, reject) => {
       client.once('listening', resolve)
@@ -91,16 +99,19 @@ export class Seeder {
     // file (same bytes, same inode after the rename), so the swarm loses this peer only briefly.
     if (existing) {
       this.uploadedBefore.set(item.infoHash, existing.uploaded)
+      this.swarms.delete(item.infoHash)
       await removeTorrent(client, existing)
     }
     const current = await stat(dataPath)
     const unchanged = current.size === item.size && current.mtimeMs === item.mtimeMs
     if (!unchanged) this.log.warn('data file changed since it was published, re-checking its pieces', { relPath: item.relPath })
+    let peers: PeerProgress | undefined
     const torrent = await new Promise<Torrent>((resolve, reject) => {
       // No piece cache of webtorrent's own: the kernel's page cache already holds hot pieces,
       // and under load the cache cost ~70 MB of resident memory for no speed (measured).
       const added = client.add(torrentFile, { path: dirname(dataPath), skipVerify: unchanged, storeCacheSlots: 0 }, resolve)
       added.once('error', reject)
+      peers = new PeerProgress(added)
       if (this.options.superSeed) new SuperSeeder(added, Math.ceil(item.size / item.pieceLength), item.pieceLength)
     })
     if (!torrent.done) {
@@ -110,6 +121,7 @@ export class Seeder {
       })
     }
     torrent.on('error', (err: Error) => this.log.error('torrent error', { relPath: item.relPath, error: err }))
+    this.swarms.set(item.infoHash, peers!)
     this.log.debug('seeding', { relPath: item.relPath, infoHash: item.infoHash })
   }
 
@@ -170,6 +182,7 @@ export class Seeder {
   async remove(infoHash: string): Promise<void> {
     const client = this.client
     this.uploadedBefore.delete(infoHash)
+    this.swarms.delete(infoHash)
     const torrent = await client?.get(infoHash)
     if (client && torrent) await removeTorrent(client, torrent)
   }
@@ -180,6 +193,11 @@ export class Seeder {
     return { peers: torrent?.numPeers ?? 0, uploaded, uploadSpeed: torrent?.uploadSpeed ?? 0 }
   }
 
+  /** The swarm of a torrent this seeder holds in full and uploads; undefined otherwise. */
+  swarm(infoHash: string): SwarmView | undefined {
+    return this.client && this.swarms.get(infoHash)
+  }
+
   get seeding(): number {
     return this.client?.torrents.length ?? 0
   }
@@ -187,6 +205,7 @@ export class Seeder {
   async stop(): Promise<void> {
     const client = this.client
     this.client = undefined
+    this.swarms.clear()
     if (client) await new Promise<void>((resolve) => client.destroy(() => resolve()))
   }
 

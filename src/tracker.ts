@@ -5,11 +5,22 @@ import { Server } from 'bittorrent-tracker'
 import { createHmac, randomBytes } from 'node:crypto'
 import type { RemoteInfo } from 'node:dgram'
 import type { Logger } from './log.ts'
+import { normalizeAddress, type PeerView } from './webseed.ts'
 
 /** BEP 15: the constant a UDP client sends with its connect request. */
 const PROTOCOL_ID = Buffer.from('0000041727101980', 'hex')
 const CONNECT = 0
 const CONNECTION_ID_EPOCH_MS = 60_000
+/** Clients announce every 5 minutes; one silent for two intervals has left. */
+const ANNOUNCE_INTERVAL_MS = 5 * 60_000
+/** Addresses remembered per swarm (bittorrent-tracker keeps 1000 peers per swarm). */
+const MAX_CLIENTS_PER_SWARM = 2000
+
+/** A client as its announces show it: how much it still lacked, and since when. */
+interface AnnouncedClient extends PeerView {
+  left: number
+  announcedAt: number
+}
 
 /**
  * BEP 15 connection ids. bittorrent-tracker hands every client the protocol constant as its
@@ -59,6 +70,8 @@ export interface SwarmStats {
 
 export class Tracker {
   private readonly allowed = new Set<string>()
+  /** per published infohash: the addresses that announced it, for the web-seed policy */
+  private readonly clients = new Map<string, Map<string, AnnouncedClient>>()
   private server: Server | undefined
   port = 0
 
@@ -73,6 +86,7 @@ export class Tracker {
 
   forget(infoHash: string): void {
     this.allowed.delete(infoHash.toLowerCase())
+    this.clients.delete(infoHash.toLowerCase())
     if (this.server) delete this.server.torrents[infoHash.toLowerCase()]
   }
 
@@ -86,6 +100,37 @@ export class Tracker {
     return { seeders: swarm?.complete ?? 0, leechers: swarm?.incomplete ?? 0 }
   }
 
+  /**
+   * The leecher at `address` in the swarm of `infoHash`, if it announced there lately: it has
+   * peers. It progressed when an announce showed less left than the one before.
+   */
+  client(infoHash: string, address: string, now = Date.now()): PeerView | undefined {
+    const client = this.clients.get(infoHash.toLowerCase())?.get(normalizeAddress(address))
+    // A seeder at that address (our own, on loopback) says nothing of a leecher asking from it.
+    return client && client.left > 0 && now - client.announcedAt < 2 * ANNOUNCE_INTERVAL_MS ? client : undefined
+  }
+
+  private recordAnnounce(params: { info_hash?: string; ip?: string; left?: number; event?: string }): void {
+    const infoHash = String(params.info_hash ?? '').toLowerCase()
+    if (!this.allowed.has(infoHash) || !params.ip) return
+    const swarm = this.clients.get(infoHash) ?? new Map<string, AnnouncedClient>()
+    this.clients.set(infoHash, swarm)
+    const address = normalizeAddress(params.ip)
+    if (params.event === 'stopped') {
+      swarm.delete(address)
+      return
+    }
+    const now = Date.now()
+    const left = Number(params.left ?? 0)
+    const known = swarm.get(address)
+    swarm.delete(address) // re-inserted last: the Map's order is then least recently announced first
+    swarm.set(address, { left, announcedAt: now, progressAt: known && left >= known.left ? known.progressAt : now })
+    for (const oldest of swarm.keys()) {
+      if (swarm.size <= MAX_CLIENTS_PER_SWARM) break
+      swarm.delete(oldest)
+    }
+  }
+
   async start(): Promise<void> {
     const server = new Server({
       http: true,
@@ -93,13 +138,14 @@ export class Tracker {
       ws: true,
       stats: true,
       trustProxy: this.options.trustProxy ?? false,
-      interval: 5 * 60_000,
+      interval: ANNOUNCE_INTERVAL_MS,
       filter: (infoHash, _params, cb) =>
         cb(this.allowed.has(String(infoHash).toLowerCase()) ? null : new Error('torrent not published by this tracker')),
     })
     // Announce errors are the clients' problem (unknown torrents, bad parameters): log, never crash.
     server.on('error', (err: Error) => this.log.error('tracker error', { error: err }))
     server.on('warning', (err: Error) => this.log.debug('tracker refused a request', { reason: err.message }))
+    for (const event of ['start', 'update', 'complete', 'stop']) server.on(event, (_addr: string, params) => this.recordAnnounce(params))
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(this.options.port, { http: this.options.host, udp: this.options.host }, () => {

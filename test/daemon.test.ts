@@ -74,14 +74,14 @@ test('the .torrent announces on the bundled tracker and names the HTTP copy as w
   assert.equal(torrent.infoHash, item.infoHash)
   const port = config.tracker.port
   assert.deepEqual(torrent.announce, [`http://127.0.0.1:${port}/announce`, `udp://127.0.0.1:${port}`])
-  assert.deepEqual(torrent.urlList, [`${base()}/data/${item.relPath}`])
+  assert.deepEqual(torrent.urlList, [`${base()}/webseed/${item.relPath}`])
   assert.equal(torrent.length, files['000H012H']!.length)
   assert.match(torrent.comment!, new RegExp(`${upstream.bucketUrl}.*run ${RUN}`))
 })
 
 test('HTTP serves the data with Range support, and only published files', async () => {
   const url = `${base()}/data/${relPath('013H024H')}`
-  const before = { ...daemon.httpCounters }
+  const before = { ...daemon.httpTraffic.total }
   const whole = Buffer.from(await (await fetch(url)).arrayBuffer())
   assert.ok(whole.equals(files['013H024H']!))
   const part = await fetch(url, { headers: { range: 'bytes=100-199' } })
@@ -92,7 +92,7 @@ test('HTTP serves the data with Range support, and only published files', async 
   assert.ok(Buffer.from(await suffix.arrayBuffer()).equals(whole.subarray(-10)))
   assert.equal((await fetch(url, { headers: { range: `bytes=${whole.length}-` } })).status, 416)
   // What the status page reports as HTTP's share of the upload: the three bodies sent, byte for byte.
-  assert.deepEqual(daemon.httpCounters, { dataRequests: before.dataRequests + 3, dataBytes: before.dataBytes + whole.length + 100 + 10 })
+  assert.deepEqual(daemon.httpTraffic.total, { ...before, dataRequests: before.dataRequests + 3, dataBytes: before.dataBytes + whole.length + 100 + 10 })
   for (const bad of ['/data/../config/default.json', '/data/%2e%2e/%2e%2e/etc/passwd', '/data/20261123T00Z/arpege/01/SP1/', '/data/lock', '/data/' + 'a/'.repeat(3000)]) {
     const response = await fetch(`${base()}${bad}`)
     assert.ok([400, 404, 414].includes(response.status), `${bad} → ${response.status}`)

@@ -9,6 +9,7 @@ import { test } from 'node:test'
 import Wire from 'bittorrent-protocol'
 import { createLogger } from '../src/log.ts'
 import { Seeder } from '../src/seed.ts'
+import { Uplink } from '../src/uplink.ts'
 import type { ItemRecord } from '../src/store.ts'
 import { buildTorrent, PieceHasher } from '../src/torrent.ts'
 import { onCleanup, tempDir, waitFor } from './helpers.ts'
@@ -24,7 +25,7 @@ async function seedRandomFile() {
   const hasher = new PieceHasher(PIECE)
   hasher.update(data)
   const built = buildTorrent({ name, length: data.length, pieceLength: PIECE, pieces: hasher.digest(), announce: [], webSeeds: [], createdBy: 'test' })
-  const seeder = new Seeder({ port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, uploadLimitBytesPerSec: 0, superSeed: true }, createLogger('error'))
+  const seeder = new Seeder({ port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: true }, new Uplink(0), createLogger('error'))
   await seeder.start()
   onCleanup(() => seeder.stop())
   const item = { relPath: `x/${name}`, fileName: name, size: data.length, pieceLength: PIECE, infoHash: built.infoHash, mtimeMs: 0 } as ItemRecord

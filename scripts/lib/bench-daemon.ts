@@ -4,6 +4,7 @@
 import { stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { DaemonStatus } from '../../src/daemon.ts'
 import { freePort, waitFor, type Resources } from './bench-util.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -16,14 +17,7 @@ export interface DaemonSetup {
   publicBaseUrl: string
 }
 
-/** The parts of /api/status the benchmarks read. */
-export interface DaemonStatus {
-  pass: { running: boolean; lastFinishedAt?: string; lastError?: string }
-  seeder: { port: number; torrents: number }
-  http: { dataRequests: number; dataBytes: number }
-  mirror?: { following: number; copied: number; dropped: number; failed: number; copying: Array<{ relPath: string; uploaded: number }> }
-  items: Array<{ relPath: string; infoHash: string; torrentUrl: string; expiresAt: string; peers: number; uploaded: number }>
-}
+export type { DaemonStatus } from '../../src/daemon.ts'
 
 export type DaemonHandle = ReturnType<Resources['start']> & { pid: number; setup: DaemonSetup; status: () => Promise<DaemonStatus> }
 

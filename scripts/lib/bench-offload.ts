@@ -3,7 +3,7 @@
 // ~257 MB CCSDS GRIB2 file (N = 8 and 32; 4 and a ~33 MB file in quick mode). The origin is, in
 // turn and on the same file, .torrent and tracker:
 //   - gribswarm: the real daemon as a child process, which fetched and published the file, its
-//     seeder capped with seed.uploadLimitBytesPerSec;
+//     uplink capped with uplink.bytesPerSec (BitTorrent and HTTP together);
 //   - transmission-daemon and qbittorrent-nox seeding the very same file, capped the same way;
 //   - nginx over HTTP, each connection limited to cap / N so that the N together get the cap.
 // The tracker is always the code and port in the .torrent's announce URLs: the daemon's own
@@ -145,7 +145,7 @@ async function swarm(res: Resources, origin: Origin, target: Target, clients: nu
 async function originSetup(res: Resources, bucketUrl: string, name: string, notify?: { exchange: string }): Promise<DaemonSetup> {
   return writeDaemonConfig(res, name, {
     source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H'], lookbackRuns: 1 },
-    seed: { uploadLimitBytesPerSec: CAP },
+    uplink: { bytesPerSec: CAP },
     ...(notify ? { notify: { brokerUrl: BENCH_BROKER, exchange: notify.exchange, source: 'bench-origin' } } : {}),
   })
 }
@@ -166,10 +166,10 @@ function daemonOrigin(daemon: DaemonHandle): Origin {
   return {
     tool: 'gribswarm',
     pids: [daemon.pid],
-    // BitTorrent upload plus HTTP data bytes (the web seed; the clients here drop it).
+    // BitTorrent upload plus HTTP data bytes (plain and web seed).
     uploaded: async () => {
       const status = await daemon.status()
-      return (status.items[0]?.uploaded ?? 0) + status.http.dataBytes
+      return (status.items[0]?.uploaded ?? 0) + status.http.dataBytes + status.http.webSeedBytes
     },
     lagMs: 0,
   }
@@ -419,7 +419,7 @@ function report(runs: Map<number, OffloadRun[]>, size: number, meshed: { run: Of
       `Every origin uses gribswarm's .torrent and data file and the tracker in its announce URLs: the gribswarm daemon's own tracker while the daemon seeds; while a reference seeds, the daemon is stopped (so that it cannot seed too) ` +
       `and the same tracker code (src/tracker.ts) runs on the same port, started afresh for each run, as the daemon's is. Each origin announces itself as a seeder (checked by scrape) before the clients start. ` +
       `Origin bytes come from each origin's own counter (gribswarm /api/status, transmission uploadedEver, qBittorrent torrents/info uploaded); "clients' view" = what the clients downloaded minus what they uploaded to each other.`,
-    `Offload, caps and settings: gribswarm seed.uploadLimitBytesPerSec ${CAP}, super-seeding (its default); ` +
+    `Offload, caps and settings: gribswarm uplink.bytesPerSec ${CAP} (BitTorrent and HTTP together), super-seeding (its default); ` +
       [...settings.entries()].map(([tool, used]) => `${tool}: ${used}`).join('; ') +
       '. ' +
       ([...settings.keys()].some((tool) => tool.startsWith('transmission')) ? 'transmission counts speed limits in kB of 1000 bytes: its counter rose by the cap per second (see the peak rates). ' : '') +

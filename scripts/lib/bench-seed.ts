@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createLogger } from '../../src/log.ts'
 import { Seeder } from '../../src/seed.ts'
+import { Uplink } from '../../src/uplink.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor, PieceHasher } from '../../src/torrent.ts'
 import { fmtMBs, fmtRatio, fmtSize, MB, parseLtResult, progress, sha1File, type Resources, type ScenarioResult } from './bench-util.ts'
@@ -138,7 +139,8 @@ export async function benchSeeding(res: Resources, quick: boolean): Promise<Scen
   const timeoutS = quick ? 60 : 300
 
   const seeder = new Seeder(
-    { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, uploadLimitBytesPerSec: 0, superSeed: true },
+    { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: true },
+    new Uplink(0),
     createLogger('warn').child({ bench: 'seed' }),
   )
   await seeder.start()

@@ -62,6 +62,6 @@ const { config, log } = loadOrExit(args.config, {
   mirror: { feeds: [positionals[0]!], ...(args.accept ? { accept: args.accept } : {}) },
   http: { port, publicBaseUrl: args['public-url'] ?? `http://localhost:${port}` },
   disk: { budgetBytes: Math.round(number('budget-gb', args['budget-gb'], 20) * 1e9) },
-  seed: { uploadLimitBytesPerSec: Math.round((number('upload-mbps', args['upload-mbps'], 50) * 1e6) / 8) },
+  uplink: { bytesPerSec: Math.round((number('upload-mbps', args['upload-mbps'], 50) * 1e6) / 8) },
 })
 await runDaemon(config, log, 'mirror', { follows: positionals[0] })

@@ -31,6 +31,7 @@ declare module 'create-torrent' {
 
 declare module 'webtorrent' {
   import { EventEmitter } from 'node:events'
+  import type { ThrottleGroup } from 'speed-limiter'
   export interface Wire extends EventEmitter {
     remoteAddress: string
     type: string
@@ -82,6 +83,8 @@ declare module 'webtorrent' {
     constructor(opts?: ClientOptions)
     torrentPort: number
     torrents: Torrent[]
+    /** what every wire's traffic passes through (speed-limiter) */
+    throttleGroups: { up: ThrottleGroup; down: ThrottleGroup }
     uploadSpeed: number
     add(torrent: Uint8Array | string, opts?: TorrentOptions, onTorrent?: (torrent: Torrent) => void): Torrent
     get(infoHash: string): Promise<Torrent | null>
@@ -133,5 +136,19 @@ declare module 'bittorrent-protocol' {
     interested(): void
     request(index: number, offset: number, length: number, cb: (err: Error | null, block: Uint8Array) => void): void
     destroy(): this
+  }
+}
+
+declare module 'speed-limiter' {
+  /** limiter's TokenBucket, shared by every throttle of a group */
+  interface TokenBucket {
+    tryRemoveTokens(count: number): boolean
+    removeTokens(count: number, callback: (err: unknown) => void): boolean
+  }
+  export class ThrottleGroup {
+    constructor(options: { rate: number; enabled: boolean; chunksize?: number })
+    readonly bucket: TokenBucket
+    getChunksize(): number
+    getRate(): number
   }
 }
