@@ -311,9 +311,26 @@ export interface NginxServer {
  * holds with sendfile too, and its allowance starts one second ahead (rate × (elapsed + 1 s)).
  */
 export async function startNginx(res: Resources, options: { root: string; limitRateBytesPerSec?: number }): Promise<NginxServer> {
-  const prefix = await res.tempDir('gribswarm-bench-nginx-')
   const port = await freePort()
   const rate = options.limitRateBytesPerSec ?? 0
+  const server = ['server {', `  listen 127.0.0.1:${port};`, `  root ${options.root};`, `  limit_rate ${rate};`, '}']
+  const url = `http://127.0.0.1:${port}`
+  const started = await runNginx(res, server, { what: url, ready: async () => (await fetch(`${url}/`, { method: 'HEAD', signal: AbortSignal.timeout(2000) })).status > 0 })
+  return { url, ...started, settings: `nginx, one worker, sendfile on, limit_rate ${rate} bytes/s per connection${rate ? '' : ' (none)'}` }
+}
+
+export interface NginxOptions {
+  /** what it serves, for error messages */
+  what: string
+  /** true once it answers */
+  ready: () => Promise<boolean>
+  /** runs nginx through another command, e.g. inside a network namespace */
+  wrap?: (command: string, args: string[]) => { command: string; args: string[] }
+}
+
+/** nginx in the foreground with `server` blocks, everything it writes in its own temp prefix. */
+export async function runNginx(res: Resources, server: string[], options: NginxOptions): Promise<Omit<NginxServer, 'url' | 'settings'>> {
+  const prefix = await res.tempDir('gribswarm-nginx-')
   const conf = [
     // A master running as root hands requests to workers as `nobody`, which cannot read our 0700 temp dirs.
     ...(process.getuid?.() === 0 ? ['user root;'] : []),
@@ -326,27 +343,19 @@ export async function startNginx(res: Resources, options: { root: string; limitR
     '  access_log off;',
     '  sendfile on;',
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${join(prefix, `${kind}_temp`)};`),
-    '  server {',
-    `    listen 127.0.0.1:${port};`,
-    `    root ${options.root};`,
-    `    limit_rate ${rate};`,
-    '  }',
+    ...server.map((line) => `  ${line}`),
     '}',
     '',
   ].join('\n')
   const confPath = join(prefix, 'nginx.conf')
   await writeFile(confPath, conf)
-  const handle = res.start('nginx', ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', confPath, '-g', 'daemon off;'])
-  const url = `http://127.0.0.1:${port}`
+  const args = ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', confPath, '-g', 'daemon off;']
+  const run = options.wrap?.('nginx', args) ?? { command: 'nginx', args }
+  const handle = res.start(run.command, run.args)
   const errorLog = async () => `\nerror.log: ${(await readFile(join(prefix, 'error.log'), 'utf8').catch(() => '')).slice(-2000)}`
-  await waitFor(`nginx on ${url} (config ${confPath})`, async () => {
+  await waitFor(`nginx on ${options.what} (config ${confPath})`, async () => {
     ensureRunning('nginx', handle, await errorLog())
-    return (await fetch(`${url}/`, { method: 'HEAD', signal: AbortSignal.timeout(2000) })).status > 0
+    return options.ready()
   }, 30_000, 100)
-  return {
-    url,
-    pid: handle.child.pid!,
-    settings: `nginx, one worker, sendfile on, limit_rate ${rate} bytes/s per connection${rate ? '' : ' (none)'}`,
-    stop: () => handle.stop(5000),
-  }
+  return { pid: handle.child.pid!, stop: () => handle.stop(5000) }
 }
