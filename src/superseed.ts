@@ -12,6 +12,15 @@ const REVEAL_BYTES = 2 * 1024 * 1024
 const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
 /** A peer alone in wanting pieces competes with nobody for our upload: a deeper window keeps its pipe full. */
 const ALONE_FACTOR = 8
+/**
+ * How long a peer may wait with nothing left to take from us because its pieces have not
+ * spread: then it is told about more anyway. Transmission 3.00 batches its HAVE messages for up
+ * to 10 s and decides what interests it every 10 s (peer-msgs.c), so spreading can take tens
+ * of seconds; and it drops a peer that sent it nothing for 60 s or more and, with uTP and
+ * encryption on, often cannot dial it back (handshake.c). Waiting without limit stalled
+ * Transmission clients at 99.7 %.
+ */
+export const RELEASE_AFTER_MS = 10_000
 
 /** What one connected peer has, and what it has been told. */
 interface Peer {
@@ -23,6 +32,8 @@ interface Peer {
   /** pieces it got from us and nobody else has announced yet: BEP 16 holds its next reveal until they spread */
   unspread: Set<number>
   seeder: boolean
+  /** armed while it has nothing left to take from us: releases its unspread pieces */
+  release?: NodeJS.Timeout
 }
 
 export class SuperSeeder {
@@ -36,6 +47,7 @@ export class SuperSeeder {
     private readonly torrent: Torrent,
     private readonly pieceCount: number,
     pieceLength: number,
+    private readonly releaseAfterMs = RELEASE_AFTER_MS,
   ) {
     this.holders = new Uint16Array(pieceCount)
     this.perPeer = Math.max(MIN_REVEALED, Math.min(MAX_REVEALED, Math.ceil(REVEAL_BYTES / pieceLength)))
@@ -72,6 +84,7 @@ export class SuperSeeder {
       for (let index = 0; index < this.pieceCount; index++) this.gained(peer, index)
     })
     wire.once('close', () => {
+      clearTimeout(peer.release)
       this.peers.delete(peer)
       for (const index of [...peer.has, ...peer.revealed]) this.holders[index]!--
       // Pieces others were waiting to see spread to this peer may now have nobody left to spread to.
@@ -116,11 +129,27 @@ export class SuperSeeder {
     const slots = this.slotsFor(peer)
     while (this.torrent.done && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < slots) {
       const index = this.rarestMissing(peer)
-      if (index === undefined) return
+      if (index === undefined) break
       peer.revealed.add(index)
       this.holders[index]!++
       peer.wire.have(index)
     }
+    this.watchWaiting(peer)
+  }
+
+  /** A peer holding only unspread pieces waits for them to spread, releaseAfterMs at most. */
+  private watchWaiting(peer: Peer): void {
+    const waiting = peer.revealed.size === 0 && peer.unspread.size > 0 && !peer.wire.destroyed
+    if (!waiting) {
+      clearTimeout(peer.release)
+      peer.release = undefined
+      return
+    }
+    peer.release ??= setTimeout(() => {
+      peer.release = undefined
+      peer.unspread.clear()
+      this.reveal(peer)
+    }, this.releaseAfterMs).unref()
   }
 
   /** The piece the swarm holds least that this peer lacks; ties broken at random. */

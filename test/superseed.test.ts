@@ -78,3 +78,17 @@ test('super-seeding reveals a few distinct pieces per peer, and more only once t
   const ninth = b.told.haves[8]!
   assert.ok(![...a.told.haves, ...b.told.haves.slice(0, 8)].includes(ninth), `piece ${ninth} was revealed before`)
 })
+
+test('a peer whose pieces do not spread is not left waiting: it is told about more after a while', async () => {
+  const { seeder, infoHash } = await seedRandomFile()
+  const a = await peer(seeder.port, infoHash, 64)
+  const b = await peer(seeder.port, infoHash, 8)
+  // B announces all eight (as a peer slow to pass its pieces on, or whose HAVEs A never acts on): nothing left to take.
+  for (const index of b.told.haves) b.wire.have(index)
+  b.wire.interested()
+  await waitFor('unchoke', () => b.told.unchoked, 10_000)
+  await new Promise((resolve, reject) => b.wire.request(b.told.haves[0]!, 0, 16384, (err) => (err ? reject(err) : resolve(undefined))))
+  assert.equal(b.told.haves.length, 8, 'held while they may still spread')
+  await waitFor('more pieces for B once the wait is over', () => b.told.haves.length > 8, 20_000, 100)
+  assert.equal(a.told.haves.length, 64, 'A, which has its own pieces to take, was told nothing more')
+})
