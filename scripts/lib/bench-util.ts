@@ -143,7 +143,8 @@ export class Resources {
         try {
           await Promise.race([
             Promise.resolve().then(fn),
-            delay(30_000).then(() => {
+            // unref'd: a finished cleanup must not keep the process alive for 30 s
+            delay(30_000, undefined, { ref: false }).then(() => {
               throw new Error('timed out after 30 s')
             }),
           ])

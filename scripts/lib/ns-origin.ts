@@ -1,0 +1,140 @@
+// The gribswarm origin as one host of a Lan (netns.ts): the real daemon, started as `npm start`
+// does, inside host 0's namespace, alone or behind the shipped nginx.conf, seeding a file that
+// the pipeline published with this host's public address in its torrent (tracker, web seed).
+// The tests and the benchmark give its torrents to stock clients in the other namespaces, as
+// published, and read what it sent from its own /api/status.
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { loadConfig } from '../../src/config.ts'
+import { openPipeline, type DaemonStatus } from '../../src/daemon.ts'
+import { silentLogger } from '../../src/log.ts'
+import type { DaemonCommand } from './bench-daemon.ts'
+import { waitFor, type Resources } from './bench-util.ts'
+import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
+import { daemonInNs, nsHttp, openBridge, startInNs, type NetHost } from './netns.ts'
+import { startNginxFront } from './nginx-front.ts'
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const [HTTP_PORT, DAEMON_PORT_BEHIND_NGINX, TRACKER_PORT, PEER_PORT] = [80, 8080, 6969, 51413]
+
+export interface NsOriginOptions {
+  /** the GRIB2 file to publish, as upstream serves it */
+  file: string
+  /** the daemon's configuration sections, merged over the ones made here (uplink, webSeed, seed ...) */
+  config?: Record<string, Record<string, unknown>>
+  /** the shipped nginx.conf in front of the daemon, which then sends its bytes by X-Accel-Redirect */
+  nginx?: boolean
+}
+
+export interface NsOrigin {
+  host: NetHost
+  pid: number
+  /** the published file's URLs, as its feeds give them to clients */
+  torrentUrl: string
+  relPath: string
+  size: number
+  infoHash: string
+  status(): Promise<DaemonStatus>
+  /** BitTorrent + HTTP bytes the origin sent of the file, by its own counters */
+  sent(): Promise<{ bittorrent: number; http: number; webSeed: number; webSeedDeclined: number }>
+  stop(): Promise<void>
+}
+
+/**
+ * Publishes `file` into a fresh data directory with the pipeline (fetched from a local upstream
+ * on loopback, validated, torrent made), as the origin would have; then starts the daemon on it
+ * inside `host`, with source passes off (the upstream is not reachable from there).
+ */
+export async function startNsOrigin(res: Resources, host: NetHost, command: DaemonCommand, options: NsOriginOptions): Promise<NsOrigin> {
+  const dir = await res.tempDir('gribswarm-ns-origin-')
+  const dataDir = join(dir, 'data')
+  const publicBaseUrl = `http://${host.address}${HTTP_PORT === 80 ? '' : `:${HTTP_PORT}`}`
+  const daemonPort = options.nginx ? DAEMON_PORT_BEHIND_NGINX : HTTP_PORT
+  const sections: Record<string, Record<string, unknown>> = {
+    source: { enabled: false },
+    tracker: { enabled: true, host: '0.0.0.0', port: TRACKER_PORT },
+    seed: { port: PEER_PORT, dht: false },
+    http: options.nginx
+      ? { host: '127.0.0.1', port: daemonPort, publicBaseUrl, trustProxy: true, accelRedirect: '/_published/' }
+      : { host: '0.0.0.0', port: daemonPort, publicBaseUrl },
+    disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
+    log: { level: 'warn' },
+  }
+  for (const [section, values] of Object.entries(options.config ?? {})) sections[section] = { ...sections[section], ...values }
+
+  const item = await publish(dataDir, options.file, sections)
+  const configPath = join(dir, 'config.json')
+  await writeFile(configPath, JSON.stringify({ dataDir, ...sections }, null, 2))
+  const env: NodeJS.ProcessEnv = {}
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('GRIBSWARM_')) env[name] = value
+  env.GRIBSWARM_CONFIG = configPath
+  const daemon = startInNs(res, host, process.execPath, command.args, { cwd: ROOT, env })
+  const bridge = await openBridge(res, host, '127.0.0.1', daemonPort)
+  const status = async () => {
+    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`the daemon in ${host.ns} exited: ${daemon.stderr.slice(-2000)}`)
+    const response = await nsHttp(bridge, { path: '/api/status' })
+    if (response.status !== 200) throw new Error(`/api/status in ${host.ns}: HTTP ${response.status}`)
+    return JSON.parse(response.body.toString('utf8')) as DaemonStatus
+  }
+  await waitFor(`the daemon in ${host.ns} to seed ${item.relPath}`, async () => (await status()).seeder.torrents === 1, 120_000, 200)
+  if (options.nginx) {
+    const front = await openBridge(res, host, host.address, HTTP_PORT)
+    await startNginxFront(res, {
+      listen: `${host.address}:${HTTP_PORT}`,
+      httpPort: daemonPort,
+      trackerPort: TRACKER_PORT,
+      pubDir: join(dataDir, 'pub'),
+      wrap: (cmd, args) => daemonInNs(host, cmd, args),
+      ready: async () => (await nsHttp(front, { path: '/health' })).status === 200,
+    })
+  }
+  const sent = async () => {
+    const s = await status()
+    const file = s.items.find((i) => i.infoHash === item.infoHash)
+    return { bittorrent: file?.uploaded ?? 0, http: s.http.dataBytes, webSeed: s.http.webSeedBytes, webSeedDeclined: s.http.webSeedDeclined }
+  }
+  return {
+    host,
+    pid: daemon.child.pid!,
+    torrentUrl: `${publicBaseUrl}/data/${item.relPath}.torrent`,
+    relPath: item.relPath,
+    size: item.size,
+    infoHash: item.infoHash,
+    status,
+    sent,
+    stop: async () => {
+      await daemon.stop(10_000)
+      await bridge.close()
+    },
+  }
+}
+
+/** One pass of the real pipeline, in this process, over a local upstream serving `file`. */
+async function publish(dataDir: string, file: string, sections: Record<string, Record<string, unknown>>) {
+  const run = '2026-11-23T00:00:00Z'
+  const upstream = new FakeUpstream()
+  await upstream.start()
+  try {
+    await upstream.put({ key: arpegeKey({ run, grid: '01', pkg: 'SP1', range: '000H012H' }), path: file })
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        ...sections,
+        dataDir,
+        source: { enabled: true, bucketUrl: upstream.bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H'], lookbackRuns: 1 },
+      },
+    })
+    const { pipeline, store, unlock } = await openPipeline(config, silentLogger)
+    try {
+      const report = await pipeline.runPass({ runs: [run] })
+      const item = store.list()[0]
+      if (!item) throw new Error(`publishing ${file} for the origin failed: ${JSON.stringify(report.failed)}`)
+      return item
+    } finally {
+      await unlock()
+    }
+  } finally {
+    await upstream.stop()
+  }
+}
