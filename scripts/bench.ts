@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { benchCreate } from './lib/bench-create.ts'
+import { benchHosts } from './lib/bench-hosts.ts'
 import { benchMemory } from './lib/bench-memory.ts'
 import { benchNotify } from './lib/bench-notify.ts'
 import { benchOffload } from './lib/bench-offload.ts'
@@ -39,7 +40,7 @@ from Debian: bash scripts/bench-setup.sh installs them (as root).
 
 Options:
   --quick          small sizes (a few minutes), for CI
-  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,notify,tracker (comma-separated)
+  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,tracker (comma-separated)
   --daemon HOW     how the memory scenario runs the daemon: build (compiled JavaScript, as
                    npm start; the default) or tsx (src/ through the TypeScript loader)
   -h, --help       this text
@@ -100,6 +101,7 @@ async function main(): Promise<number> {
     ['publishing', 'Publishing latency', benchPublishing],
     ['memory', 'Resident memory', (res, quick) => benchMemory(res, quick, runner)],
     ['offload', 'Origin offload', benchOffload],
+    ['hosts', 'Origin offload, stock clients as separate hosts', benchHosts],
     ['notify', 'Notification latency', benchNotify],
     ['tracker', 'Tracker announces', benchTracker],
   ]

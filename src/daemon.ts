@@ -102,11 +102,11 @@ export class Daemon {
   ) {}
 
   static async start(config: Config, log: Logger, options: { schedule?: boolean } = {}): Promise<Daemon> {
-    const tracker = config.tracker.enabled
-      ? new Tracker(config.tracker, log.child({ stage: 'tracker' }))
-      : undefined
     const uplink = new Uplink(config.uplink.bytesPerSec)
     const seeder = new Seeder(config.seed, uplink, log.child({ stage: 'seed' }))
+    const tracker = config.tracker.enabled
+      ? new Tracker(config.tracker, log.child({ stage: 'tracker' }), (infoHash, addr) => seeder.dial(infoHash, addr))
+      : undefined
     const notifier = config.notify.brokerUrl ? new Notifier(config.notify, config.dataDir, log.child({ stage: 'notify' })) : undefined
     const { publicBaseUrl } = config.http
     // What every newly published file goes through, fetched from upstream or copied from a node.

@@ -4,38 +4,20 @@
 import { stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import bencode from 'bencode'
-import Wire from 'bittorrent-protocol'
 import WebTorrent, { type Torrent } from 'webtorrent'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
+import { refuseSelfConnections, shareUploadBudget } from './patches.ts'
 import { PeerProgress } from './peer-progress.ts'
 import type { ItemRecord } from './store.ts'
 import { SuperSeeder } from './superseed.ts'
 import type { Uplink } from './uplink.ts'
-import type { SwarmView } from './webseed.ts'
+import { normalizeAddress, type SwarmView } from './webseed.ts'
 
 export interface SeedStats {
   peers: number
   uploaded: number
   uploadSpeed: number
-}
-
-/**
- * The longest message a peer may announce. bittorrent-protocol 4.1 trusts the 4-byte length
- * and buffers up to 4 GiB waiting for the rest, re-concatenating on every chunk: one peer
- * could make a seeder on a 2 GB VPS run out of memory. Real messages are far shorter (a
- * piece message carries a block of 16 KiB, 128 KiB at most; a bitfield of 400,000 pieces is
- * 50 KB), so a wire announcing more than this is dropped.
- */
-const MAX_PEER_MESSAGE_BYTES = 1024 * 1024
-const wireMethods = Wire.prototype as unknown as { _onMessageLength(this: Wire, buffer: Uint8Array): void }
-const parseMessageLength = wireMethods._onMessageLength
-wireMethods._onMessageLength = function (this: Wire, buffer: Uint8Array) {
-  if (new DataView(buffer.buffer, buffer.byteOffset, 4).getUint32(0) > MAX_PEER_MESSAGE_BYTES) {
-    this.destroy()
-    return
-  }
-  parseMessageLength.call(this, buffer)
 }
 
 /**
@@ -73,14 +55,14 @@ export class Seeder {
       utPex: this.options.pex,
       utp: this.options.utp,
       maxConns: this.options.maxConnsPerTorrent,
+      // A torrent's url-list is our own HTTP: a seeder has nothing to take from it (download() adds web seeds itself).
+      webSeeds: false,
       // A server has no router to ask for ports, and LAN multicast discovery is of no use to it.
       natUpnp: false,
       natPmp: false,
       lsd: false,
     })
-    // Every wire made from now on draws on the budget HTTP shares (webtorrent 2.8.5 hands this
-    // object to each new peer; its own upload group would cap BitTorrent alone).
-    client.throttleGroups.up = this.uplink.group
+    shareUploadBudget(client, this.uplink.group)
     client.on('error', (err: Error) => this.log.error('seeder error', { error: err }))
     await new Promise<void>((resolve, reject) => {
       client.once('listening', resolve)
@@ -111,8 +93,9 @@ export class Seeder {
       // and under load the cache cost ~70 MB of resident memory for no speed (measured).
       const added = client.add(torrentFile, { path: dirname(dataPath), skipVerify: unchanged, storeCacheSlots: 0 }, resolve)
       added.once('error', reject)
+      refuseSelfConnections(client, added)
       peers = new PeerProgress(added)
-      if (this.options.superSeed) new SuperSeeder(added, Math.ceil(item.size / item.pieceLength), item.pieceLength)
+      if (this.options.superSeed) new SuperSeeder(added, item.size, item.pieceLength)
     })
     if (!torrent.done) {
       await new Promise<void>((resolve, reject) => {
@@ -137,13 +120,12 @@ export class Seeder {
     const { timeoutMs, webSeedAfterMs, signal } = options
     signal?.throwIfAborted()
     const client = this.requireClient()
-    // url-list is outside the info dictionary: the infohash, and so the swarm, stay the same.
     const meta = bencode.decode(torrentFile)
     const webSeeds = ([] as Uint8Array[]).concat(meta['url-list'] ?? []).map((url) => Buffer.from(url).toString())
-    delete meta['url-list']
     const torrent = await new Promise<Torrent>((resolve, reject) => {
-      const added = client.add(Buffer.from(bencode.encode(meta)), { path: dir, storeCacheSlots: 0 }, resolve)
+      const added = client.add(torrentFile, { path: dir, storeCacheSlots: 0 }, resolve)
       added.once('error', reject)
+      refuseSelfConnections(client, added)
     })
     let onAbort: (() => void) | undefined
     let timer: NodeJS.Timeout | undefined
@@ -191,6 +173,19 @@ export class Seeder {
     const torrent = this.client?.torrents.find((t) => t.infoHash === infoHash)
     const uploaded = (torrent?.uploaded ?? 0) + (this.uploadedBefore.get(infoHash) ?? 0)
     return { peers: torrent?.numPeers ?? 0, uploaded, uploadSpeed: torrent?.uploadSpeed ?? 0 }
+  }
+
+  /**
+   * Connects to a leecher our tracker just heard from. A seeder otherwise learns of new peers at
+   * its next announce (minutes) and waits for them to dial in, which Transmission 3.00 often
+   * cannot: it dials uTP with encryption first, and its fallback to TCP fails (handshake.c).
+   */
+  dial(infoHash: string, addr: string): void {
+    const peers = this.swarms.get(infoHash)
+    const host = addr.slice(0, addr.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1')
+    if (!peers || peers.peer(normalizeAddress(host))) return // not ours to seed, or connected already
+    const torrent = this.client?.torrents.find((t) => t.infoHash === infoHash)
+    if (torrent && !torrent.destroyed) torrent.addPeer(addr)
   }
 
   /** The swarm of a torrent this seeder holds in full and uploads; undefined otherwise. */

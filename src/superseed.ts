@@ -1,39 +1,61 @@
 // Super-seeding (BEP 16) for a seeder whose upload is the scarce resource, as an origin's is:
 // instead of announcing every piece, it tells each peer about a few pieces at a time, choosing
-// those the swarm has least (never announced to anybody first), and tells it about more once
-// the peer announces it has them. Each piece then leaves the origin about once and the peers
-// trade the rest among themselves, instead of several peers pulling the same piece from the
-// origin at once. Peers need nothing special: they see a seeder that "has" a few pieces.
+// those the swarm has least (never announced to anybody first). Each piece then leaves the
+// origin about once and the peers trade the rest among themselves, instead of several peers
+// pulling the same piece from the origin at once. Peers need nothing special: they see a
+// seeder that "has" a few pieces.
+//
+// A peer is told about the next piece as soon as it has requested every block of one it was
+// told about, not when it announces having it: Transmission 3.00 batches its HAVE messages for
+// up to 10 s and re-decides what interests it every 10 s (peer-msgs.c), so waiting for its HAVE
+// left it idle most of the time (1 MB per 20 s). As BEP 16 asks, a peer holding pieces that
+// nobody else has yet gets no more once it holds `perPeer × HOLD_FACTOR` of them, until they
+// spread; and a piece that another peer holds (or was told about) is left for that peer to pass
+// on. A peer that finds nothing to take for RELEASE_AFTER_MS is released from both rules once.
 import type ProtocolWire from 'bittorrent-protocol'
 import type { Torrent, Wire } from 'webtorrent'
 
-/** Bytes of pieces revealed to one peer and not yet confirmed by it: enough to keep its pipe full. */
+/** Bytes of pieces revealed to one peer and not yet requested by it: enough to keep its pipe full. */
 const REVEAL_BYTES = 2 * 1024 * 1024
 const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
 /** A peer alone in wanting pieces competes with nobody for our upload: a deeper window keeps its pipe full. */
 const ALONE_FACTOR = 8
+/** Pieces a peer may hold that nobody else has yet, in windows: room for clients slow to pass pieces on. */
+const HOLD_FACTOR = 4
 /**
  * How long a peer may wait with nothing left to take from us because its pieces have not
- * spread: then it is told about more anyway. Transmission 3.00 batches its HAVE messages for up
- * to 10 s and decides what interests it every 10 s (peer-msgs.c), so spreading can take tens
- * of seconds; and it drops a peer that sent it nothing for 60 s or more and, with uTP and
- * encryption on, often cannot dial it back (handshake.c). Waiting without limit stalled
- * Transmission clients at 99.7 %.
+ * spread: then it is told about more anyway. Transmission drops a peer that sent it nothing
+ * for 60 s or more and, with uTP and encryption on, often cannot dial it back (handshake.c).
+ * Waiting without limit stalled Transmission clients at 99.7 %.
  */
 export const RELEASE_AFTER_MS = 10_000
+/**
+ * The same near the end, when a peer lacks no more than a window: a few pieces sent twice cost
+ * little, and a client whose last piece sits with a peer it is no longer connected to (seen with
+ * libtorrent) would otherwise wait the whole RELEASE_AFTER_MS.
+ */
+const END_GAME_RELEASE_MS = 2_000
 
 /** What one connected peer has, and what it has been told. */
 interface Peer {
   wire: ProtocolWire
   /** pieces it announced */
   has: Set<number>
-  /** pieces revealed to it that it has not announced back yet */
+  /** pieces revealed to it that it has not requested in full yet: its window */
   revealed: Set<number>
-  /** pieces it got from us and nobody else has announced yet: BEP 16 holds its next reveal until they spread */
+  /** bytes requested so far of each revealed piece */
+  requested: Map<number, number>
+  /** pieces it requested in full and has not announced yet */
+  taken: Set<number>
+  /** pieces it got from us and nobody else has announced yet */
   unspread: Set<number>
   seeder: boolean
-  /** armed while it has nothing left to take from us: releases its unspread pieces */
+  /** armed while it has nothing left to take from us */
   release?: NodeJS.Timeout
+  /** it waited RELEASE_AFTER_MS: its next window may hold pieces others have */
+  released: boolean
+  /** when it last announced a piece */
+  progressAt: number
 }
 
 export class SuperSeeder {
@@ -45,19 +67,27 @@ export class SuperSeeder {
   /** Takes over what `torrent` announces to each new peer; create it before any peer connects. */
   constructor(
     private readonly torrent: Torrent,
-    private readonly pieceCount: number,
-    pieceLength: number,
+    private readonly length: number,
+    private readonly pieceLength: number,
     private readonly releaseAfterMs = RELEASE_AFTER_MS,
   ) {
-    this.holders = new Uint16Array(pieceCount)
+    this.holders = new Uint16Array(this.pieceCount)
     this.perPeer = Math.max(MIN_REVEALED, Math.min(MAX_REVEALED, Math.ceil(REVEAL_BYTES / pieceLength)))
     // Pieces are revealed only once they are all verified (after a re-check, for instance).
     torrent.once('done', () => this.revealToAll())
     torrent.on('wire', (wire: Wire) => this.manage(wire as unknown as ProtocolWire))
   }
 
+  private get pieceCount(): number {
+    return Math.ceil(this.length / this.pieceLength)
+  }
+
+  private sizeOf(index: number): number {
+    return Math.min(this.pieceLength, this.length - index * this.pieceLength)
+  }
+
   private manage(wire: ProtocolWire): void {
-    const peer: Peer = { wire, has: new Set(), revealed: new Set(), unspread: new Set(), seeder: false }
+    const peer: Peer = { wire, has: new Set(), revealed: new Set(), requested: new Map(), taken: new Set(), unspread: new Set(), seeder: false, released: false, progressAt: Date.now() }
     this.peers.add(peer)
     // webtorrent sends its bitfield (or have-all) first thing after the handshake: send an empty one.
     const emptyBitfield = new Uint8Array(Math.ceil(this.pieceCount / 8))
@@ -71,6 +101,7 @@ export class SuperSeeder {
       sendHaveNone()
       this.reveal(peer)
     }
+    wire.on('request', (index: number, _offset: number, length: number) => this.requested(peer, index, length))
     wire.on('bitfield', () => {
       for (let index = 0; index < this.pieceCount; index++) if (wire.peerPieces.get(index)) this.gained(peer, index)
       this.reveal(peer)
@@ -86,18 +117,34 @@ export class SuperSeeder {
     wire.once('close', () => {
       clearTimeout(peer.release)
       this.peers.delete(peer)
-      for (const index of [...peer.has, ...peer.revealed]) this.holders[index]!--
+      for (const index of [...peer.has, ...peer.revealed, ...peer.taken]) this.holders[index]!--
       // Pieces others were waiting to see spread to this peer may now have nobody left to spread to.
       this.revealToAll()
     })
+  }
+
+  /** `peer` asked for a block of `index`: once it has asked for all of a revealed piece, its window moves on. */
+  private requested(peer: Peer, index: number, length: number): void {
+    if (!peer.revealed.has(index)) return
+    const asked = (peer.requested.get(index) ?? 0) + length
+    if (asked < this.sizeOf(index)) {
+      peer.requested.set(index, asked)
+      return
+    }
+    peer.requested.delete(index)
+    peer.revealed.delete(index)
+    peer.taken.add(index)
+    this.reveal(peer)
   }
 
   /** `peer` announced `index`. */
   private gained(peer: Peer, index: number): void {
     if (index >= this.pieceCount || peer.has.has(index)) return
     peer.has.add(index)
-    if (peer.revealed.delete(index)) {
-      // Ours, confirmed (already counted in holders): its slot frees once another peer has it too.
+    peer.progressAt = Date.now()
+    peer.requested.delete(index)
+    if (peer.revealed.delete(index) || peer.taken.delete(index)) {
+      // Ours (already counted in holders): it holds a slot until another peer has it too.
       if (this.someoneElseLacks(peer, index)) peer.unspread.add(index)
     } else {
       this.holders[index]!++
@@ -124,42 +171,50 @@ export class SuperSeeder {
     return this.perPeer * ALONE_FACTOR
   }
 
-  /** Tops up what `peer` has been told about, up to its share of slots. */
+  /**
+   * Tops up what `peer` has been told about, up to its window, with pieces nobody holds yet;
+   * nothing while it holds too much that nobody else has.
+   */
   private reveal(peer: Peer): void {
     const slots = this.slotsFor(peer)
-    while (this.torrent.done && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < slots) {
+    const holding = () => peer.taken.size + peer.unspread.size >= slots * HOLD_FACTOR
+    while (this.torrent.done && !peer.seeder && !peer.wire.destroyed && peer.revealed.size < slots && (peer.released || !holding())) {
       const index = this.rarestMissing(peer)
-      if (index === undefined) break
+      if (index === undefined || (this.holders[index]! > 0 && !peer.released)) break
       peer.revealed.add(index)
       this.holders[index]!++
       peer.wire.have(index)
     }
+    peer.released = false
     this.watchWaiting(peer)
   }
 
-  /** A peer holding only unspread pieces waits for them to spread, releaseAfterMs at most. */
+  /**
+   * A peer that lacks pieces, has none of ours left to take and gains none elsewhere is released
+   * after releaseAfterMs without a new piece (re-armed on each call: every HAVE comes through here).
+   */
   private watchWaiting(peer: Peer): void {
-    const waiting = peer.revealed.size === 0 && peer.unspread.size > 0 && !peer.wire.destroyed
-    if (!waiting) {
-      clearTimeout(peer.release)
-      peer.release = undefined
-      return
-    }
-    peer.release ??= setTimeout(() => {
+    clearTimeout(peer.release)
+    peer.release = undefined
+    const missing = this.pieceCount - peer.has.size - peer.taken.size
+    if (peer.seeder || peer.wire.destroyed || missing <= 0 || peer.revealed.size > 0) return
+    const wait = missing <= this.perPeer ? Math.min(END_GAME_RELEASE_MS, this.releaseAfterMs) : this.releaseAfterMs
+    peer.release = setTimeout(() => {
       peer.release = undefined
       peer.unspread.clear()
+      peer.released = true
       this.reveal(peer)
-    }, this.releaseAfterMs).unref()
+    }, Math.max(0, peer.progressAt + wait - Date.now())).unref()
   }
 
   /** The piece the swarm holds least that this peer lacks; ties broken at random. */
-  private rarestMissing({ has, revealed }: Peer): number | undefined {
+  private rarestMissing({ has, revealed, taken }: Peer): number | undefined {
     const start = Math.floor(Math.random() * this.pieceCount)
     let best: number | undefined
     let fewest = Infinity
     for (let step = 0; step < this.pieceCount; step++) {
       const index = (start + step) % this.pieceCount
-      if (has.has(index) || revealed.has(index)) continue
+      if (has.has(index) || revealed.has(index) || taken.has(index)) continue
       const holders = this.holders[index]!
       if (holders < fewest) {
         best = index

@@ -63,6 +63,9 @@ export interface TrackerOptions {
   trustProxy?: boolean
 }
 
+/** Called for each announce of a leecher of a published torrent, with the address it listens on. */
+export type LeecherListener = (infoHash: string, addr: string) => void
+
 export interface SwarmStats {
   seeders: number
   leechers: number
@@ -78,6 +81,7 @@ export class Tracker {
   constructor(
     private readonly options: TrackerOptions,
     private readonly log: Logger,
+    private readonly onLeecher: LeecherListener = () => {},
   ) {}
 
   allow(infoHash: string): void {
@@ -110,7 +114,7 @@ export class Tracker {
     return client && client.left > 0 && now - client.announcedAt < 2 * ANNOUNCE_INTERVAL_MS ? client : undefined
   }
 
-  private recordAnnounce(params: { info_hash?: string; ip?: string; left?: number; event?: string }): void {
+  private recordAnnounce(params: { info_hash?: string; ip?: string; addr?: string; left?: number; event?: string }): void {
     const infoHash = String(params.info_hash ?? '').toLowerCase()
     if (!this.allowed.has(infoHash) || !params.ip) return
     const swarm = this.clients.get(infoHash) ?? new Map<string, AnnouncedClient>()
@@ -129,6 +133,7 @@ export class Tracker {
       if (swarm.size <= MAX_CLIENTS_PER_SWARM) break
       swarm.delete(oldest)
     }
+    if (left > 0 && params.addr) this.onLeecher(infoHash, params.addr)
   }
 
   async start(): Promise<void> {

@@ -10,7 +10,7 @@ import { daemonCommand, type DaemonCommand } from '../scripts/lib/bench-daemon.t
 import { Resources } from '../scripts/lib/bench-util.ts'
 import { createLan, netnsUnavailable, type Lan } from '../scripts/lib/netns.ts'
 import { startNsClient, type ClientKind, type NsClient } from '../scripts/lib/ns-clients.ts'
-import { startNsOrigin, type NsOrigin } from '../scripts/lib/ns-origin.ts'
+import { prepareNsOrigin, startNsOrigin, type NsOriginSetup } from '../scripts/lib/ns-origin.ts'
 import { fixture, onCleanup, tempDir, waitFor } from './helpers.ts'
 
 const unavailable = await netnsUnavailable()
@@ -37,7 +37,7 @@ async function lan(hosts: number): Promise<Lan> {
 }
 
 /** Starts one client per kind on hosts 1.., adds the origin's torrent URL to each, waits for all. */
-async function download(origin: NsOrigin, network: Lan, kinds: ClientKind[], firstHost = 1): Promise<NsClient[]> {
+async function download(origin: NsOriginSetup, network: Lan, kinds: ClientKind[], firstHost = 1): Promise<NsClient[]> {
   const work = await tempDir()
   const clients = await Promise.all(kinds.map((kind, i) => startNsClient(res, kind, network.hosts[firstHost + i]!, work)))
   await Promise.all(clients.map((client) => client.add(origin.torrentUrl)))
@@ -50,7 +50,7 @@ async function download(origin: NsOrigin, network: Lan, kinds: ClientKind[], fir
 
 test('a swarm of stock clients (libtorrent, qBittorrent, Transmission, aria2) takes the file from peers, the web seed backing off', { skip: unavailable }, async () => {
   const network = await lan(5)
-  const origin = await startNsOrigin(res, network.hosts[0]!, command, { file })
+  const origin = await startNsOrigin(res, await prepareNsOrigin(res, network.hosts[0]!, { file }), command)
   const clients = await download(origin, network, ['libtorrent', 'qbittorrent', 'transmission', 'aria2'])
   const sent = await origin.sent()
   assert.ok(sent.webSeedDeclined > 0, 'web-seed requests were declined while peers could serve')
@@ -64,7 +64,7 @@ test('a swarm of stock clients (libtorrent, qBittorrent, Transmission, aria2) ta
 
 test('behind the shipped nginx.conf: Transmission gets the file over BitTorrent; with the daemon down, a lone client completes from the web seed', { skip: unavailable }, async () => {
   const network = await lan(4)
-  const origin = await startNsOrigin(res, network.hosts[0]!, command, { file, nginx: true })
+  const origin = await startNsOrigin(res, await prepareNsOrigin(res, network.hosts[0]!, { file, nginx: true }), command)
   await download(origin, network, ['transmission', 'libtorrent'])
   const sent = await origin.sent()
   assert.ok(sent.webSeed < origin.size, `the web seed sent ${sent.webSeed} bytes: less than one copy for two clients`)

@@ -14,7 +14,7 @@ import { announceUrls, loadConfig } from '../../src/config.ts'
 import { createLogger } from '../../src/log.ts'
 import { DataStore } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor } from '../../src/torrent.ts'
-import { dataUrl } from '../../src/urls.ts'
+import { webSeedUrl } from '../../src/urls.ts'
 import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonRunner, type DaemonSetup, type DaemonStatus } from './bench-daemon.ts'
 import { FakeUpstream } from './fake-upstream.ts'
 import { fmtMB, fmtMBs, fmtRatio, MB, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
@@ -69,7 +69,7 @@ async function publishSparse(setup: DaemonSetup, sizes: number[]): Promise<strin
       pieceLength,
       pieces: zeroPieces(size, pieceLength),
       announce: [...announce, ...config.torrent.extraTrackers],
-      webSeeds: [dataUrl(config.http.publicBaseUrl, relPath)],
+      webSeeds: [webSeedUrl(config.http.publicBaseUrl, relPath)],
       comment: `bench: sparse file of ${size} zero bytes`,
       createdBy: config.torrent.createdBy,
       creationDate: now,
@@ -160,8 +160,8 @@ interface LoadOutcome {
 
 /**
  * One libtorrent client per download (lt-clients.py: one session each, on its own loopback
- * address, all started at once), each given the seeder's address directly, TCP only, trackers
- * and web seeds removed: every byte comes from the seeder under test. Samples the seeder's
+ * address, all started at once), each given the seeder's address directly, TCP only, its
+ * torrent as published (trackers and web seed kept). Samples the seeder's
  * VmRSS every 250 ms until the clients are done.
  */
 async function rssWhileDownloading(res: Resources, seeder: string, pid: number, peer: string, downloads: Download[], timeoutS: number): Promise<LoadOutcome> {
@@ -301,7 +301,7 @@ export async function benchMemory(res: Resources, quick: boolean, runner?: Daemo
       `VmHWM ${fmtMB(idle.hwm)} vs ${fmtMB(refIdle.hwm)}; threads ${idle.threads} vs ${refIdle.threads}; open fds ${idle.fds} vs ${refIdle.fds}. ` +
       `Most of gribswarm's share is its floor: the same daemon with an empty data directory holds ${fmtMB(emptyRss.rss)} (Node, webtorrent, GDAL, fastify, the tracker), ` +
       `so the ${COUNT} torrents cost it ${fmtMB(idle.rss - emptyRss.rss)}.`,
-    `Memory under load: ${clientCount} libtorrent clients (lt-clients.py: one session each on its own loopback address, TCP only, trackers and web seeds removed, each given the seeder's address) ` +
+    `Memory under load: ${clientCount} libtorrent clients (lt-clients.py: one session each on its own loopback address, TCP only, torrents as published, each given the seeder's address) ` +
       `start together, one per torrent on ${clientCount} of the ${COUNT} (${fmtMB(downloads[0]!.size)}–${fmtMB(downloads.at(-1)!.size)}, ${fmtMB(loadBytes)} in all, copies checked by size); ` +
       `the seeder's VmRSS is sampled every 250 ms until the last is done. ` +
       `gribswarm: peak ${fmtMB(load.peakRss)} (VmHWM ${fmtMB(load.hwm)}), last client done after ${load.lastSeconds.toFixed(1)} s = ${fmtMBs(loadBytes / load.lastSeconds)} together (clients ${spread(load)}). ` +

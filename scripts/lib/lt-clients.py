@@ -4,8 +4,8 @@ one seeder holds, each given that seeder's address directly, and download until 
 Prints one JSON line: per client, when the first payload byte arrived (to within a second:
 libtorrent updates its counters once a second), when the download was complete, and the bytes. Run with Debian's /usr/bin/python3.
 
-The clients know only the address they are given: trackers and web seeds are removed from
-their copy of each torrent, uTP is off (TCP only), so every byte comes from that seeder.
+Each client takes its torrent as published (trackers and web seed included) and is given the
+seeder's address at once; uTP is off (TCP only). One client per torrent: no other peer has it.
 Each client has its own loopback address (127.0.0.2, 127.0.0.3, ...: Linux routes all of
 127.0.0.0/8 to lo), as N machines would: transmission-daemon drops an incoming connection while
 a handshake from the same address is in progress, and libtorrent then waits a minute before
@@ -26,13 +26,11 @@ for index, torrent in enumerate(torrents):
     session = client_session(index, utp=False)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
-    params.ti.set_web_seeds([])
     params.save_path = os.path.join(save_root, str(index))
     # Added paused, resumed together below: no client gets a head start while the others are set up.
     params.flags = (params.flags | lt.torrent_flags.paused) & ~lt.torrent_flags.auto_managed
     os.makedirs(params.save_path, exist_ok=True)
     handle = session.add_torrent(params)
-    handle.replace_trackers([])
     clients.append({'session': session, 'handle': handle, 'first_byte': None, 'seconds': None})
 
 start = time.time()

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """N libtorrent clients that download continuously from a gribswarm feed until a deadline, as
 users whose clients follow the feed would: each client takes a random item of /feed.json,
-downloads it from its .torrent (BitTorrent only: web seeds removed), checks its size, deletes
+downloads it from its .torrent as published (web seed included), checks its size, deletes
 it and takes another. A download whose item expired meanwhile is abandoned after a while.
 Prints one JSON line: downloads completed, abandoned, bytes, errors. Run with /usr/bin/python3.
 
@@ -63,7 +63,6 @@ while time.time() < deadline:
                     result['errors'].append(f'torrent {item["id"]}: {err}')
                 result['gone'] += err.code == 404  # expired between the listing and now
                 continue
-            info.set_web_seeds([])
             params = lt.add_torrent_params()
             params.ti = info
             params.save_path = client['dir']

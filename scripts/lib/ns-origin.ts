@@ -27,48 +27,64 @@ export interface NsOriginOptions {
   nginx?: boolean
 }
 
-export interface NsOrigin {
+/** A data directory with the file published for `host`, and the daemon's config file for it. */
+export interface NsOriginSetup {
   host: NetHost
-  pid: number
-  /** the published file's URLs, as its feeds give them to clients */
-  torrentUrl: string
+  nginx: boolean
+  dataDir: string
+  configPath: string
+  daemonPort: number
+  /** the published file */
   relPath: string
   size: number
   infoHash: string
+  /** its .torrent, as its feeds give it to clients */
+  torrentUrl: string
+}
+
+export interface NsOrigin extends NsOriginSetup {
+  pid: number
   status(): Promise<DaemonStatus>
-  /** BitTorrent + HTTP bytes the origin sent of the file, by its own counters */
+  /** what the origin sent of the file so far, by its own counters */
   sent(): Promise<{ bittorrent: number; http: number; webSeed: number; webSeedDeclined: number }>
   stop(): Promise<void>
 }
 
 /**
  * Publishes `file` into a fresh data directory with the pipeline (fetched from a local upstream
- * on loopback, validated, torrent made), as the origin would have; then starts the daemon on it
- * inside `host`, with source passes off (the upstream is not reachable from there).
+ * on loopback, validated, torrent made), as the origin at `host` would have, and writes the
+ * daemon's configuration: source passes off (the upstream is not reachable from there).
  */
-export async function startNsOrigin(res: Resources, host: NetHost, command: DaemonCommand, options: NsOriginOptions): Promise<NsOrigin> {
+export async function prepareNsOrigin(res: Resources, host: NetHost, options: NsOriginOptions): Promise<NsOriginSetup> {
   const dir = await res.tempDir('gribswarm-ns-origin-')
   const dataDir = join(dir, 'data')
-  const publicBaseUrl = `http://${host.address}${HTTP_PORT === 80 ? '' : `:${HTTP_PORT}`}`
-  const daemonPort = options.nginx ? DAEMON_PORT_BEHIND_NGINX : HTTP_PORT
+  const publicBaseUrl = `http://${host.address}`
+  const nginx = options.nginx ?? false
+  const daemonPort = nginx ? DAEMON_PORT_BEHIND_NGINX : HTTP_PORT
   const sections: Record<string, Record<string, unknown>> = {
     source: { enabled: false },
     tracker: { enabled: true, host: '0.0.0.0', port: TRACKER_PORT },
     seed: { port: PEER_PORT, dht: false },
-    http: options.nginx
+    http: nginx
       ? { host: '127.0.0.1', port: daemonPort, publicBaseUrl, trustProxy: true, accelRedirect: '/_published/' }
       : { host: '0.0.0.0', port: daemonPort, publicBaseUrl },
     disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
     log: { level: 'warn' },
   }
   for (const [section, values] of Object.entries(options.config ?? {})) sections[section] = { ...sections[section], ...values }
-
   const item = await publish(dataDir, options.file, sections)
   const configPath = join(dir, 'config.json')
   await writeFile(configPath, JSON.stringify({ dataDir, ...sections }, null, 2))
+  const { relPath, size, infoHash } = item
+  return { host, nginx, dataDir, configPath, daemonPort, relPath, size, infoHash, torrentUrl: `${publicBaseUrl}/data/${relPath}.torrent` }
+}
+
+/** Starts the daemon on a prepared data directory inside its host, as `npm start` does, and nginx in front if asked. */
+export async function startNsOrigin(res: Resources, setup: NsOriginSetup, command: DaemonCommand): Promise<NsOrigin> {
+  const { host, daemonPort } = setup
   const env: NodeJS.ProcessEnv = {}
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('GRIBSWARM_')) env[name] = value
-  env.GRIBSWARM_CONFIG = configPath
+  env.GRIBSWARM_CONFIG = setup.configPath
   const daemon = startInNs(res, host, process.execPath, command.args, { cwd: ROOT, env })
   const bridge = await openBridge(res, host, '127.0.0.1', daemonPort)
   const status = async () => {
@@ -77,30 +93,27 @@ export async function startNsOrigin(res: Resources, host: NetHost, command: Daem
     if (response.status !== 200) throw new Error(`/api/status in ${host.ns}: HTTP ${response.status}`)
     return JSON.parse(response.body.toString('utf8')) as DaemonStatus
   }
-  await waitFor(`the daemon in ${host.ns} to seed ${item.relPath}`, async () => (await status()).seeder.torrents === 1, 120_000, 200)
-  if (options.nginx) {
+  await waitFor(`the daemon in ${host.ns} to seed ${setup.relPath}`, async () => (await status()).seeder.torrents === 1, 120_000, 200)
+  if (setup.nginx) {
     const front = await openBridge(res, host, host.address, HTTP_PORT)
     await startNginxFront(res, {
       listen: `${host.address}:${HTTP_PORT}`,
       httpPort: daemonPort,
       trackerPort: TRACKER_PORT,
-      pubDir: join(dataDir, 'pub'),
+      pubDir: join(setup.dataDir, 'pub'),
       wrap: (cmd, args) => daemonInNs(host, cmd, args),
       ready: async () => (await nsHttp(front, { path: '/health' })).status === 200,
     })
+    await front.close()
   }
   const sent = async () => {
     const s = await status()
-    const file = s.items.find((i) => i.infoHash === item.infoHash)
+    const file = s.items.find((i) => i.infoHash === setup.infoHash)
     return { bittorrent: file?.uploaded ?? 0, http: s.http.dataBytes, webSeed: s.http.webSeedBytes, webSeedDeclined: s.http.webSeedDeclined }
   }
   return {
-    host,
+    ...setup,
     pid: daemon.child.pid!,
-    torrentUrl: `${publicBaseUrl}/data/${item.relPath}.torrent`,
-    relPath: item.relPath,
-    size: item.size,
-    infoHash: item.infoHash,
     status,
     sent,
     stop: async () => {

@@ -51,7 +51,10 @@ declare module 'webtorrent' {
     done: boolean
     ready: boolean
     wires: Wire[]
+    destroyed: boolean
     addWebSeed(url: string): void
+    /** dials "ip:port" (uTP first when enabled, then TCP); false for a peer it already has */
+    addPeer(addr: string): boolean
     destroy(opts?: { destroyStore?: boolean }, cb?: (err?: Error) => void): void
   }
   export interface TorrentOptions {
@@ -82,6 +85,7 @@ declare module 'webtorrent' {
     static UTP_SUPPORT: boolean
     constructor(opts?: ClientOptions)
     torrentPort: number
+    peerId: string
     torrents: Torrent[]
     /** what every wire's traffic passes through (speed-limiter) */
     throttleGroups: { up: ThrottleGroup; down: ThrottleGroup }

@@ -1,0 +1,45 @@
+// The register of what gribswarm changes in its dependencies, each with the pinned version it
+// was written against (package.json pins them exactly) and why. Anything that reaches into a
+// dependency's internals lives here, nowhere else.
+import Wire from 'bittorrent-protocol'
+import type WebTorrent from 'webtorrent'
+import type { Torrent } from 'webtorrent'
+import type { ThrottleGroup } from 'speed-limiter'
+
+/**
+ * bittorrent-protocol 4.1.21: the longest message a peer may announce. The library trusts the
+ * 4-byte length and buffers up to 4 GiB waiting for the rest, re-concatenating on every chunk:
+ * one peer could make a seeder on a 2 GB VPS run out of memory. Real messages are far shorter
+ * (a piece message carries a block of 16 KiB, 128 KiB at most; a bitfield of 400,000 pieces is
+ * 50 KB), so a wire announcing more than this is dropped.
+ */
+const MAX_PEER_MESSAGE_BYTES = 1024 * 1024
+const wireMethods = Wire.prototype as unknown as { _onMessageLength(this: Wire, buffer: Uint8Array): void }
+const parseMessageLength = wireMethods._onMessageLength
+wireMethods._onMessageLength = function (this: Wire, buffer: Uint8Array) {
+  if (new DataView(buffer.buffer, buffer.byteOffset, 4).getUint32(0) > MAX_PEER_MESSAGE_BYTES) {
+    this.destroy()
+    return
+  }
+  parseMessageLength.call(this, buffer)
+}
+
+/**
+ * webtorrent 2.8.5: a peer whose handshake carries our own peer id is refused by comparing it
+ * with `torrent.peerId`, which torrents never get (peer.js onHandshake), so a seeder that finds
+ * its own address among the tracker's peers connects to itself, twice (seen in namespaces:
+ * the super-seeder then revealed pieces to itself and held back a real client's). Giving each
+ * torrent the client's id makes the library's own check work.
+ */
+export function refuseSelfConnections(client: WebTorrent, torrent: Torrent): void {
+  ;(torrent as Torrent & { peerId: string }).peerId = client.peerId
+}
+
+/**
+ * webtorrent 2.8.5: every wire's upload passes through `client.throttleGroups.up`, handed to
+ * each peer as it is made. Replacing it before any peer exists makes BitTorrent draw on a
+ * budget that HTTP shares (uplink.ts); webtorrent's own would cap BitTorrent alone.
+ */
+export function shareUploadBudget(client: WebTorrent, group: ThrottleGroup): void {
+  client.throttleGroups.up = group
+}
