@@ -6,12 +6,12 @@
 // caller's work directory. uTP, encryption, PEX and web seeds stay as shipped, and the
 // torrent's url-list is used as it is. One client of each kind per host (fixed ports).
 // Plus nginx as a plain HTTP origin inside a host.
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { waitFor, type Resources } from './bench-util.ts'
 import { daemonInNs, nsHttp, openBridge, startInNs, type Bridge, type NetHost, type NsRequest } from './netns.ts'
-import { runNginx } from './references.ts'
+import { runNginx, writeQbittorrentProfile, writeTransmissionSettings } from './references.ts'
 
 export type ClientKind = 'libtorrent' | 'qbittorrent' | 'transmission' | 'aria2'
 export const CLIENT_KINDS: readonly ClientKind[] = ['libtorrent', 'qbittorrent', 'transmission', 'aria2']
@@ -133,29 +133,7 @@ async function startLibtorrent(res: Resources, host: NetHost, downloadDir: strin
  */
 async function startQbittorrent(res: Resources, host: NetHost, dir: string, downloadDir: string): Promise<NsClient> {
   const profile = join(dir, 'profile')
-  const configDir = join(profile, 'qBittorrent', 'config')
-  await mkdir(configDir, { recursive: true })
-  const conf = [
-    '[LegalNotice]',
-    'Accepted=true',
-    '',
-    '[BitTorrent]',
-    'Session\\DHTEnabled=false',
-    'Session\\LSDEnabled=false',
-    `Session\\DefaultSavePath=${downloadDir}`,
-    '',
-    '[Network]',
-    'PortForwardingEnabled=false',
-    '',
-    '[Preferences]',
-    'General\\Locale=en',
-    'WebUI\\Address=127.0.0.1',
-    `WebUI\\Port=${PORTS.qbittorrentWebUi}`,
-    'WebUI\\LocalHostAuth=false',
-    'WebUI\\UseUPnP=false',
-    '',
-  ].join('\n')
-  await writeFile(join(configDir, 'qBittorrent.conf'), conf)
+  await writeQbittorrentProfile(profile, { webPort: PORTS.qbittorrentWebUi, savePath: downloadDir })
   const handle = startInNs(res, host, 'qbittorrent-nox', [`--profile=${profile}`, `--webui-port=${PORTS.qbittorrentWebUi}`])
   const what = `qbittorrent-nox in ${host.ns}`
   const logTail = async () => `\nqbittorrent.log: ${tail(await readFile(join(profile, 'qBittorrent', 'data', 'logs', 'qbittorrent.log'), 'utf8').catch(() => ''))}`
@@ -221,21 +199,7 @@ async function startQbittorrent(res: Resources, host: NetHost, dir: string, down
  */
 async function startTransmission(res: Resources, host: NetHost, dir: string, downloadDir: string): Promise<NsClient> {
   const configDir = join(dir, 'config')
-  await mkdir(configDir, { recursive: true })
-  const settings = {
-    'dht-enabled': false,
-    'lpd-enabled': false,
-    'port-forwarding-enabled': false,
-    'peer-port': PORTS.transmissionPeer,
-    'rpc-enabled': true,
-    'rpc-bind-address': '127.0.0.1',
-    'rpc-port': PORTS.transmissionRpc,
-    'rpc-authentication-required': false,
-    'rpc-whitelist-enabled': true,
-    'rpc-whitelist': '127.0.0.1',
-    'download-dir': downloadDir,
-  }
-  await writeFile(join(configDir, 'settings.json'), JSON.stringify(settings, null, 2))
+  await writeTransmissionSettings(configDir, { rpcPort: PORTS.transmissionRpc, peerPort: PORTS.transmissionPeer, downloadDir })
   const handle = startInNs(res, host, 'transmission-daemon', ['-f', '-g', configDir])
   const what = `transmission-daemon in ${host.ns}`
   const bridge = await openBridge(res, host, '127.0.0.1', PORTS.transmissionRpc)

@@ -109,6 +109,29 @@ export interface SeederOptions {
 }
 
 /**
+ * transmission-daemon's settings.json with what a closed test network needs and nothing else:
+ * no DHT, LPD or port forwarding; RPC on 127.0.0.1 without authentication; `extra` on top.
+ */
+export async function writeTransmissionSettings(dir: string, o: { rpcPort: number; peerPort: number; downloadDir: string; extra?: Record<string, unknown> }): Promise<void> {
+  const settings = {
+    'dht-enabled': false,
+    'lpd-enabled': false,
+    'port-forwarding-enabled': false,
+    'peer-port': o.peerPort,
+    'rpc-enabled': true,
+    'rpc-bind-address': '127.0.0.1',
+    'rpc-port': o.rpcPort,
+    'rpc-authentication-required': false,
+    'rpc-whitelist-enabled': true,
+    'rpc-whitelist': '127.0.0.1',
+    'download-dir': o.downloadDir,
+    ...o.extra,
+  }
+  await mkdir(dir, { recursive: true })
+  await writeFile(join(dir, 'settings.json'), JSON.stringify(settings, null, 2))
+}
+
+/**
  * transmission-daemon (3.00), foreground, with a settings.json of ours: RPC and peers on
  * 127.0.0.1 only, no DHT, LPD or port forwarding; everything else at its defaults (uTP and PEX
  * on, 14 upload slots per torrent, 50 peers per torrent). Its speed limits are in kB/s of 1000
@@ -118,27 +141,20 @@ export async function startTransmission(res: Resources, options: SeederOptions =
   const dir = await res.tempDir('gribswarm-bench-transmission-')
   const [rpcPort, peerPort] = [await freePort(), await freePort()]
   const capKB = Math.round((options.uploadLimitBytesPerSec ?? 0) / 1000)
-  const settings = {
-    'bind-address-ipv4': '127.0.0.1',
-    'bind-address-ipv6': '::1',
-    'dht-enabled': false,
-    'lpd-enabled': false,
-    'port-forwarding-enabled': false,
-    'peer-port': peerPort,
-    'peer-port-random-on-start': false,
-    'rpc-enabled': true,
-    'rpc-bind-address': '127.0.0.1',
-    'rpc-port': rpcPort,
-    'rpc-authentication-required': false,
-    'rpc-whitelist-enabled': true,
-    'rpc-whitelist': '127.0.0.1',
-    'download-dir': join(dir, 'downloads'),
-    'incomplete-dir-enabled': false,
-    'speed-limit-up': capKB || 100,
-    'speed-limit-up-enabled': capKB > 0,
-    'message-level': 1,
-  }
-  await writeFile(join(dir, 'settings.json'), JSON.stringify(settings, null, 2))
+  await writeTransmissionSettings(dir, {
+    rpcPort,
+    peerPort,
+    downloadDir: join(dir, 'downloads'),
+    extra: {
+      'bind-address-ipv4': '127.0.0.1',
+      'bind-address-ipv6': '::1',
+      'peer-port-random-on-start': false,
+      'incomplete-dir-enabled': false,
+      'speed-limit-up': capKB || 100,
+      'speed-limit-up-enabled': capKB > 0,
+      'message-level': 1,
+    },
+  })
   const handle = res.start('transmission-daemon', ['-f', '-g', dir])
   const url = `http://127.0.0.1:${rpcPort}/transmission/rpc`
   let sessionId = ''
@@ -203,14 +219,11 @@ export async function startTransmission(res: Resources, options: SeederOptions =
 }
 
 /**
- * qbittorrent-nox (4.5), with a qBittorrent.conf of ours in its own profile directory: legal
- * notice accepted (else it asks on the terminal), Web UI on 127.0.0.1 without login from
- * localhost, peers on the loopback interface only, no DHT, LSD or UPnP/NAT-PMP; everything
- * else at its defaults (uTP and PEX on, queueing on, one connection per IP).
+ * qbittorrent-nox's qBittorrent.conf in `profile` with what a closed test network needs: legal
+ * notice accepted (else it asks on the terminal), Web UI on 127.0.0.1:webPort without login
+ * from localhost, no DHT, LSD or UPnP/NAT-PMP; `bittorrent` lines added to [BitTorrent].
  */
-export async function startQbittorrent(res: Resources, options: SeederOptions = {}): Promise<ReferenceSeeder> {
-  const profile = await res.tempDir('gribswarm-bench-qbittorrent-')
-  const [webPort, peerPort] = [await freePort(), await freePort()]
+export async function writeQbittorrentProfile(profile: string, o: { webPort: number; savePath: string; bittorrent?: string[] }): Promise<void> {
   const configDir = join(profile, 'qBittorrent', 'config')
   await mkdir(configDir, { recursive: true })
   const conf = [
@@ -220,11 +233,8 @@ export async function startQbittorrent(res: Resources, options: SeederOptions = 
     '[BitTorrent]',
     'Session\\DHTEnabled=false',
     'Session\\LSDEnabled=false',
-    `Session\\Port=${peerPort}`,
-    'Session\\Interface=lo',
-    'Session\\InterfaceName=lo',
-    'Session\\InterfaceAddress=127.0.0.1',
-    `Session\\DefaultSavePath=${join(profile, 'downloads')}`,
+    `Session\\DefaultSavePath=${o.savePath}`,
+    ...(o.bittorrent ?? []),
     '',
     '[Network]',
     'PortForwardingEnabled=false',
@@ -232,12 +242,28 @@ export async function startQbittorrent(res: Resources, options: SeederOptions = 
     '[Preferences]',
     'General\\Locale=en',
     'WebUI\\Address=127.0.0.1',
-    `WebUI\\Port=${webPort}`,
+    `WebUI\\Port=${o.webPort}`,
     'WebUI\\LocalHostAuth=false',
     'WebUI\\UseUPnP=false',
     '',
   ].join('\n')
   await writeFile(join(configDir, 'qBittorrent.conf'), conf)
+}
+
+/**
+ * qbittorrent-nox (4.5), with a qBittorrent.conf of ours in its own profile directory: legal
+ * notice accepted (else it asks on the terminal), Web UI on 127.0.0.1 without login from
+ * localhost, peers on the loopback interface only, no DHT, LSD or UPnP/NAT-PMP; everything
+ * else at its defaults (uTP and PEX on, queueing on, one connection per IP).
+ */
+export async function startQbittorrent(res: Resources, options: SeederOptions = {}): Promise<ReferenceSeeder> {
+  const profile = await res.tempDir('gribswarm-bench-qbittorrent-')
+  const [webPort, peerPort] = [await freePort(), await freePort()]
+  await writeQbittorrentProfile(profile, {
+    webPort,
+    savePath: join(profile, 'downloads'),
+    bittorrent: [`Session\\Port=${peerPort}`, 'Session\\Interface=lo', 'Session\\InterfaceName=lo', 'Session\\InterfaceAddress=127.0.0.1'],
+  })
   const handle = res.start('qbittorrent-nox', [`--profile=${profile}`, `--webui-port=${webPort}`])
   const logTail = async () => `\nqbittorrent.log: ${(await readFile(join(profile, 'qBittorrent', 'data', 'logs', 'qbittorrent.log'), 'utf8').catch(() => '')).slice(-2000)}`
   const base = `http://127.0.0.1:${webPort}/api/v2`
