@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages `npm run bench` needs (the reference tools and the real peers),
+# Installs the Debian packages `npm run bench` needs (the reference tools, the real peers, and
+# iproute2 for the clients-as-hosts network namespaces),
 # non-interactively, without leaving any of their services running: the benchmark starts its
 # own instances on loopback, with their own config directories and ports.
 #
@@ -13,7 +14,7 @@
 #        .ci/run adds what only the tests need)
 set -euo pipefail
 
-packages=(aria2 libeccodes-tools python3-libtorrent mktorrent curl rabbitmq-server transmission-daemon qbittorrent-nox opentracker nginx gdal-bin "$@")
+packages=(aria2 libeccodes-tools python3-libtorrent mktorrent curl rabbitmq-server transmission-daemon qbittorrent-nox opentracker nginx gdal-bin iproute2 "$@")
 
 missing=()
 for p in "${packages[@]}"; do
