@@ -11,7 +11,8 @@
 // left it idle most of the time (1 MB per 20 s). As BEP 16 asks, a peer holding pieces that
 // nobody else has yet gets no more once it holds `perPeer × HOLD_FACTOR` of them, until they
 // spread; and a piece that another peer holds (or was told about) is left for that peer to pass
-// on. A peer that finds nothing to take for RELEASE_AFTER_MS is released from both rules once.
+// on, but for DUPLICATE_SHARE of the file, which speeds up the last pieces. A peer that gains
+// nothing for RELEASE_AFTER_MS is released from these rules once.
 import type ProtocolWire from 'bittorrent-protocol'
 import type { Torrent, Wire } from 'webtorrent'
 
@@ -22,6 +23,12 @@ const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
 const ALONE_FACTOR = 8
 /** Pieces a peer may hold that nobody else has yet, in windows: room for clients slow to pass pieces on. */
 const HOLD_FACTOR = 4
+/**
+ * How much of what is revealed may go to a second peer while another holds it, as the last
+ * pieces go round (a share of all reveals, so that each new crowd of clients gets its own): without it the origin's uplink idled while 8 libtorrent peers traded the
+ * end of a file among themselves (38 s against 29 s, for 1.00x against 1.11x the file sent).
+ */
+const DUPLICATE_SHARE = 0.1
 /**
  * How long a peer may wait with nothing left to take from us because its pieces have not
  * spread: then it is told about more anyway. Transmission drops a peer that sent it nothing
@@ -63,6 +70,9 @@ export class SuperSeeder {
   private readonly holders: Uint16Array
   private readonly perPeer: number
   private readonly peers = new Set<Peer>()
+  /** bytes of pieces revealed, and of those revealed while another peer held them (outside releases) */
+  private revealedBytes = 0
+  private duplicated = 0
 
   /** Takes over what `torrent` announces to each new peer; create it before any peer connects. */
   constructor(
@@ -180,7 +190,12 @@ export class SuperSeeder {
     const holding = () => peer.taken.size + peer.unspread.size >= slots * HOLD_FACTOR
     while (this.torrent.done && !peer.seeder && !peer.wire.destroyed && peer.revealed.size < slots && (peer.released || !holding())) {
       const index = this.rarestMissing(peer)
-      if (index === undefined || (this.holders[index]! > 0 && !peer.released)) break
+      if (index === undefined) break
+      if (this.holders[index]! > 0 && !peer.released) {
+        if (this.duplicated + this.sizeOf(index) > this.revealedBytes * DUPLICATE_SHARE) break
+        this.duplicated += this.sizeOf(index)
+      }
+      this.revealedBytes += this.sizeOf(index)
       peer.revealed.add(index)
       this.holders[index]!++
       peer.wire.have(index)
