@@ -168,6 +168,7 @@ export class Daemon {
           swarm: (infoHash) => swarmOf(seeder, tracker, infoHash),
         },
         traffic: daemon.httpTraffic,
+        log: log.child({ stage: 'http' }),
         status: () => daemon.status(),
       })
       log.info('http listening', { url: `http://${config.http.host}:${daemon.httpPort}`, public: config.http.publicBaseUrl })

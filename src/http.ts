@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { pipeline } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import { renderAtom, renderJsonFeed, renderRss, type FeedContext } from './feed.ts'
+import type { Logger } from './log.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 import type { Uplink } from './uplink.ts'
 import { encodeRelPath } from './urls.ts'
@@ -37,6 +38,7 @@ export interface HttpOptions {
   }
   /** What HTTP sent, kept by the caller. */
   traffic: HttpTraffic
+  log: Logger
 }
 
 export interface HttpCounts {
@@ -243,6 +245,7 @@ export async function createHttpServer(options: HttpOptions): Promise<FastifyIns
       if (webSeed.mode === 'fallback') {
         const decision = await decideWebSeed(webSeed.swarm(item.infoHash), req.ip, webSeed)
         reply.header('x-webseed', decision.reason)
+        options.log.debug(decision.serve ? 'web seed served' : 'web seed declined', { relPath: item.relPath, client: req.ip, range: req.headers.range, reason: decision.reason, userAgent: req.headers['user-agent'] })
         if (!decision.serve) return declineWebSeed(reply, path, item, decision.retryAfterSeconds, options.traffic)
       }
       return sendFile(reply, path, item, 'webSeed', options)

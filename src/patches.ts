@@ -1,6 +1,7 @@
 // The register of what gribswarm changes in its dependencies, each with the pinned version it
 // was written against (package.json pins them exactly) and why. Anything that reaches into a
 // dependency's internals lives here, nowhere else.
+import type { EventEmitter } from 'node:events'
 import Wire from 'bittorrent-protocol'
 import type WebTorrent from 'webtorrent'
 import type { Torrent } from 'webtorrent'
@@ -42,4 +43,16 @@ export function refuseSelfConnections(client: WebTorrent, torrent: Torrent): voi
  */
 export function shareUploadBudget(client: WebTorrent, group: ThrottleGroup): void {
   client.throttleGroups.up = group
+}
+
+/**
+ * webtorrent 2.8.5: the connection behind a wire emits 'upload' (bytes) for what has passed the
+ * upload throttle on its way to the socket, with the socket's backpressure: what has really
+ * left, where the wire's own 'upload' fires as soon as a block is queued. The super-seeder
+ * paces its reveals on it. Found among the torrent's peers (a Map of webtorrent's Peer objects).
+ */
+export function sentBytesOf(torrent: Torrent, wire: unknown): EventEmitter | undefined {
+  const peers = (torrent as unknown as { _peers?: Map<string, EventEmitter & { wire?: unknown }> })._peers
+  for (const peer of peers?.values() ?? []) if (peer.wire === wire) return peer
+  return undefined
 }

@@ -5,18 +5,21 @@
 // pulling the same piece from the origin at once. Peers need nothing special: they see a
 // seeder that "has" a few pieces.
 //
-// A peer is told about the next piece as soon as it has requested every block of one it was
-// told about, not when it announces having it: Transmission 3.00 batches its HAVE messages for
-// up to 10 s and re-decides what interests it every 10 s (peer-msgs.c), so waiting for its HAVE
-// left it idle most of the time (1 MB per 20 s). As BEP 16 asks, a peer holding pieces that
+// A peer is told about the next piece as soon as every block of one it was told about has left
+// for it (passed the upload throttle into its socket), not when it announces having it:
+// Transmission 3.00 batches its HAVE messages for up to 10 s and re-decides what interests it
+// every 10 s (peer-msgs.c), so waiting for its HAVE left it idle most of the time (1 MB per
+// 20 s). Counting requests instead let 32 libtorrent clients queue the whole file at the seeder
+// in 5 s, and they dropped it when their requests timed out. As BEP 16 asks, a peer holding pieces that
 // nobody else has yet gets no more once it holds `perPeer × HOLD_FACTOR` of them, until they
 // spread; and a piece that another peer holds (or was told about) is left for that peer to pass
 // on, but for DUPLICATE_SHARE of the file, which speeds up the last pieces. A peer that gains
 // nothing for RELEASE_AFTER_MS is released from these rules once.
 import type ProtocolWire from 'bittorrent-protocol'
 import type { Torrent, Wire } from 'webtorrent'
+import { sentBytesOf } from './patches.ts'
 
-/** Bytes of pieces revealed to one peer and not yet requested by it: enough to keep its pipe full. */
+/** Bytes of pieces revealed to one peer that have not all left for it yet: enough to keep its pipe full. */
 const REVEAL_BYTES = 2 * 1024 * 1024
 const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
 /** A peer alone in wanting pieces competes with nobody for our upload: a deeper window keeps its pipe full. */
@@ -48,11 +51,13 @@ interface Peer {
   wire: ProtocolWire
   /** pieces it announced */
   has: Set<number>
-  /** pieces revealed to it that it has not requested in full yet: its window */
+  /** pieces revealed to it that have not all left for it yet: its window */
   revealed: Set<number>
-  /** bytes requested so far of each revealed piece */
-  requested: Map<number, number>
-  /** pieces it requested in full and has not announced yet */
+  /** piece messages queued for it, in order, whose bytes have not all left yet */
+  sending: Array<{ index: number; bytes: number; block: number }>
+  /** bytes of each revealed piece that have left for it */
+  sent: Map<number, number>
+  /** pieces that have left for it in full and that it has not announced yet */
   taken: Set<number>
   /** pieces it got from us and nobody else has announced yet */
   unspread: Set<number>
@@ -97,7 +102,7 @@ export class SuperSeeder {
   }
 
   private manage(wire: ProtocolWire): void {
-    const peer: Peer = { wire, has: new Set(), revealed: new Set(), requested: new Map(), taken: new Set(), unspread: new Set(), seeder: false, released: false, progressAt: Date.now() }
+    const peer: Peer = { wire, has: new Set(), revealed: new Set(), sending: [], sent: new Map(), taken: new Set(), unspread: new Set(), seeder: false, released: false, progressAt: Date.now() }
     this.peers.add(peer)
     // webtorrent sends its bitfield (or have-all) first thing after the handshake: send an empty one.
     const emptyBitfield = new Uint8Array(Math.ceil(this.pieceCount / 8))
@@ -111,7 +116,14 @@ export class SuperSeeder {
       sendHaveNone()
       this.reveal(peer)
     }
-    wire.on('request', (index: number, _offset: number, length: number) => this.requested(peer, index, length))
+    // A piece message is 13 bytes of header and the block; other messages between them are
+    // counted against the piece before them, which only moves a window on a little early.
+    const sendBlock = wire.piece.bind(wire)
+    wire.piece = (index: number, offset: number, block: Uint8Array) => {
+      peer.sending.push({ index, bytes: 13 + block.length, block: block.length })
+      sendBlock(index, offset, block)
+    }
+    sentBytesOf(this.torrent, wire)?.on('upload', (bytes: number) => this.left(peer, bytes))
     wire.on('bitfield', () => {
       for (let index = 0; index < this.pieceCount; index++) if (wire.peerPieces.get(index)) this.gained(peer, index)
       this.reveal(peer)
@@ -133,18 +145,26 @@ export class SuperSeeder {
     })
   }
 
-  /** `peer` asked for a block of `index`: once it has asked for all of a revealed piece, its window moves on. */
-  private requested(peer: Peer, index: number, length: number): void {
-    if (!peer.revealed.has(index)) return
-    const asked = (peer.requested.get(index) ?? 0) + length
-    if (asked < this.sizeOf(index)) {
-      peer.requested.set(index, asked)
-      return
+  /** `bytes` more have left for `peer`: the pieces they complete move its window on. */
+  private left(peer: Peer, bytes: number): void {
+    while (bytes > 0 && peer.sending.length > 0) {
+      const head = peer.sending[0]!
+      const taken = Math.min(bytes, head.bytes)
+      head.bytes -= taken
+      bytes -= taken
+      if (head.bytes > 0) break
+      peer.sending.shift()
+      if (!peer.revealed.has(head.index)) continue
+      const sent = (peer.sent.get(head.index) ?? 0) + head.block
+      if (sent < this.sizeOf(head.index)) {
+        peer.sent.set(head.index, sent)
+        continue
+      }
+      peer.sent.delete(head.index)
+      peer.revealed.delete(head.index)
+      peer.taken.add(head.index)
+      this.reveal(peer)
     }
-    peer.requested.delete(index)
-    peer.revealed.delete(index)
-    peer.taken.add(index)
-    this.reveal(peer)
   }
 
   /** `peer` announced `index`. */
@@ -152,7 +172,7 @@ export class SuperSeeder {
     if (index >= this.pieceCount || peer.has.has(index)) return
     peer.has.add(index)
     peer.progressAt = Date.now()
-    peer.requested.delete(index)
+    peer.sent.delete(index)
     if (peer.revealed.delete(index) || peer.taken.delete(index)) {
       // Ours (already counted in holders): it holds a slot until another peer has it too.
       if (this.someoneElseLacks(peer, index)) peer.unspread.add(index)

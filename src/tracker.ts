@@ -17,9 +17,11 @@ const ANNOUNCE_INTERVAL_MS = 5 * 60_000
 const MAX_CLIENTS_PER_SWARM = 2000
 
 /** A client as its announces show it: how much it still lacked, and since when. */
-interface AnnouncedClient extends PeerView {
+interface AnnouncedClient {
   left: number
   announcedAt: number
+  /** when an announce last showed less left than the one before, or the first announce */
+  progressAt: number
 }
 
 /**
@@ -106,12 +108,14 @@ export class Tracker {
 
   /**
    * The leecher at `address` in the swarm of `infoHash`, if it announced there lately: it has
-   * peers. It progressed when an announce showed less left than the one before.
+   * peers. Announces come minutes apart, so it counts as progressing until one of them shows
+   * nothing gained since the one before; then progressAt is when it last gained.
    */
   client(infoHash: string, address: string, now = Date.now()): PeerView | undefined {
     const client = this.clients.get(infoHash.toLowerCase())?.get(normalizeAddress(address))
     // A seeder at that address (our own, on loopback) says nothing of a leecher asking from it.
-    return client && client.left > 0 && now - client.announcedAt < 2 * ANNOUNCE_INTERVAL_MS ? client : undefined
+    if (!client || client.left <= 0 || now - client.announcedAt >= 2 * ANNOUNCE_INTERVAL_MS) return undefined
+    return { progressAt: client.progressAt < client.announcedAt ? client.progressAt : now }
   }
 
   private recordAnnounce(params: { info_hash?: string; ip?: string; addr?: string; left?: number; event?: string }): void {

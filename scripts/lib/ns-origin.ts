@@ -47,6 +47,8 @@ export interface NsOrigin extends NsOriginSetup {
   status(): Promise<DaemonStatus>
   /** what the origin sent of the file so far, by its own counters */
   sent(): Promise<{ bittorrent: number; http: number; webSeed: number; webSeedDeclined: number }>
+  /** the end of the daemon's log (stderr), for error messages */
+  logTail(): string
   stop(): Promise<void>
 }
 
@@ -116,6 +118,7 @@ export async function startNsOrigin(res: Resources, setup: NsOriginSetup, comman
     pid: daemon.child.pid!,
     status,
     sent,
+    logTail: () => daemon.stderr,
     stop: async () => {
       await daemon.stop(10_000)
       await bridge.close()

@@ -134,6 +134,8 @@ declare module 'bittorrent-protocol' {
     handshake(infoHash: string, peerId: string, extensions?: Record<string, boolean>): void
     bitfield(bitfield: Uint8Array): void
     have(index: number): void
+    /** sends a block (a "piece" message) */
+    piece(index: number, offset: number, block: Uint8Array): void
     /** BEP 6 (fast extension) */
     haveAll(): void
     haveNone(): void
