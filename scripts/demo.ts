@@ -126,7 +126,7 @@ try {
     if (!same) throw new Error(`${label}: downloaded ${fileName} differs`)
   }
 
-  say('4. aria2c (Debian) downloads the first RSS enclosure: .torrent → tracker → our seeder (+ web seed)')
+  say('4. aria2c (Debian) downloads the first RSS enclosure: .torrent → tracker → our seeder (its web seed only if peers cannot serve it)')
   const first = items[0]!
   const aria = await aria2Download(first.torrentUrl, join(work, 'aria2'), 60_000)
   if (!aria.ok) throw new Error(`aria2c failed: ${aria.output}`)
