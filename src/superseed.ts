@@ -1,73 +1,58 @@
 // Super-seeding (BEP 16) for a seeder whose upload is the scarce resource, as an origin's is:
 // instead of announcing every piece, it tells each peer about a few pieces at a time, choosing
-// those the swarm has least (never announced to anybody first). Each piece then leaves the
-// origin about once and the peers trade the rest among themselves, instead of several peers
-// pulling the same piece from the origin at once. Peers need nothing special: they see a
-// seeder that "has" a few pieces.
-//
-// A peer is told about the next piece as soon as every block of one it was told about has left
-// for it (passed the upload throttle into its socket), not when it announces having it:
-// Transmission 3.00 batches its HAVE messages for up to 10 s and re-decides what interests it
-// every 10 s (peer-msgs.c), so waiting for its HAVE left it idle most of the time (1 MB per
-// 20 s). Counting requests instead let 32 libtorrent clients queue the whole file at the seeder
-// in 5 s, and they dropped it when their requests timed out. As BEP 16 asks, a peer holding pieces that
-// nobody else has yet gets no more once it holds `perPeer × HOLD_FACTOR` of them, until they
-// spread; and a piece that another peer holds (or was told about) is left for that peer to pass
-// on, but for DUPLICATE_SHARE of the file, which speeds up the last pieces. A peer that gains
-// nothing for RELEASE_AFTER_MS is released from these rules once.
+// those the swarm has least (never announced to anybody first), and tells it about more once
+// the peer announces it has them. Each piece then leaves the origin about once and the peers
+// trade the rest among themselves, instead of several peers pulling the same piece from the
+// origin at once. Peers need nothing special: they see a seeder that "has" a few pieces.
 import type ProtocolWire from 'bittorrent-protocol'
 import type { Torrent, Wire } from 'webtorrent'
 import { sentBytesOf } from './patches.ts'
 
-/** Bytes of pieces revealed to one peer that have not all left for it yet: enough to keep its pipe full. */
+/** Bytes of pieces revealed to one peer and not yet confirmed by it: enough to keep its pipe full. */
 const REVEAL_BYTES = 2 * 1024 * 1024
 const [MIN_REVEALED, MAX_REVEALED] = [2, 64]
 /** A peer alone in wanting pieces competes with nobody for our upload: a deeper window keeps its pipe full. */
 const ALONE_FACTOR = 8
-/** Pieces a peer may hold that nobody else has yet, in windows: room for clients slow to pass pieces on. */
-const HOLD_FACTOR = 4
-/**
- * How much of what is revealed may go to a second peer while another holds it, as the last
- * pieces go round (a share of all reveals, so that each new crowd of clients gets its own): without it the origin's uplink idled while 8 libtorrent peers traded the
- * end of a file among themselves (38 s against 29 s, for 1.00x against 1.11x the file sent).
- */
-const DUPLICATE_SHARE = 0.1
 /**
  * How long a peer may wait with nothing left to take from us because its pieces have not
- * spread: then it is told about more anyway. Transmission drops a peer that sent it nothing
- * for 60 s or more and, with uTP and encryption on, often cannot dial it back (handshake.c).
- * Waiting without limit stalled Transmission clients at 99.7 %.
+ * spread: then it is told about more anyway. Transmission 3.00 batches its HAVE messages for up
+ * to 10 s and decides what interests it every 10 s (peer-msgs.c), so spreading can take tens
+ * of seconds; and it drops a peer that sent it nothing for 60 s or more and, with uTP and
+ * encryption on, often cannot dial it back (handshake.c). Waiting without limit stalled
+ * Transmission clients at 99.7 %.
  */
 export const RELEASE_AFTER_MS = 10_000
 /**
- * The same near the end, when a peer lacks no more than a window: a few pieces sent twice cost
- * little, and a client whose last piece sits with a peer it is no longer connected to (seen with
- * libtorrent) would otherwise wait the whole RELEASE_AFTER_MS.
+ * For a peer that batches its HAVEs, a piece whose every block has left for it (passed the
+ * upload throttle into its socket) and that it has not announced this long after leaves its
+ * window anyway. Transmission batches its HAVEs for up to 10 s (peer-msgs.c), and waiting for
+ * them gave it 1 MB per 20 s (8 clients as hosts: 152 s and 1.43x the file; 56 s and 1.13x with
+ * this). Not for the others: "left" only means queued in the kernel's socket buffer, which for
+ * 32 libtorrent clients held most of the file; their requests then timed out (108 s, against
+ * 40 s waiting for their prompt HAVEs).
  */
-const END_GAME_RELEASE_MS = 2_000
+const HAVE_GRACE_MS = 2_000
+/** Peer ids of clients that batch their HAVEs: Transmission's (-TRxyzw-). */
+const BATCHES_HAVES = /^-TR/
 
 /** What one connected peer has, and what it has been told. */
 interface Peer {
   wire: ProtocolWire
   /** pieces it announced */
   has: Set<number>
-  /** pieces revealed to it that have not all left for it yet: its window */
+  /** pieces revealed to it that it has not announced back yet: its window */
   revealed: Set<number>
+  /** pieces that left its window unannounced, HAVE_GRACE_MS after all of them had left for it */
+  taken: Set<number>
   /** piece messages queued for it, in order, whose bytes have not all left yet */
   sending: Array<{ index: number; bytes: number; block: number }>
   /** bytes of each revealed piece that have left for it */
   sent: Map<number, number>
-  /** pieces that have left for it in full and that it has not announced yet */
-  taken: Set<number>
-  /** pieces it got from us and nobody else has announced yet */
+  /** pieces it got from us and nobody else has announced yet: BEP 16 holds its next reveal until they spread */
   unspread: Set<number>
   seeder: boolean
-  /** armed while it has nothing left to take from us */
+  /** armed while it has nothing left to take from us: releases its unspread pieces */
   release?: NodeJS.Timeout
-  /** it waited RELEASE_AFTER_MS: its next window may hold pieces others have */
-  released: boolean
-  /** when it last announced a piece */
-  progressAt: number
 }
 
 export class SuperSeeder {
@@ -75,17 +60,17 @@ export class SuperSeeder {
   private readonly holders: Uint16Array
   private readonly perPeer: number
   private readonly peers = new Set<Peer>()
-  /** bytes of pieces revealed, and of those revealed while another peer held them (outside releases) */
-  private revealedBytes = 0
-  private duplicated = 0
 
   /** Takes over what `torrent` announces to each new peer; create it before any peer connects. */
+  private readonly pieceCount: number
+
   constructor(
     private readonly torrent: Torrent,
     private readonly length: number,
     private readonly pieceLength: number,
     private readonly releaseAfterMs = RELEASE_AFTER_MS,
   ) {
+    this.pieceCount = Math.ceil(length / pieceLength)
     this.holders = new Uint16Array(this.pieceCount)
     this.perPeer = Math.max(MIN_REVEALED, Math.min(MAX_REVEALED, Math.ceil(REVEAL_BYTES / pieceLength)))
     // Pieces are revealed only once they are all verified (after a re-check, for instance).
@@ -93,16 +78,8 @@ export class SuperSeeder {
     torrent.on('wire', (wire: Wire) => this.manage(wire as unknown as ProtocolWire))
   }
 
-  private get pieceCount(): number {
-    return Math.ceil(this.length / this.pieceLength)
-  }
-
-  private sizeOf(index: number): number {
-    return Math.min(this.pieceLength, this.length - index * this.pieceLength)
-  }
-
   private manage(wire: ProtocolWire): void {
-    const peer: Peer = { wire, has: new Set(), revealed: new Set(), sending: [], sent: new Map(), taken: new Set(), unspread: new Set(), seeder: false, released: false, progressAt: Date.now() }
+    const peer: Peer = { wire, has: new Set(), revealed: new Set(), taken: new Set(), sending: [], sent: new Map(), unspread: new Set(), seeder: false }
     this.peers.add(peer)
     // webtorrent sends its bitfield (or have-all) first thing after the handshake: send an empty one.
     const emptyBitfield = new Uint8Array(Math.ceil(this.pieceCount / 8))
@@ -116,14 +93,16 @@ export class SuperSeeder {
       sendHaveNone()
       this.reveal(peer)
     }
-    // A piece message is 13 bytes of header and the block; other messages between them are
-    // counted against the piece before them, which only moves a window on a little early.
-    const sendBlock = wire.piece.bind(wire)
-    wire.piece = (index: number, offset: number, block: Uint8Array) => {
-      peer.sending.push({ index, bytes: 13 + block.length, block: block.length })
-      sendBlock(index, offset, block)
+    if (BATCHES_HAVES.test(Buffer.from(wire.peerId ?? '', 'hex').toString('latin1'))) {
+      // A piece message is 13 bytes of header and the block; other messages between them are
+      // counted against the piece before them, which only lets a piece leave a little early.
+      const sendBlock = wire.piece.bind(wire)
+      wire.piece = (index: number, offset: number, block: Uint8Array) => {
+        peer.sending.push({ index, bytes: 13 + block.length, block: block.length })
+        sendBlock(index, offset, block)
+      }
+      sentBytesOf(this.torrent, wire)?.on('upload', (bytes: number) => this.left(peer, bytes))
     }
-    sentBytesOf(this.torrent, wire)?.on('upload', (bytes: number) => this.left(peer, bytes))
     wire.on('bitfield', () => {
       for (let index = 0; index < this.pieceCount; index++) if (wire.peerPieces.get(index)) this.gained(peer, index)
       this.reveal(peer)
@@ -145,7 +124,7 @@ export class SuperSeeder {
     })
   }
 
-  /** `bytes` more have left for `peer`: the pieces they complete move its window on. */
+  /** `bytes` more have left for `peer`; a revealed piece that has left in full and is not announced soon leaves its window. */
   private left(peer: Peer, bytes: number): void {
     while (bytes > 0 && peer.sending.length > 0) {
       const head = peer.sending[0]!
@@ -154,27 +133,31 @@ export class SuperSeeder {
       bytes -= taken
       if (head.bytes > 0) break
       peer.sending.shift()
-      if (!peer.revealed.has(head.index)) continue
-      const sent = (peer.sent.get(head.index) ?? 0) + head.block
-      if (sent < this.sizeOf(head.index)) {
-        peer.sent.set(head.index, sent)
-        continue
-      }
-      peer.sent.delete(head.index)
-      peer.revealed.delete(head.index)
-      peer.taken.add(head.index)
-      this.reveal(peer)
+      const { index } = head
+      if (!peer.revealed.has(index)) continue
+      const sent = (peer.sent.get(index) ?? 0) + head.block
+      peer.sent.set(index, sent)
+      if (sent < this.sizeOf(index)) continue
+      peer.sent.delete(index)
+      setTimeout(() => {
+        if (!peer.revealed.delete(index)) return // announced meanwhile
+        peer.taken.add(index)
+        this.reveal(peer)
+      }, HAVE_GRACE_MS).unref()
     }
+  }
+
+  private sizeOf(index: number): number {
+    return Math.min(this.pieceLength, this.length - index * this.pieceLength)
   }
 
   /** `peer` announced `index`. */
   private gained(peer: Peer, index: number): void {
     if (index >= this.pieceCount || peer.has.has(index)) return
     peer.has.add(index)
-    peer.progressAt = Date.now()
     peer.sent.delete(index)
     if (peer.revealed.delete(index) || peer.taken.delete(index)) {
-      // Ours (already counted in holders): it holds a slot until another peer has it too.
+      // Ours, confirmed (already counted in holders): its slot frees once another peer has it too.
       if (this.someoneElseLacks(peer, index)) peer.unspread.add(index)
     } else {
       this.holders[index]!++
@@ -201,45 +184,32 @@ export class SuperSeeder {
     return this.perPeer * ALONE_FACTOR
   }
 
-  /**
-   * Tops up what `peer` has been told about, up to its window, with pieces nobody holds yet;
-   * nothing while it holds too much that nobody else has.
-   */
+  /** Tops up what `peer` has been told about, up to its share of slots. */
   private reveal(peer: Peer): void {
     const slots = this.slotsFor(peer)
-    const holding = () => peer.taken.size + peer.unspread.size >= slots * HOLD_FACTOR
-    while (this.torrent.done && !peer.seeder && !peer.wire.destroyed && peer.revealed.size < slots && (peer.released || !holding())) {
+    while (this.torrent.done && !peer.seeder && !peer.wire.destroyed && peer.revealed.size + peer.unspread.size < slots) {
       const index = this.rarestMissing(peer)
       if (index === undefined) break
-      if (this.holders[index]! > 0 && !peer.released) {
-        if (this.duplicated + this.sizeOf(index) > this.revealedBytes * DUPLICATE_SHARE) break
-        this.duplicated += this.sizeOf(index)
-      }
-      this.revealedBytes += this.sizeOf(index)
       peer.revealed.add(index)
       this.holders[index]!++
       peer.wire.have(index)
     }
-    peer.released = false
     this.watchWaiting(peer)
   }
 
-  /**
-   * A peer that lacks pieces, has none of ours left to take and gains none elsewhere is released
-   * after releaseAfterMs without a new piece (re-armed on each call: every HAVE comes through here).
-   */
+  /** A peer holding only unspread pieces waits for them to spread, releaseAfterMs at most. */
   private watchWaiting(peer: Peer): void {
-    clearTimeout(peer.release)
-    peer.release = undefined
-    const missing = this.pieceCount - peer.has.size - peer.taken.size
-    if (peer.seeder || peer.wire.destroyed || missing <= 0 || peer.revealed.size > 0) return
-    const wait = missing <= this.perPeer ? Math.min(END_GAME_RELEASE_MS, this.releaseAfterMs) : this.releaseAfterMs
-    peer.release = setTimeout(() => {
+    const waiting = peer.revealed.size === 0 && peer.unspread.size > 0 && !peer.wire.destroyed
+    if (!waiting) {
+      clearTimeout(peer.release)
+      peer.release = undefined
+      return
+    }
+    peer.release ??= setTimeout(() => {
       peer.release = undefined
       peer.unspread.clear()
-      peer.released = true
       this.reveal(peer)
-    }, Math.max(0, peer.progressAt + wait - Date.now())).unref()
+    }, this.releaseAfterMs).unref()
   }
 
   /** The piece the swarm holds least that this peer lacks; ties broken at random. */

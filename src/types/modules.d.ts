@@ -131,6 +131,8 @@ declare module 'bittorrent-protocol' {
   import { Duplex } from 'node:stream'
   export default class Wire extends Duplex {
     peerPieces: { get(index: number): boolean }
+    /** the remote peer id, hex, once its handshake has arrived */
+    peerId?: string
     handshake(infoHash: string, peerId: string, extensions?: Record<string, boolean>): void
     bitfield(bitfield: Uint8Array): void
     have(index: number): void
