@@ -15,7 +15,10 @@ import type { ThrottleGroup } from 'speed-limiter'
  * 50 KB), so a wire announcing more than this is dropped.
  */
 const MAX_PEER_MESSAGE_BYTES = 1024 * 1024
-const wireMethods = Wire.prototype as unknown as { _onMessageLength(this: Wire, buffer: Uint8Array): void }
+const wireMethods = Wire.prototype as unknown as {
+  _onMessageLength(this: Wire, buffer: Uint8Array): void
+  _onRequest(this: Wire, ...args: unknown[]): void
+}
 const parseMessageLength = wireMethods._onMessageLength
 wireMethods._onMessageLength = function (this: Wire, buffer: Uint8Array) {
   if (new DataView(buffer.buffer, buffer.byteOffset, 4).getUint32(0) > MAX_PEER_MESSAGE_BYTES) {
@@ -23,6 +26,30 @@ wireMethods._onMessageLength = function (this: Wire, buffer: Uint8Array) {
     return
   }
   parseMessageLength.call(this, buffer)
+}
+
+/** Wires of torrents being removed (see retireWires). */
+const retired = new WeakSet<object>()
+const parseRequest = wireMethods._onRequest
+wireMethods._onRequest = function (this: Wire, ...args: unknown[]) {
+  if (retired.has(this)) return
+  parseRequest.apply(this, args)
+}
+
+/**
+ * webtorrent 2.8.5, before a torrent is removed (its file kept):
+ * - a wire still flushing when its torrent is destroyed fires a request timeout afterwards,
+ *   whose handler dereferences the destroyed torrent's client and crashes the process (seen
+ *   when a mirror hands a finished download over to its seed): request timers are disarmed;
+ * - a request still queued in a wire's input reaches webtorrent's handler after the torrent
+ *   has let go of its store, which throws and kills the process (seen in the soak, a file
+ *   expiring while clients asked for it): such wires answer no more requests.
+ */
+export function retireWires(torrent: Torrent): void {
+  for (const wire of torrent.wires) {
+    wire.setTimeout(0)
+    retired.add(wire)
+  }
 }
 
 /**

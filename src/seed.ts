@@ -7,7 +7,7 @@ import bencode from 'bencode'
 import WebTorrent, { type Torrent } from 'webtorrent'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
-import { refuseSelfConnections, shareUploadBudget } from './patches.ts'
+import { refuseSelfConnections, retireWires, shareUploadBudget } from './patches.ts'
 import { PeerProgress } from './peer-progress.ts'
 import type { ItemRecord } from './store.ts'
 import { SuperSeeder } from './superseed.ts'
@@ -20,14 +20,9 @@ export interface SeedStats {
   uploadSpeed: number
 }
 
-/**
- * Stops seeding a torrent, keeping its file. Its peers' request timers are disarmed first:
- * webtorrent 2.8.5 lets a wire that is still flushing when its torrent is destroyed fire a
- * request timeout afterwards, whose handler then dereferences the destroyed torrent's client
- * and crashes the process (seen when a mirror hands a finished download over to its seed).
- */
+/** Stops seeding a torrent, keeping its file. */
 async function removeTorrent(client: WebTorrent, torrent: Torrent): Promise<void> {
-  for (const wire of torrent.wires) wire.setTimeout(0)
+  retireWires(torrent)
   await client.remove(torrent.infoHash, { destroyStore: false })
 }
 
