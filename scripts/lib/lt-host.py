@@ -84,7 +84,6 @@ def status():
     with lock:
         poll()  # so that the blocks that completed the download are counted before "done" is reported
         states = [h.status() for h in handles]
-        connected = sorted({p.ip[0] for h in handles for p in h.get_peer_info()})
         web = sum(n for key, n in bytes_by_endpoint.items() if key in web_endpoints)
     errors = [str(s.errc.message()) for s in states if s.errc.value()]
     return {
@@ -96,7 +95,6 @@ def status():
         'downloaded': sum(s.total_payload_download for s in states),
         'webSeedDownloaded': web,
         'peers': sum(s.num_peers for s in states),
-        'peerAddresses': connected,
         'errors': errors,
     }
 

@@ -120,7 +120,7 @@ async function startLibtorrent(res: Resources, host: NetHost, downloadDir: strin
       ensureRunning(what, handle)
       const s = JSON.parse((await call(what, endpoint, { path: '/status' })).toString('utf8')) as ClientProgress & { errors: string[] }
       if (s.errors.length) throw new Error(`${what}: torrent error: ${s.errors.join('; ')}`)
-      return { done: s.done, have: s.have, size: s.size, uploaded: s.uploaded, downloaded: s.downloaded, webSeedDownloaded: s.webSeedDownloaded, ...(process.env.LT_DEBUG ? { peers: (s as unknown as { peerAddresses: string[] }).peerAddresses } : {}) }
+      return { done: s.done, have: s.have, size: s.size, uploaded: s.uploaded, downloaded: s.downloaded, webSeedDownloaded: s.webSeedDownloaded }
     },
     stop: () => handle.stop(5000),
   }
