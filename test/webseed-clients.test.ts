@@ -1,7 +1,9 @@
 // Stock BitTorrent clients as separate hosts (network namespaces, netns.ts) against the real
 // daemon in a namespace of its own whose uplink tc caps for BitTorrent and HTTP together, as a
-// VPS has: the torrent as published, web seed included, each client at its defaults. Skipped,
-// saying why, where namespaces cannot be made (not root).
+// VPS has: the torrent as published, web seed included, each client at its defaults. Where
+// namespaces cannot be made (not root), on the loopback fallback, saying so: the daemon's own
+// uplink budget stands in for tc, and Transmission, which never dials peers in 127.0.0.0/8,
+// is left out.
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -13,7 +15,10 @@ import { startNsClient, type ClientKind, type NsClient } from '../scripts/lib/ns
 import { prepareNsOrigin, startNsOrigin, type NsOriginSetup } from '../scripts/lib/ns-origin.ts'
 import { fixture, onCleanup, tempDir, waitFor } from './helpers.ts'
 
-const unavailable = await netnsUnavailable()
+const loopback = await netnsUnavailable()
+/** On loopback, Transmission would take everything from the web seed: it never dials a peer there. */
+const SWARM: ClientKind[] = loopback ? ['libtorrent', 'qbittorrent', 'aria2'] : ['libtorrent', 'qbittorrent', 'transmission', 'aria2']
+const where = loopback ? ` (loopback fallback without Transmission: ${loopback})` : ''
 const UPLINK_MBIT = 80
 let res: Resources
 let command: DaemonCommand
@@ -21,7 +26,6 @@ let file: string
 let data: Buffer
 
 before(async () => {
-  if (unavailable) return
   res = new Resources()
   onCleanup(() => res.cleanup())
   command = await daemonCommand(res, 'tsx')
@@ -48,13 +52,13 @@ async function download(origin: NsOriginSetup, network: Lan, kinds: ClientKind[]
   return clients
 }
 
-test('a swarm of stock clients (libtorrent, qBittorrent, Transmission, aria2) takes the file from peers, the web seed backing off', { skip: unavailable }, async () => {
-  const network = await lan(5)
+test(`a swarm of stock clients (${SWARM.join(', ')}) takes the file from peers, the web seed backing off${where}`, async () => {
+  const network = await lan(1 + SWARM.length)
   const origin = await startNsOrigin(res, await prepareNsOrigin(res, network.hosts[0]!, { file }), command)
-  const clients = await download(origin, network, ['libtorrent', 'qbittorrent', 'transmission', 'aria2'])
+  const clients = await download(origin, network, SWARM)
   const sent = await origin.sent()
   assert.ok(sent.webSeedDeclined > 0, 'web-seed requests were declined while peers could serve')
-  // Four copies left the origin's host; less than half of one came from its web seed.
+  // A copy per client left the origin's host; less than half of one came from its web seed.
   assert.ok(sent.webSeed < origin.size / 2, `the web seed sent ${sent.webSeed} bytes of a ${origin.size}-byte file`)
   assert.ok(sent.bittorrent > 0, 'the seeder uploaded')
   const uploaded = await Promise.all(clients.map(async (c) => (await c.progress()).uploaded))
@@ -62,7 +66,7 @@ test('a swarm of stock clients (libtorrent, qBittorrent, Transmission, aria2) ta
   await origin.stop()
 })
 
-test('behind the shipped nginx.conf: Transmission gets the file over BitTorrent; with the daemon down, a lone client completes from the web seed', { skip: unavailable }, async () => {
+test('behind the shipped nginx.conf: Transmission gets the file over BitTorrent; with the daemon down, a lone client completes from the web seed', { skip: loopback && `needs network namespaces (Transmission never dials peers in 127.0.0.0/8): ${loopback}` }, async () => {
   const network = await lan(4)
   const origin = await startNsOrigin(res, await prepareNsOrigin(res, network.hosts[0]!, { file, nginx: true }), command)
   await download(origin, network, ['transmission', 'libtorrent'])

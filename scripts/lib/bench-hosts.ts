@@ -6,6 +6,9 @@
 // and N (8 and 32; 4 in quick mode), N clients of that kind start together. Reference row: the
 // same torrent with its url-list removed (no web seed), same run. Plus a lone client with the
 // seeder stopped (the daemon down, nginx serving the published tree), against plain HTTP.
+// Where namespaces cannot be made (not root), the same on the loopback fallback, saying so:
+// the daemon's own uplink budget stands in for tc, and Transmission (which never dials peers in
+// 127.0.0.0/8) is left out.
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -14,7 +17,7 @@ import { daemonCommand, type DaemonCommand } from './bench-daemon.ts'
 import { FIXTURE_CACHE } from './bench-services.ts'
 import { cpuSeconds, fmtMB, fmtRatio, progress, Resources, waitFor, type Row, type ScenarioResult } from './bench-util.ts'
 import { fixtureFor } from './grib-fixtures.ts'
-import { createLan, netnsUnavailable, runInNs, type Lan, type NetHost } from './netns.ts'
+import { createLan, runInNs, type Lan, type NetHost } from './netns.ts'
 import { CLIENT_KINDS, startNsClient, startNsNginx, type ClientKind, type NsClient } from './ns-clients.ts'
 import { prepareNsOrigin, startNsOrigin, type NsOriginSetup } from './ns-origin.ts'
 
@@ -125,19 +128,12 @@ async function webSeedOnly(res: Resources, lan: Lan, file: string, command: Daem
 }
 
 export async function benchHosts(res: Resources, quick: boolean): Promise<ScenarioResult> {
-  const why = await netnsUnavailable()
-  if (why) {
-    return {
-      rows: [{ scenario: 'Origin offload with stock clients as separate hosts', gribswarm: 'not run', reference: '-', ratio: '-', target: '-', met: 'n/a' }],
-      notes: [`Hosts: not run, network namespaces are unavailable here (${why}); the offload scenario on loopback still runs.`],
-    }
-  }
   const counts = quick ? [4] : [8, 32]
-  const kinds: readonly ClientKind[] = quick ? ['libtorrent', 'transmission'] : CLIENT_KINDS
   const [bands, repeat] = quick ? [8, 3] : [8, 20] // ~14 MB or ~93 MB of CCSDS GRIB2
   const file = await fixtureFor(FIXTURE_CACHE, `arpege-ccsds-b${bands}-r${repeat}.grib2`, { bands, repeat })
   const lan = await createLan({ hosts: Math.max(...counts) + 1, uplinkMbit: { 0: UPLINK_MBIT }, tag: 'bench' })
   res.defer(`remove the namespaces of ${lan.name}`, () => lan.destroy())
+  const kinds = (quick ? (['libtorrent', 'transmission'] as const) : CLIENT_KINDS).filter((kind) => !lan.loopback || kind !== 'transmission')
   const command = await daemonCommand(res, quick ? 'tsx' : undefined)
   const setup = await prepareNsOrigin(res, lan.hosts[0]!, { file })
   const stripped = await strippedTorrent(res, setup)
@@ -155,15 +151,17 @@ export async function benchHosts(res: Resources, quick: boolean): Promise<Scenar
     }
   }
   const lone = await webSeedOnly(res, lan, file, command, timeoutS)
-  return report(runs, lone, setup.size, ideal, quick)
+  return report(runs, lone, setup.size, ideal, quick, lan.loopback)
 }
 
-function report(runs: HostsRun[], lone: { webSeedSeconds: number; httpSeconds: number; size: number }, size: number, ideal: number, quick: boolean): ScenarioResult {
+function report(runs: HostsRun[], lone: { webSeedSeconds: number; httpSeconds: number; size: number }, size: number, ideal: number, quick: boolean, loopback: string | undefined): ScenarioResult {
   const rows: Row[] = []
   const notes: string[] = []
   for (const published of runs.filter((r) => r.variant === 'published')) {
     const reference = runs.find((r) => r.variant === 'no web seed' && r.kind === published.kind && r.clients === published.clients)!
-    const setting = `N = ${published.clients} ${published.name} clients as separate hosts, ${fmtMB(size)}, origin uplink ${UPLINK_MBIT} Mbit/s (tc)`
+    const setting = loopback
+      ? `N = ${published.clients} ${published.name} clients on loopback (fallback), ${fmtMB(size)}, origin uplink ${UPLINK_MBIT} Mbit/s (its own budget)`
+      : `N = ${published.clients} ${published.name} clients as separate hosts, ${fmtMB(size)}, origin uplink ${UPLINK_MBIT} Mbit/s (tc)`
     const bytes = (run: HostsRun) => (run.bittorrent + run.http) / size
     rows.push({
       scenario: `Origin bytes (BitTorrent + HTTP) / file, torrent as published (${setting})`,
@@ -192,8 +190,9 @@ function report(runs: HostsRun[], lone: { webSeedSeconds: number; httpSeconds: n
     target: `≥ ${WEB_SEED_SPEED_TARGET}× the speed`,
     met: speed >= WEB_SEED_SPEED_TARGET ? 'yes' : 'no',
   })
+  if (loopback) notes.push(`Hosts: on the loopback fallback (${loopback}): each host an address of its own in 127.0.0.0/8 and ports of its own, the origin's uplink capped by the daemon's own budget (uplink.bytesPerSec) instead of tc, Transmission left out (it never dials peers in 127.0.0.0/8).`)
   notes.push(
-    `Hosts, how: each client in a network namespace of its own, with an address of its own on one bridge; the origin (the daemon as npm start runs it, default settings: super-seeding, web-seed fallback, no uplink budget of its own) in another, its uplink capped at ${UPLINK_MBIT} Mbit/s by tc tbf for BitTorrent and HTTP together. ` +
+    `Hosts, how: each client in a network namespace of its own, with an address of its own, routed by a hub namespace; the origin (the daemon as npm start runs it, default settings: super-seeding, web-seed fallback, no uplink budget of its own) in another, its uplink capped at ${UPLINK_MBIT} Mbit/s by tc tbf for BitTorrent and HTTP together. ` +
       `Clients at their defaults except no DHT, LSD, UPnP or NAT-PMP (a closed network); they add the torrent by its URL (the published .torrent, or the same without url-list), start within a second of each other, and keep seeding until the last is done. ` +
       `A fresh daemon per run (fresh counters, tracker and swarm); origin bytes from its /api/status (BitTorrent upload of the file + HTTP data and web-seed bytes). Ideal = file / cap = ${ideal.toFixed(1)} s.`,
     'Hosts, per run: ' +

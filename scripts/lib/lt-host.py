@@ -11,14 +11,19 @@ It is driven over HTTP on a unix socket (the filesystem is shared by every names
   GET  /status  the libtorrent counters summed over the torrents added, as JSON
 Its first stdout line is a JSON object once the socket listens. Run with Debian's /usr/bin/python3.
 
-usage: lt-host.py SOCKET_PATH SAVE_DIR
+With LISTEN (ADDRESS:PORT, on a loopback Lan where hosts share one network namespace) it
+listens there only and dials out from ADDRESS, so that peers tell the hosts apart.
+
+usage: lt-host.py SOCKET_PATH SAVE_DIR [LISTEN]
 """
 import http.server, json, os, signal, socket, socketserver, sys, threading, time, urllib.parse, urllib.request
 import libtorrent as lt
 
 socket_path, save_dir = sys.argv[1], sys.argv[2]
+listen = sys.argv[3] if len(sys.argv) > 3 else None
 settings = {
     'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
+    **({'listen_interfaces': listen, 'outgoing_interfaces': listen.rsplit(':', 1)[0]} if listen else {}),
     # Errors to stdout; finished blocks to count web seed bytes. A larger alert queue than the
     # default 2000, which fast downloads (one alert per 16 KiB) could overflow between two polls.
     'alert_mask': lt.alert.category_t.error_notification | lt.alert.category_t.block_progress_notification,

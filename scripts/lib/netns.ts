@@ -1,10 +1,17 @@
 // A virtual LAN of Linux network namespaces, so that stock BitTorrent clients run as separate
 // hosts with their own addresses, as on the internet (Transmission refuses to dial peers at
-// 127.0.0.0/8, so loopback tests cannot exercise it). Topology: one hub namespace holding a
-// bridge without an address; one namespace per host, with `lo` up and `eth0` (a veth whose other
-// end is a port of the hub's bridge) at 10.<a>.<b>.<i+1>/24. Every address lives inside the
-// namespaces made here; the root namespace gets no interface and no address. Host 0 is meant to
-// be the origin; its uplink (BitTorrent and HTTP together) can be capped with tc tbf.
+// 127.0.0.0/8, so loopback tests cannot exercise it). Topology: a star routed by one hub
+// namespace; one namespace per host, with `lo` up and `eth0` (a veth whose other end is in the
+// hub) holding 10.<a>.<b>.<i+1>/32, the rest of the /24 routed through the hub. Routed rather
+// than bridged because the kernel's ARP table is one for all namespaces (gc_thresh3, 1024
+// entries by default): on a bridge every host learns every other one, and 33 hosts overflowed
+// it ("neighbor table overflow" in dmesg: packets dropped). Routed, each host knows only the
+// hub, and the hub each host. Every address lives inside the namespaces made here; the root
+// namespace gets no interface and no address. Host 0 is meant to be the origin; its uplink
+// (BitTorrent and HTTP together) can be capped with tc tbf.
+//
+// Where namespaces cannot be made (not root), the same Lan falls back to loopback and says why
+// (Lan.loopback): hosts at 127.x addresses with ports of their own, no tc.
 //
 // Plus a way in from the root namespace: a bridge process started inside a namespace listens on
 // a unix socket (the filesystem is shared by every namespace) and forwards each connection to
@@ -18,26 +25,38 @@ import { waitFor, type Resources } from './bench-util.ts'
 /** Every namespace this module makes is named `gsnet<pid>-<lan>-...`; stale ones are found by that. */
 const PREFIX = 'gsnet'
 const BRIDGE_SCRIPT = fileURLToPath(new URL('./ns-bridge.mjs', import.meta.url))
+/** The hub's address on each of its ports: link-local, the hosts' one gateway and one neighbour. */
+const GATEWAY = '169.254.0.1'
+/** Per namespace: run inside the hub, this turns on forwarding there only. */
+const IP_FORWARD = 'echo 1 > /proc/sys/net/ipv4/ip_forward'
+/** On loopback, ports move up by this plus the host's index: above the privileged range, away from the defaults. */
+const LOOPBACK_PORT_OFFSET = 10_000
+/** Asks for the loopback fallback where namespaces would work, so that CI covers it too. */
+const FORCE_LOOPBACK = 'GRIBSWARM_TEST_LAN'
 
 export interface NetHost {
   /** 0 for the origin, then 1, 2, ... */
   index: number
-  /** the network namespace's name, for `ip netns exec` */
-  ns: string
-  /** IPv4 address of its eth0, without the prefix length */
+  /** the network namespace's name, for `ip netns exec`; none on a loopback Lan */
+  ns?: string
+  /** where it runs, for messages: its namespace, or `loopback <address>` */
+  name: string
+  /** IPv4 address of its eth0 (127.x on loopback), without the prefix length */
   address: string
+  /** its uplink cap that tc could not apply (loopback): the process on it must enforce it itself */
+  unshapedUplinkMbit?: number
 }
 
 export interface Lan {
   /** `gsnet<pid>-<n>[-tag]`, the prefix of its namespaces */
   name: string
-  /** e.g. 10.140.3.0/24 */
+  /** e.g. 10.140.3.0/24, or 127.140.3.0/24 on loopback */
   subnet: string
-  /** the namespace holding the bridge */
-  hub: string
+  /** the namespace routing between the hosts; none on loopback */
+  hub?: string
   hosts: NetHost[]
-  /** `ip netns exec <ns> cmd ...args`, for spawning a command on `host`. */
-  command(host: NetHost, cmd: string, args: string[]): { command: string; args: string[] }
+  /** Why the hosts share the loopback interface instead of having namespaces of their own; undefined when they do. */
+  loopback?: string
   /** Deletes every namespace this Lan made. Kills nothing: stop the processes inside first. Idempotent. */
   destroy(): Promise<void>
 }
@@ -60,9 +79,23 @@ export function runCommand(command: string, args: string[], timeoutMs = 15_000):
   })
 }
 
-/** `ip netns exec <ns> cmd ...args`, for spawning `cmd` inside `host`'s namespace. */
+/** `ip netns exec <ns> cmd ...args`, for spawning `cmd` inside `host`'s namespace; on loopback, `cmd` itself. */
 export function inNs(host: NetHost, cmd: string, args: string[]): { command: string; args: string[] } {
-  return { command: 'ip', args: ['netns', 'exec', host.ns, cmd, ...args] }
+  return host.ns ? { command: 'ip', args: ['netns', 'exec', host.ns, cmd, ...args] } : { command: cmd, args }
+}
+
+/** Where a host's private services (RPC, Web UI, a daemon behind nginx) listen: its namespace's loopback, or its own address on a loopback Lan. */
+export function localAddress(host: NetHost): string {
+  return host.ns ? '127.0.0.1' : host.address
+}
+
+/**
+ * The port a service of `host` listens on: the tool's own default in a namespace of its own; on
+ * loopback, where every host shares one port space and some tools bind every address (IPv6,
+ * webtorrent), the default plus an offset per host.
+ */
+export function portOf(host: NetHost, port: number): number {
+  return host.ns ? port : port + LOOPBACK_PORT_OFFSET + host.index
 }
 
 /**
@@ -102,11 +135,12 @@ let unavailable: Promise<string | undefined> | undefined
 let scratchSeq = 0
 
 /**
- * undefined when this process can build a Lan (root; `ip netns add`, a bridge, a veth pair and a
+ * undefined when this process can build a Lan (root; `ip netns add`, forwarding, a veth pair and a
  * tbf qdisc all work in a scratch namespace, deleted again), else why not, for a test's skip message.
  */
 export function netnsUnavailable(): Promise<string | undefined> {
   unavailable ??= (async () => {
+    if (process.env[FORCE_LOOPBACK] === 'loopback') return `${FORCE_LOOPBACK}=loopback asks for the loopback fallback`
     if (process.platform !== 'linux') return `network namespaces need Linux (this is ${process.platform})`
     if (process.getuid?.() !== 0) return 'network namespaces need root (ip netns add)'
     const scratch = `${PREFIX}${process.pid}-probe${scratchSeq++}`
@@ -116,7 +150,7 @@ export function netnsUnavailable(): Promise<string | undefined> {
       return `cannot create a network namespace: ${(err as Error).message}`
     }
     try {
-      await runCommand('ip', ['-n', scratch, 'link', 'add', 'br0', 'type', 'bridge'])
+      await runCommand('ip', ['netns', 'exec', scratch, 'sh', '-c', IP_FORWARD])
       await runCommand('ip', ['-n', scratch, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'p0'])
       await runCommand('tc', ['-n', scratch, 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', '80mbit', 'burst', '64kb', 'latency', '50ms'])
       return undefined
@@ -192,21 +226,25 @@ function tbfArgs(mbit: number): string[] {
 async function setUpHub(hub: string): Promise<void> {
   await runCommand('ip', ['netns', 'add', hub])
   await runCommand('ip', ['-n', hub, 'link', 'set', 'lo', 'up'])
-  await runCommand('ip', ['-n', hub, 'link', 'add', 'br0', 'type', 'bridge'])
-  await runCommand('ip', ['-n', hub, 'link', 'set', 'br0', 'up'])
+  // Forwarding is per namespace: this touches the hub only.
+  await runCommand('ip', ['netns', 'exec', hub, 'sh', '-c', IP_FORWARD])
 }
 
-/** One host: its namespace, eth0 created right there (never in the root namespace), its peer plugged into the hub's bridge. */
-async function setUpHost(hub: string, host: NetHost, uplinkMbit: number | undefined): Promise<void> {
-  const port = `p${host.index}` // the bridge port's name, inside the hub only
-  await runCommand('ip', ['netns', 'add', host.ns])
-  await runCommand('ip', ['-n', host.ns, 'link', 'set', 'lo', 'up'])
-  await runCommand('ip', ['-n', host.ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', hub])
-  await runCommand('ip', ['-n', host.ns, 'addr', 'add', `${host.address}/24`, 'dev', 'eth0'])
-  await runCommand('ip', ['-n', host.ns, 'link', 'set', 'eth0', 'up'])
-  await runCommand('ip', ['-n', hub, 'link', 'set', port, 'master', 'br0'])
+/** One host: its namespace, eth0 created right there (never in the root namespace), its peer a port of the hub routing to it. */
+async function setUpHost(hub: string, subnet: string, host: NetHost, uplinkMbit: number | undefined): Promise<void> {
+  const port = `p${host.index}` // the hub's end, inside the hub only
+  const ns = host.name
+  await runCommand('ip', ['netns', 'add', ns])
+  await runCommand('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
+  await runCommand('ip', ['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', hub])
+  await runCommand('ip', ['-n', ns, 'addr', 'add', `${host.address}/32`, 'dev', 'eth0'])
+  await runCommand('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
+  await runCommand('ip', ['-n', hub, 'addr', 'add', `${GATEWAY}/32`, 'dev', port])
   await runCommand('ip', ['-n', hub, 'link', 'set', port, 'up'])
-  if (uplinkMbit) await runCommand('tc', ['-n', host.ns, 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', ...tbfArgs(uplinkMbit)])
+  await runCommand('ip', ['-n', hub, 'route', 'add', `${host.address}/32`, 'dev', port])
+  await runCommand('ip', ['-n', ns, 'route', 'add', `${GATEWAY}/32`, 'dev', 'eth0'])
+  await runCommand('ip', ['-n', ns, 'route', 'add', subnet, 'via', GATEWAY, 'dev', 'eth0'])
+  if (uplinkMbit) await runCommand('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', ...tbfArgs(uplinkMbit)])
 }
 
 /**
@@ -215,20 +253,22 @@ async function setUpHost(hub: string, host: NetHost, uplinkMbit: number | undefi
  */
 export async function createLan(options: { hosts: number; uplinkMbit?: Record<number, number>; tag?: string }): Promise<Lan> {
   if (!Number.isInteger(options.hosts) || options.hosts < 1 || options.hosts > 250) throw new Error(`createLan: hosts must be 1–250, got ${options.hosts}`)
-  await removeStaleNamespaces()
-  installExitHook()
   const seq = lanSeq++
   const tag = (options.tag ?? '').toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 12)
   const name = `${PREFIX}${process.pid}-${seq}${tag ? `-${tag}` : ''}`
+  const why = await netnsUnavailable()
+  if (why) return loopbackLan(name, seq, options, why)
+  await removeStaleNamespaces()
+  installExitHook()
   const net = subnetFor(seq)
   const hub = `${name}-hub`
-  const hosts: NetHost[] = Array.from({ length: options.hosts }, (_, index) => ({ index, ns: `${name}-h${index}`, address: `${net}.${index + 1}` }))
+  const hosts: NetHost[] = Array.from({ length: options.hosts }, (_, index) => ({ index, ns: `${name}-h${index}`, name: `${name}-h${index}`, address: `${net}.${index + 1}` }))
   const made: string[] = []
   let destroying: Promise<void> | undefined
   const destroy = () => {
     destroying ??= (async () => {
       const errors: string[] = []
-      // Hosts first: their veths go with them, then the hub and its bridge.
+      // Hosts first: their veths go with them, then the hub.
       for (const ns of [...made].reverse()) {
         await deleteNamespace(ns).then(() => liveNamespaces.delete(ns), (err: Error) => errors.push(err.message))
       }
@@ -241,15 +281,30 @@ export async function createLan(options: { hosts: number; uplinkMbit?: Record<nu
     liveNamespaces.add(hub)
     await setUpHub(hub)
     for (const host of hosts) {
-      made.push(host.ns)
-      liveNamespaces.add(host.ns)
-      await setUpHost(hub, host, options.uplinkMbit?.[host.index])
+      made.push(host.name)
+      liveNamespaces.add(host.name)
+      await setUpHost(hub, `${net}.0/24`, host, options.uplinkMbit?.[host.index])
     }
   } catch (err) {
     await destroy().catch(() => undefined)
     throw new Error(`createLan ${name} (${options.hosts} hosts, ${net}.0/24): ${(err as Error).message}`)
   }
-  return { name, subnet: `${net}.0/24`, hub, hosts, command: inNs, destroy }
+  return { name, subnet: `${net}.0/24`, hub, hosts, destroy }
+}
+
+/**
+ * The fallback where namespaces cannot be made: every host on the loopback interface, with an
+ * address of its own in 127.0.0.0/8 that its programs bind, and ports of its own (portOf). No tc:
+ * an uplink cap is left to the host's program (unshapedUplinkMbit). Transmission never dials
+ * peers in 127.0.0.0/8, so on loopback it gets nothing over BitTorrent from peers it would dial.
+ */
+function loopbackLan(name: string, seq: number, options: { hosts: number; uplinkMbit?: Record<number, number> }, why: string): Lan {
+  const net = `127.${subnetFor(seq).slice('10.'.length)}`
+  const hosts: NetHost[] = Array.from({ length: options.hosts }, (_, index) => {
+    const address = `${net}.${index + 1}`
+    return { index, name: `loopback ${address}`, address, unshapedUplinkMbit: options.uplinkMbit?.[index] }
+  })
+  return { name, subnet: `${net}.0/24`, hosts, loopback: why, destroy: async () => undefined }
 }
 
 /** A unix socket through which the root namespace reaches `target` inside a host's namespace. */
@@ -257,7 +312,8 @@ export interface Bridge {
   socketPath: string
   /** host:port as seen inside the namespace; also the Host header nsHttp sends */
   target: string
-  ns: string
+  /** the host's name, for messages */
+  where: string
   close(): Promise<void>
 }
 
@@ -270,13 +326,13 @@ export async function openBridge(res: Resources, host: NetHost, targetHost: stri
   const socketPath = join(dir, 'sock')
   const handle = startInNs(res, host, process.execPath, [BRIDGE_SCRIPT, socketPath, targetHost, String(targetPort)])
   const target = `${targetHost}:${targetPort}`
-  await waitFor(`the bridge to ${target} in namespace ${host.ns}`, () => {
+  await waitFor(`the bridge to ${target} in ${host.name}`, () => {
     if (handle.child.exitCode !== null || handle.child.signalCode !== null) {
       throw new Error(`ns-bridge exited (${handle.child.exitCode ?? handle.child.signalCode}): ${tailOf(handle.stderr)}`)
     }
     return handle.stdout.includes('listening')
   }, 10_000, 20)
-  return { socketPath, target, ns: host.ns, close: () => handle.stop(2000) }
+  return { socketPath, target, where: host.name, close: () => handle.stop(2000) }
 }
 
 export interface NsRequest {
@@ -295,9 +351,9 @@ export interface NsResponse {
 }
 
 /** One HTTP request through a bridge (or any unix socket speaking HTTP), a fresh connection each time. */
-export function nsHttp(endpoint: { socketPath: string; target?: string; ns?: string }, req: NsRequest): Promise<NsResponse> {
+export function nsHttp(endpoint: { socketPath: string; target?: string; where?: string }, req: NsRequest): Promise<NsResponse> {
   const method = req.method ?? 'GET'
-  const where = `${method} http://${endpoint.target ?? 'unix'}${req.path}${endpoint.ns ? ` in namespace ${endpoint.ns}` : ''} (via ${endpoint.socketPath})`
+  const where = `${method} http://${endpoint.target ?? 'unix'}${req.path}${endpoint.where ? ` in ${endpoint.where}` : ''} (via ${endpoint.socketPath})`
   const headers: Record<string, string> = { host: endpoint.target ?? 'localhost', ...req.headers }
   if (req.body !== undefined) headers['content-length'] = String(Buffer.byteLength(req.body))
   return new Promise((resolve, reject) => {

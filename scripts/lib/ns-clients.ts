@@ -5,12 +5,13 @@
 // namespace (reached from the root namespace through a unix-socket bridge); downloads under the
 // caller's work directory. uTP, encryption, PEX and web seeds stay as shipped, and the
 // torrent's url-list is used as it is. One client of each kind per host (fixed ports).
+// On a loopback Lan, each binds its host's 127.x address instead, on the host's ports (portOf).
 // Plus nginx as a plain HTTP origin inside a host.
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { waitFor, type Resources } from './bench-util.ts'
-import { daemonInNs, nsHttp, openBridge, startInNs, type Bridge, type NetHost, type NsRequest } from './netns.ts'
+import { daemonInNs, localAddress, nsHttp, openBridge, portOf, startInNs, type Bridge, type NetHost, type NsRequest } from './netns.ts'
 import { runNginx, writeQbittorrentProfile, writeTransmissionSettings } from './references.ts'
 
 export type ClientKind = 'libtorrent' | 'qbittorrent' | 'transmission' | 'aria2'
@@ -52,8 +53,8 @@ type ChildHandle = ReturnType<Resources['start']>
 
 const LT_HOST = fileURLToPath(new URL('./lt-host.py', import.meta.url))
 
-/** Each client's RPC / Web UI port inside its namespace: the tool's default. */
-const PORTS = { qbittorrentWebUi: 8080, transmissionRpc: 9091, transmissionPeer: 51413, aria2Rpc: 6800 } as const
+/** Each client's ports inside its namespace: the tool's defaults (qBittorrent's peer port is random unless set). */
+const PORTS = { libtorrentPeer: 6881, qbittorrentWebUi: 8080, qbittorrentPeer: 8999, transmissionRpc: 9091, transmissionPeer: 51413, aria2Rpc: 6800, aria2Peer: 6881 } as const
 
 const tail = (text: string, max = 2000) => (text.length > max ? `…${text.slice(-max)}` : text)
 
@@ -78,7 +79,7 @@ async function call(what: string, endpoint: Bridge | { socketPath: string }, req
  * workDir/<kind>-<namespace>/ (so clients may share one workDir), and waits until it answers.
  */
 export async function startNsClient(res: Resources, kind: ClientKind, host: NetHost, workDir: string): Promise<NsClient> {
-  const dir = join(workDir, `${kind}-${host.ns}`)
+  const dir = join(workDir, `${kind}-${host.ns ?? host.address}`)
   const downloadDir = join(dir, 'downloads')
   await mkdir(downloadDir, { recursive: true })
   switch (kind) {
@@ -97,14 +98,16 @@ export async function startNsClient(res: Resources, kind: ClientKind, host: NetH
 async function startLibtorrent(res: Resources, host: NetHost, downloadDir: string): Promise<NsClient> {
   // A short path of its own: unix socket paths are limited to 107 bytes.
   const socketPath = join(await res.tempDir('gribswarm-lthost-'), 'sock')
-  const handle = startInNs(res, host, '/usr/bin/python3', [LT_HOST, socketPath, downloadDir])
-  const what = `libtorrent (lt-host.py) in ${host.ns}`
+  // On loopback: its own address for listening and for dialling out, so that peers tell the clients apart.
+  const listen = host.ns ? [] : [`${host.address}:${portOf(host, PORTS.libtorrentPeer)}`]
+  const handle = startInNs(res, host, '/usr/bin/python3', [LT_HOST, socketPath, downloadDir, ...listen])
+  const what = `libtorrent (lt-host.py) in ${host.name}`
   const ready = await waitFor(`${what} to listen on ${socketPath}`, () => {
     ensureRunning(what, handle)
     const first = handle.stdout.split('\n')[0]
     return first && handle.stdout.includes('\n') ? (JSON.parse(first) as { version: string }) : undefined
   }, 30_000, 50)
-  const endpoint = { socketPath, ns: host.ns, target: 'lt-host' }
+  const endpoint = { socketPath, where: host.name, target: 'lt-host' }
   return {
     kind: 'libtorrent',
     host,
@@ -133,13 +136,15 @@ async function startLibtorrent(res: Resources, host: NetHost, downloadDir: strin
  */
 async function startQbittorrent(res: Resources, host: NetHost, dir: string, downloadDir: string): Promise<NsClient> {
   const profile = join(dir, 'profile')
-  await writeQbittorrentProfile(profile, { webPort: PORTS.qbittorrentWebUi, savePath: downloadDir })
-  const handle = startInNs(res, host, 'qbittorrent-nox', [`--profile=${profile}`, `--webui-port=${PORTS.qbittorrentWebUi}`])
-  const what = `qbittorrent-nox in ${host.ns}`
+  const webPort = portOf(host, PORTS.qbittorrentWebUi)
+  const peers = host.ns ? [] : [`Session\\Port=${portOf(host, PORTS.qbittorrentPeer)}`, `Session\\InterfaceAddress=${host.address}`]
+  await writeQbittorrentProfile(profile, { webPort, webAddress: localAddress(host), savePath: downloadDir, bittorrent: peers })
+  const handle = startInNs(res, host, 'qbittorrent-nox', [`--profile=${profile}`, `--webui-port=${webPort}`])
+  const what = `qbittorrent-nox in ${host.name}`
   const logTail = async () => `\nqbittorrent.log: ${tail(await readFile(join(profile, 'qBittorrent', 'data', 'logs', 'qbittorrent.log'), 'utf8').catch(() => ''))}`
-  const bridge = await openBridge(res, host, '127.0.0.1', PORTS.qbittorrentWebUi)
+  const bridge = await openBridge(res, host, localAddress(host), webPort)
   const api = (path: string, req: Omit<NsRequest, 'path'> = {}) => call(what, bridge, { ...req, path: `/api/v2/${path}` })
-  const version = await waitFor(`${what}: its Web API on 127.0.0.1:${PORTS.qbittorrentWebUi}`, async () => {
+  const version = await waitFor(`${what}: its Web API on ${bridge.target}`, async () => {
     ensureRunning(what, handle, await logTail())
     return (await api('app/version')).toString('utf8').trim()
   }, 30_000, 100)
@@ -199,12 +204,14 @@ async function startQbittorrent(res: Resources, host: NetHost, dir: string, down
  */
 async function startTransmission(res: Resources, host: NetHost, dir: string, downloadDir: string): Promise<NsClient> {
   const configDir = join(dir, 'config')
-  await writeTransmissionSettings(configDir, { rpcPort: PORTS.transmissionRpc, peerPort: PORTS.transmissionPeer, downloadDir })
+  const rpcPort = portOf(host, PORTS.transmissionRpc)
+  const extra = host.ns ? {} : { 'bind-address-ipv4': host.address, 'bind-address-ipv6': '::1' }
+  await writeTransmissionSettings(configDir, { rpcPort, rpcAddress: localAddress(host), peerPort: portOf(host, PORTS.transmissionPeer), downloadDir, extra })
   const handle = startInNs(res, host, 'transmission-daemon', ['-f', '-g', configDir])
-  const what = `transmission-daemon in ${host.ns}`
-  const bridge = await openBridge(res, host, '127.0.0.1', PORTS.transmissionRpc)
+  const what = `transmission-daemon in ${host.name}`
+  const bridge = await openBridge(res, host, localAddress(host), rpcPort)
   const rpc = transmissionRpc(what, bridge)
-  const session = await waitFor(`${what}: its RPC on 127.0.0.1:${PORTS.transmissionRpc}`, () => {
+  const session = await waitFor(`${what}: its RPC on ${bridge.target}`, () => {
     ensureRunning(what, handle)
     return rpc('session-get')
   }, 30_000, 100)
@@ -282,18 +289,21 @@ function transmissionRpc(what: string, bridge: Bridge) {
  * seeds until its default --seed-ratio=1.0 is reached, then the GID becomes 'complete'.
  */
 async function startAria2(res: Resources, host: NetHost, dir: string, downloadDir: string): Promise<NsClient> {
+  const rpcPort = portOf(host, PORTS.aria2Rpc)
   const args = [
     '--no-conf',
     '--enable-rpc',
-    `--rpc-listen-port=${PORTS.aria2Rpc}`,
+    `--rpc-listen-port=${rpcPort}`,
     `--dir=${downloadDir}`,
     '--enable-dht=false',
     '--enable-dht6=false',
     '--bt-enable-lpd=false',
+    // On loopback: every socket on its host's address (the RPC then listens on every address, on its own port).
+    ...(host.ns ? [] : [`--interface=${host.address}`, `--listen-port=${portOf(host, PORTS.aria2Peer)}`]),
   ]
   const handle = startInNs(res, host, 'aria2c', args, { cwd: dir })
-  const what = `aria2c in ${host.ns}`
-  const bridge = await openBridge(res, host, '127.0.0.1', PORTS.aria2Rpc)
+  const what = `aria2c in ${host.name}`
+  const bridge = await openBridge(res, host, '127.0.0.1', rpcPort)
   let nextId = 0
   const rpc = async <T>(method: string, params: unknown[] = []): Promise<T> => {
     const body = JSON.stringify({ jsonrpc: '2.0', id: String(++nextId), method, params })
@@ -302,7 +312,7 @@ async function startAria2(res: Resources, host: NetHost, dir: string, downloadDi
     if (parsed.error || response.status !== 200) throw new Error(`${what}: ${method}: HTTP ${response.status} ${parsed.error ? `${parsed.error.code} ${parsed.error.message}` : ''}`)
     return parsed.result as T
   }
-  const version = await waitFor(`${what}: its RPC on 127.0.0.1:${PORTS.aria2Rpc}`, () => {
+  const version = await waitFor(`${what}: its RPC on ${bridge.target}`, () => {
     ensureRunning(what, handle)
     return rpc<{ version: string }>('aria2.getVersion')
   }, 30_000, 100)
@@ -360,13 +370,14 @@ export interface NsHttpServer {
 }
 
 /** nginx serving `root` on host.address:port inside `host` (the origin of a Lan); Range requests (web seeds) as nginx does them. */
-export async function startNsNginx(res: Resources, host: NetHost, root: string, port = 80): Promise<NsHttpServer> {
+export async function startNsNginx(res: Resources, host: NetHost, root: string, defaultPort = 80): Promise<NsHttpServer> {
+  const port = portOf(host, defaultPort)
   const url = `http://${host.address}:${port}`
   const bridge = await openBridge(res, host, host.address, port)
   try {
     const server = ['server {', `  listen ${host.address}:${port};`, `  root ${root};`, '}']
     const started = await runNginx(res, server, {
-      what: `${url} in ${host.ns}`,
+      what: `${url} in ${host.name}`,
       wrap: (cmd, args) => daemonInNs(host, cmd, args),
       ready: async () => (await nsHttp(bridge, { method: 'HEAD', path: '/', timeoutMs: 2000 })).status > 0,
     })

@@ -12,11 +12,12 @@ import { silentLogger } from '../../src/log.ts'
 import type { DaemonCommand } from './bench-daemon.ts'
 import { waitFor, type Resources } from './bench-util.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
-import { daemonInNs, nsHttp, openBridge, startInNs, type NetHost } from './netns.ts'
+import { daemonInNs, nsHttp, openBridge, portOf, startInNs, type NetHost } from './netns.ts'
 import { startNginxFront } from './nginx-front.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const [HTTP_PORT, DAEMON_PORT_BEHIND_NGINX, TRACKER_PORT, PEER_PORT] = [80, 8080, 6969, 51413]
+/** The origin's ports in its namespace; portOf moves them on a loopback Lan, where they are the only ones of theirs on any address. */
+const PORTS = { http: 80, daemonBehindNginx: 8080, tracker: 6969, peer: 51413 } as const
 
 export interface NsOriginOptions {
   /** the GRIB2 file to publish, as upstream serves it */
@@ -60,18 +61,21 @@ export interface NsOrigin extends NsOriginSetup {
 export async function prepareNsOrigin(res: Resources, host: NetHost, options: NsOriginOptions): Promise<NsOriginSetup> {
   const dir = await res.tempDir('gribswarm-ns-origin-')
   const dataDir = join(dir, 'data')
-  const publicBaseUrl = `http://${host.address}`
+  const httpPort = portOf(host, PORTS.http)
+  const publicBaseUrl = `http://${host.address}${httpPort === 80 ? '' : `:${httpPort}`}`
   const nginx = options.nginx ?? false
-  const daemonPort = nginx ? DAEMON_PORT_BEHIND_NGINX : HTTP_PORT
+  const daemonPort = nginx ? portOf(host, PORTS.daemonBehindNginx) : httpPort
   const sections: Record<string, Record<string, unknown>> = {
     source: { enabled: false },
-    tracker: { enabled: true, host: '0.0.0.0', port: TRACKER_PORT },
-    seed: { port: PEER_PORT, dht: false },
+    tracker: { enabled: true, host: '0.0.0.0', port: portOf(host, PORTS.tracker) },
+    seed: { port: portOf(host, PORTS.peer), dht: false },
     http: nginx
       ? { host: '127.0.0.1', port: daemonPort, publicBaseUrl, trustProxy: true, accelRedirect: '/_published/' }
       : { host: '0.0.0.0', port: daemonPort, publicBaseUrl },
     disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
     log: { level: 'warn' },
+    // Without tc (loopback), the daemon's own budget caps its uplink, BitTorrent and HTTP together.
+    ...(host.unshapedUplinkMbit ? { uplink: { bytesPerSec: (host.unshapedUplinkMbit * 1_000_000) / 8 } } : {}),
   }
   for (const [section, values] of Object.entries(options.config ?? {})) sections[section] = { ...sections[section], ...values }
   const item = await publish(dataDir, options.file, sections)
@@ -90,18 +94,19 @@ export async function startNsOrigin(res: Resources, setup: NsOriginSetup, comman
   const daemon = startInNs(res, host, process.execPath, command.args, { cwd: ROOT, env })
   const bridge = await openBridge(res, host, '127.0.0.1', daemonPort)
   const status = async () => {
-    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`the daemon in ${host.ns} exited: ${daemon.stderr.slice(-2000)}`)
+    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`the daemon in ${host.name} exited: ${daemon.stderr.slice(-2000)}`)
     const response = await nsHttp(bridge, { path: '/api/status' })
-    if (response.status !== 200) throw new Error(`/api/status in ${host.ns}: HTTP ${response.status}`)
+    if (response.status !== 200) throw new Error(`/api/status in ${host.name}: HTTP ${response.status}`)
     return JSON.parse(response.body.toString('utf8')) as DaemonStatus
   }
-  await waitFor(`the daemon in ${host.ns} to seed ${setup.relPath}`, async () => (await status()).seeder.torrents === 1, 120_000, 200)
+  await waitFor(`the daemon in ${host.name} to seed ${setup.relPath}`, async () => (await status()).seeder.torrents === 1, 120_000, 200)
   if (setup.nginx) {
-    const front = await openBridge(res, host, host.address, HTTP_PORT)
+    const httpPort = portOf(host, PORTS.http)
+    const front = await openBridge(res, host, host.address, httpPort)
     await startNginxFront(res, {
-      listen: `${host.address}:${HTTP_PORT}`,
+      listen: `${host.address}:${httpPort}`,
       httpPort: daemonPort,
-      trackerPort: TRACKER_PORT,
+      trackerPort: portOf(host, PORTS.tracker),
       pubDir: join(setup.dataDir, 'pub'),
       wrap: (cmd, args) => daemonInNs(host, cmd, args),
       ready: async () => (await nsHttp(front, { path: '/health' })).status === 200,

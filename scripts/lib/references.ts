@@ -112,18 +112,18 @@ export interface SeederOptions {
  * transmission-daemon's settings.json with what a closed test network needs and nothing else:
  * no DHT, LPD or port forwarding; RPC on 127.0.0.1 without authentication; `extra` on top.
  */
-export async function writeTransmissionSettings(dir: string, o: { rpcPort: number; peerPort: number; downloadDir: string; extra?: Record<string, unknown> }): Promise<void> {
+export async function writeTransmissionSettings(dir: string, o: { rpcPort: number; rpcAddress?: string; peerPort: number; downloadDir: string; extra?: Record<string, unknown> }): Promise<void> {
   const settings = {
     'dht-enabled': false,
     'lpd-enabled': false,
     'port-forwarding-enabled': false,
     'peer-port': o.peerPort,
     'rpc-enabled': true,
-    'rpc-bind-address': '127.0.0.1',
+    'rpc-bind-address': o.rpcAddress ?? '127.0.0.1',
     'rpc-port': o.rpcPort,
     'rpc-authentication-required': false,
     'rpc-whitelist-enabled': true,
-    'rpc-whitelist': '127.0.0.1',
+    'rpc-whitelist': '127.*.*.*',
     'download-dir': o.downloadDir,
     ...o.extra,
   }
@@ -223,7 +223,7 @@ export async function startTransmission(res: Resources, options: SeederOptions =
  * notice accepted (else it asks on the terminal), Web UI on 127.0.0.1:webPort without login
  * from localhost, no DHT, LSD or UPnP/NAT-PMP; `bittorrent` lines added to [BitTorrent].
  */
-export async function writeQbittorrentProfile(profile: string, o: { webPort: number; savePath: string; bittorrent?: string[] }): Promise<void> {
+export async function writeQbittorrentProfile(profile: string, o: { webPort: number; webAddress?: string; savePath: string; bittorrent?: string[] }): Promise<void> {
   const configDir = join(profile, 'qBittorrent', 'config')
   await mkdir(configDir, { recursive: true })
   const conf = [
@@ -241,7 +241,7 @@ export async function writeQbittorrentProfile(profile: string, o: { webPort: num
     '',
     '[Preferences]',
     'General\\Locale=en',
-    'WebUI\\Address=127.0.0.1',
+    `WebUI\\Address=${o.webAddress ?? '127.0.0.1'}`,
     `WebUI\\Port=${o.webPort}`,
     'WebUI\\LocalHostAuth=false',
     'WebUI\\UseUPnP=false',
