@@ -76,6 +76,9 @@ export async function prepareNsOrigin(res: Resources, host: NetHost, options: Ns
     log: { level: 'warn' },
     // Without tc (loopback), the daemon's own budget caps its uplink, BitTorrent and HTTP together.
     ...(host.unshapedUplinkMbit ? { uplink: { bytesPerSec: (host.unshapedUplinkMbit * 1_000_000) / 8 } } : {}),
+    // On loopback, libtorrent clients took over 5 s to reach the seeder (not explained; see the
+    // README) and were served whole by the web seed: the longest hold the config allows.
+    ...(host.ns ? {} : { webSeed: { holdSeconds: 15 } }),
   }
   for (const [section, values] of Object.entries(options.config ?? {})) sections[section] = { ...sections[section], ...values }
   const item = await publish(dataDir, options.file, sections)
