@@ -190,9 +190,12 @@ function report(runs: HostsRun[], lone: { webSeedSeconds: number; httpSeconds: n
     target: `≥ ${WEB_SEED_SPEED_TARGET}× the speed`,
     met: speed >= WEB_SEED_SPEED_TARGET ? 'yes' : 'no',
   })
-  if (loopback) notes.push(`Hosts: on the loopback fallback (${loopback}): each host an address of its own in 127.0.0.0/8 and ports of its own, the origin's uplink capped by the daemon's own budget (uplink.bytesPerSec) instead of tc, web-seed requests held 15 s (libtorrent clients reach the seeder late there), plain HTTP uncapped, Transmission left out (it never dials peers in 127.0.0.0/8).`)
+  if (loopback) notes.push(`Hosts: on the loopback fallback (${loopback}): each host an address of its own in 127.0.0.0/8 and ports of its own, the origin's uplink capped by the daemon's own budget (uplink.bytesPerSec) instead of tc, so plain HTTP from nginx is not capped, and Transmission left out (it never dials peers in 127.0.0.0/8).`)
+  const hosts = loopback
+    ? `each client and the origin (the daemon as npm start runs it, default settings: super-seeding, web-seed fallback) at an address of their own on loopback, the origin's uplink capped at ${UPLINK_MBIT} Mbit/s by its own budget. `
+    : `each client in a network namespace of its own, with an address of its own, routed by a hub namespace; the origin (the daemon as npm start runs it, default settings: super-seeding, web-seed fallback, no uplink budget of its own) in another, its uplink capped at ${UPLINK_MBIT} Mbit/s by tc tbf for BitTorrent and HTTP together. `
   notes.push(
-    `Hosts, how: each client in a network namespace of its own, with an address of its own, routed by a hub namespace; the origin (the daemon as npm start runs it, default settings: super-seeding, web-seed fallback, no uplink budget of its own) in another, its uplink capped at ${UPLINK_MBIT} Mbit/s by tc tbf for BitTorrent and HTTP together. ` +
+    `Hosts, how: ${hosts}` +
       `Clients at their defaults except no DHT, LSD, UPnP or NAT-PMP (a closed network); they add the torrent by its URL (the published .torrent, or the same without url-list), start within a second of each other, and keep seeding until the last is done. ` +
       `A fresh daemon per run (fresh counters, tracker and swarm); origin bytes from its /api/status (BitTorrent upload of the file + HTTP data and web-seed bytes). Ideal = file / cap = ${ideal.toFixed(1)} s.`,
     'Hosts, per run: ' +

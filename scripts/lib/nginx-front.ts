@@ -14,6 +14,8 @@ export interface FrontOptions {
   /** the daemon's HTTP and tracker ports, on 127.0.0.1 where nginx runs */
   httpPort: number
   trackerPort: number
+  /** where the tracker listens, when not on 127.0.0.1 */
+  trackerHost?: string
   /** <dataDir>/pub */
   pubDir: string
 }
@@ -26,7 +28,7 @@ export async function renderFrontConfig(options: FrontOptions): Promise<string[]
     text = text.replaceAll(from, to)
   }
   replace('server 127.0.0.1:8080;', `server 127.0.0.1:${options.httpPort};`)
-  replace('server 127.0.0.1:6969;', `server 127.0.0.1:${options.trackerPort};`)
+  replace('server 127.0.0.1:6969;', `server ${options.trackerHost ?? '127.0.0.1'}:${options.trackerPort};`)
   replace('    listen 80;\n', `    listen ${options.listen};\n`)
   replace('    listen [::]:80;\n', '')
   replace('/var/lib/gribswarm/data/pub', options.pubDir)

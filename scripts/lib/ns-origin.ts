@@ -19,6 +19,14 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 /** The origin's ports in its namespace; portOf moves them on a loopback Lan, where they are the only ones of theirs on any address. */
 const PORTS = { http: 80, daemonBehindNginx: 8080, tracker: 6969, peer: 51413 } as const
 
+/**
+ * Where the tracker listens. On loopback, its own address: a UDP socket bound to every address
+ * answers from 127.0.0.1 whatever address it was asked at, and libtorrent drops an answer from
+ * another address than it asked, so every announce waited 10 s for its HTTP fallback, past the
+ * web seed's hold.
+ */
+const trackerHost = (host: NetHost) => (host.ns ? '0.0.0.0' : host.address)
+
 export interface NsOriginOptions {
   /** the GRIB2 file to publish, as upstream serves it */
   file: string
@@ -67,7 +75,7 @@ export async function prepareNsOrigin(res: Resources, host: NetHost, options: Ns
   const daemonPort = nginx ? portOf(host, PORTS.daemonBehindNginx) : httpPort
   const sections: Record<string, Record<string, unknown>> = {
     source: { enabled: false },
-    tracker: { enabled: true, host: '0.0.0.0', port: portOf(host, PORTS.tracker) },
+    tracker: { enabled: true, host: trackerHost(host), port: portOf(host, PORTS.tracker) },
     seed: { port: portOf(host, PORTS.peer), dht: false },
     http: nginx
       ? { host: '127.0.0.1', port: daemonPort, publicBaseUrl, trustProxy: true, accelRedirect: '/_published/' }
@@ -76,9 +84,6 @@ export async function prepareNsOrigin(res: Resources, host: NetHost, options: Ns
     log: { level: 'warn' },
     // Without tc (loopback), the daemon's own budget caps its uplink, BitTorrent and HTTP together.
     ...(host.unshapedUplinkMbit ? { uplink: { bytesPerSec: (host.unshapedUplinkMbit * 1_000_000) / 8 } } : {}),
-    // On loopback, libtorrent clients took over 5 s to reach the seeder (not explained; see the
-    // README) and were served whole by the web seed: the longest hold the config allows.
-    ...(host.ns ? {} : { webSeed: { holdSeconds: 15 } }),
   }
   for (const [section, values] of Object.entries(options.config ?? {})) sections[section] = { ...sections[section], ...values }
   const item = await publish(dataDir, options.file, sections)
@@ -110,6 +115,7 @@ export async function startNsOrigin(res: Resources, setup: NsOriginSetup, comman
       listen: `${host.address}:${httpPort}`,
       httpPort: daemonPort,
       trackerPort: portOf(host, PORTS.tracker),
+      trackerHost: host.ns ? undefined : trackerHost(host),
       pubDir: join(setup.dataDir, 'pub'),
       wrap: (cmd, args) => daemonInNs(host, cmd, args),
       ready: async () => (await nsHttp(front, { path: '/health' })).status === 200,
