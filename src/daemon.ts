@@ -8,7 +8,7 @@ import got, { type Got } from 'got'
 import cron, { type ScheduledTask } from 'node-cron'
 import { announceUrls, type Config } from './config.ts'
 import { Expirer } from './expire.ts'
-import { createHttpServer, HttpTraffic } from './http.ts'
+import { buildHttpApp, HttpTraffic } from './http.ts'
 import type { Logger } from './log.ts'
 import { Mirror } from './mirror.ts'
 import { Notifier, postMessage, redactUrl, removeMessage } from './notify.ts'
@@ -76,7 +76,7 @@ function swarmOf(seeder: Seeder, tracker: Tracker | undefined, infoHash: string)
 }
 
 /** What /api/status answers (the status page, the benchmark and the demo read it). */
-export type DaemonStatus = Awaited<ReturnType<Daemon['status']>>
+export type StatusReport = Awaited<ReturnType<Daemon['status']>>
 
 export class Daemon {
   readonly passState: PassState = { running: false }
@@ -151,9 +151,7 @@ export class Daemon {
         await seeder.add(item, await readFile(store.torrentPath(item.relPath)), store.dataPath(item.relPath))
       }
       log.info('seeding published items', { count: store.list().length })
-      daemon.http = await createHttpServer({
-        host: config.http.host,
-        port: config.http.port,
+      daemon.http = await buildHttpApp({
         store,
         feed: { publicBaseUrl: config.http.publicBaseUrl, title: `gribswarm: ${config.source.model} ${config.source.grid} ${config.source.packages.join(' ')}` },
         publicDir: PUBLIC_DIR,
@@ -171,6 +169,7 @@ export class Daemon {
         log: log.child({ stage: 'http' }),
         status: () => daemon.status(),
       })
+      await daemon.http.listen({ host: config.http.host, port: config.http.port })
       log.info('http listening', { url: `http://${config.http.host}:${daemon.httpPort}`, public: config.http.publicBaseUrl })
       expirer.start(config.retention.checkEverySeconds * 1000)
       mirror?.start()

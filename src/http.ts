@@ -17,9 +17,8 @@ import type { Uplink } from './uplink.ts'
 import { encodeRelPath } from './urls.ts'
 import { decideWebSeed, type SwarmView, type WebSeedOptions } from './webseed.ts'
 
+/** What the HTTP app serves from; the caller decides where it listens (tests use inject()). */
 export interface HttpOptions {
-  host: string
-  port: number
   store: DataStore
   feed: FeedContext
   publicDir: string
@@ -184,7 +183,8 @@ function declineWebSeed(reply: FastifyReply, path: string, item: ItemRecord, ret
     .send(createReadStream(path, { start: range.start, end: range.start }))
 }
 
-export async function createHttpServer(options: HttpOptions): Promise<FastifyInstance> {
+/** The app with every route, not listening: the daemon calls listen(), tests call inject(). */
+export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstance> {
   const { store } = options
   const app = Fastify({ logger: false, trustProxy: options.trustProxy ?? false, routerOptions: { maxParamLength: 1024 } })
 
@@ -253,6 +253,5 @@ export async function createHttpServer(options: HttpOptions): Promise<FastifyIns
   })
 
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.slice(0, 200)}` }))
-  await app.listen({ host: options.host, port: options.port })
   return app
 }

@@ -4,7 +4,7 @@
 import { stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { DaemonStatus } from '../../src/daemon.ts'
+import type { StatusReport } from '../../src/daemon.ts'
 import { freePort, waitFor, type Resources } from './bench-util.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -17,9 +17,9 @@ export interface DaemonSetup {
   publicBaseUrl: string
 }
 
-export type { DaemonStatus } from '../../src/daemon.ts'
+export type { StatusReport } from '../../src/daemon.ts'
 
-export type DaemonHandle = ReturnType<Resources['start']> & { pid: number; setup: DaemonSetup; status: () => Promise<DaemonStatus> }
+export type DaemonHandle = ReturnType<Resources['start']> & { pid: number; setup: DaemonSetup; status: () => Promise<StatusReport> }
 
 /** How the daemon is run: 'build' as `npm start` does (compiled JavaScript), 'tsx' from src/. */
 export type DaemonRunner = 'build' | 'tsx'
@@ -78,7 +78,7 @@ export async function startDaemon(
   res: Resources,
   command: DaemonCommand,
   setup: DaemonSetup,
-  ready: { what: string; check: (status: DaemonStatus) => boolean; timeoutMs: number },
+  ready: { what: string; check: (status: StatusReport) => boolean; timeoutMs: number },
 ): Promise<DaemonHandle> {
   const env: NodeJS.ProcessEnv = {}
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('GRIBSWARM_')) env[name] = value
@@ -90,7 +90,7 @@ export async function startDaemon(
     if (exited) throw new Error(`the daemon (${setup.configPath}) exited: ${handle.stderr.slice(-3000)}`)
     const response = await fetch(`${setup.publicBaseUrl}/api/status`, { signal: AbortSignal.timeout(5000) })
     if (!response.ok) throw new Error(`${setup.publicBaseUrl}/api/status: HTTP ${response.status}`)
-    return (await response.json()) as DaemonStatus
+    return (await response.json()) as StatusReport
   }
   let exited = false
   void handle.exited.then(() => (exited = true))

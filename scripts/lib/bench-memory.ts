@@ -15,7 +15,7 @@ import { createLogger } from '../../src/log.ts'
 import { DataStore } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor } from '../../src/torrent.ts'
 import { webSeedUrl } from '../../src/urls.ts'
-import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonRunner, type DaemonSetup, type DaemonStatus } from './bench-daemon.ts'
+import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonRunner, type DaemonSetup, type StatusReport } from './bench-daemon.ts'
 import { FakeUpstream } from './fake-upstream.ts'
 import { fmtMB, fmtMBs, fmtRatio, MB, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
 import { startTransmission } from './references.ts'
@@ -102,7 +102,7 @@ async function publishSparse(setup: DaemonSetup, sizes: number[]): Promise<strin
 /** Waits until the daemon seeds `torrents` torrents and its startup pass is over. */
 const seeding = (torrents: number, timeoutMs: number) => ({
   what: `seeds ${torrents} torrents after its first pass`,
-  check: (s: DaemonStatus) => s.seeder.torrents === torrents && !s.pass.running && s.pass.lastFinishedAt !== undefined,
+  check: (s: StatusReport) => s.seeder.torrents === torrents && !s.pass.running && s.pass.lastFinishedAt !== undefined,
   timeoutMs,
 })
 

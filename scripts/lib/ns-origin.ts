@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config.ts'
-import { openPipeline, type DaemonStatus } from '../../src/daemon.ts'
+import { openPipeline, type StatusReport } from '../../src/daemon.ts'
 import { silentLogger } from '../../src/log.ts'
 import type { DaemonCommand } from './bench-daemon.ts'
 import { waitFor, type Resources } from './bench-util.ts'
@@ -53,7 +53,7 @@ export interface NsOriginSetup {
 
 export interface NsOrigin extends NsOriginSetup {
   pid: number
-  status(): Promise<DaemonStatus>
+  status(): Promise<StatusReport>
   /** what the origin sent of the file so far, by its own counters */
   sent(): Promise<{ bittorrent: number; http: number; webSeed: number; webSeedDeclined: number }>
   /** the end of the daemon's log (stderr), for error messages */
@@ -105,7 +105,7 @@ export async function startNsOrigin(res: Resources, setup: NsOriginSetup, comman
     if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`the daemon in ${host.name} exited: ${daemon.stderr.slice(-2000)}`)
     const response = await nsHttp(bridge, { path: '/api/status' })
     if (response.status !== 200) throw new Error(`/api/status in ${host.name}: HTTP ${response.status}`)
-    return JSON.parse(response.body.toString('utf8')) as DaemonStatus
+    return JSON.parse(response.body.toString('utf8')) as StatusReport
   }
   await waitFor(`the daemon in ${host.name} to seed ${setup.relPath}`, async () => (await status()).seeder.torrents === 1, 120_000, 200)
   if (setup.nginx) {

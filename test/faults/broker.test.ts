@@ -5,8 +5,8 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { Daemon } from '../../src/daemon.ts'
-import { BROKER, publicationOrder, rabbitmqctl, subscribe } from '../amqp.ts'
-import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../helpers.ts'
+import { BROKER, publicationOrder, rabbitmqctl, subscribe } from '../kit/amqp.ts'
+import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
 
 const RANGES = ['000H012H', '013H024H', '025H036H']
 

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { ConfigError, loadConfig } from '../../src/config.ts'
-import { tempDir } from '../helpers.ts'
+import { tempDir } from '../kit/helpers.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const defaults = JSON.parse(readFileSync(join(ROOT, 'config/default.json'), 'utf8')) as Record<string, unknown>

@@ -18,12 +18,12 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
 import type { ItemRecord } from '../../src/store.ts'
-import type { CrashPoint } from './crash-hook.ts'
+import type { CrashPoint } from '../kit/crash-hook.ts'
 import { recentRuns } from '../../src/source.ts'
-import { fixture, tempDir, testConfig, waitFor } from '../helpers.ts'
+import { fixture, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
 const DAEMON_CLI = new URL('../../src/cli/daemon.ts', import.meta.url).pathname
-const HOOK = new URL('./crash-hook.ts', import.meta.url).href
+const HOOK = new URL('../kit/crash-hook.ts', import.meta.url).href
 const RANGES = ['000H012H', '013H024H']
 /** GRIB messages per fixture file: a GDAL open per message. */
 const MESSAGES = 3

@@ -11,7 +11,7 @@ import { test } from 'node:test'
 import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
-import { fixture, onCleanup, RUN, tempDir, testConfig } from '../helpers.ts'
+import { fixture, onCleanup, RUN, tempDir, testConfig } from '../kit/helpers.ts'
 
 const run = promisify(execFile)
 

@@ -15,7 +15,7 @@ import type { Config } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
 import type { ItemRecord } from '../../src/store.ts'
-import { fixture, onCleanup, RUN, tempDir, testConfig, waitFor } from '../helpers.ts'
+import { fixture, onCleanup, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
 let daemon: Daemon
 let config: Config

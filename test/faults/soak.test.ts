@@ -11,7 +11,7 @@ import { daemonCommand, startDaemon, writeDaemonConfig } from '../../scripts/lib
 import { processCounts, quantile, residentBytes, Resources } from '../../scripts/lib/bench-util.ts'
 import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
 import { recentRuns } from '../../src/source.ts'
-import { fixture, onCleanup, waitFor } from '../helpers.ts'
+import { fixture, onCleanup, waitFor } from '../kit/helpers.ts'
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600)
 const NEW_FILE_EVERY_S = 10

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict'
 import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { test } from 'node:test'
-import { createLogger } from '../src/log.ts'
-import { checkRelPath, DataStore, resolveInside, type ItemRecord } from '../src/store.ts'
-import { tempDir } from './helpers.ts'
+import { createLogger } from '../../src/log.ts'
+import { checkRelPath, DataStore, resolveInside, type ItemRecord } from '../../src/store.ts'
+import { tempDir } from '../kit/helpers.ts'
 
 const log = createLogger('error')
 const REL = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2'

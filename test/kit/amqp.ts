@@ -4,8 +4,8 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import amqp from 'amqplib'
-import { createLogger } from '../src/log.ts'
-import type { V03Message } from '../src/notify.ts'
+import { createLogger } from '../../src/log.ts'
+import type { V03Message } from '../../src/notify.ts'
 
 export const BROKER = process.env.GRIBSWARM_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672'
 const run = promisify(execFile)

@@ -5,11 +5,11 @@ import { getEventListeners } from 'node:events'
 import { readdir, readFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import { before, test } from 'node:test'
-import { arpegeKey, FakeUpstream, type Fault } from '../scripts/lib/fake-upstream.ts'
-import type { Config } from '../src/config.ts'
-import { openPipeline } from '../src/daemon.ts'
-import { createLogger } from '../src/log.ts'
-import { fixture, freePort, RUN, tempDir, testConfig } from './helpers.ts'
+import { arpegeKey, FakeUpstream, type Fault } from '../../scripts/lib/fake-upstream.ts'
+import type { Config } from '../../src/config.ts'
+import { openPipeline } from '../../src/daemon.ts'
+import { createLogger } from '../../src/log.ts'
+import { fixture, freePort, RUN, tempDir, testConfig } from '../kit/helpers.ts'
 
 const log = createLogger('error')
 const RANGES = ['000H012H', '013H024H']

@@ -7,12 +7,12 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import Wire from 'bittorrent-protocol'
-import { createLogger } from '../src/log.ts'
-import { Seeder } from '../src/seed.ts'
-import { Uplink } from '../src/uplink.ts'
-import type { ItemRecord } from '../src/store.ts'
-import { buildTorrent, PieceHasher } from '../src/torrent.ts'
-import { onCleanup, tempDir, waitFor } from './helpers.ts'
+import { createLogger } from '../../src/log.ts'
+import { Seeder } from '../../src/seed.ts'
+import { Uplink } from '../../src/uplink.ts'
+import type { ItemRecord } from '../../src/store.ts'
+import { buildTorrent, PieceHasher } from '../../src/torrent.ts'
+import { onCleanup, tempDir, waitFor } from '../kit/helpers.ts'
 
 const PIECE = 256 * 1024
 const PIECES = 128 // 2 MiB of reveals per peer = 8 pieces at a time; 64 for a peer alone

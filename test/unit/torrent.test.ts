@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import createTorrent from 'create-torrent'
 import parseTorrent from 'parse-torrent'
-import { buildTorrent, PieceHasher, pieceLengthFor } from '../src/torrent.ts'
-import { tempDir } from './helpers.ts'
+import { buildTorrent, PieceHasher, pieceLengthFor } from '../../src/torrent.ts'
+import { tempDir } from '../kit/helpers.ts'
 
 test('piece length gives between 1000 and 2000 pieces for real file sizes', () => {
   for (const size of [78e6, 90e6, 500e6, 1e9, 3.6e9]) {

@@ -6,12 +6,12 @@ import { readFile } from 'node:fs/promises'
 import { request, type IncomingHttpHeaders } from 'node:http'
 import { join } from 'node:path'
 import { before, test } from 'node:test'
-import { libtorrentDownload } from '../scripts/lib/peers.ts'
-import type { Config } from '../src/config.ts'
-import { Daemon } from '../src/daemon.ts'
-import { createLogger } from '../src/log.ts'
-import type { ItemRecord } from '../src/store.ts'
-import { onCleanup, RUN, tempDir, testConfig, upstreamServing } from './helpers.ts'
+import { libtorrentDownload } from '../../scripts/lib/peers.ts'
+import type { Config } from '../../src/config.ts'
+import { Daemon } from '../../src/daemon.ts'
+import { createLogger } from '../../src/log.ts'
+import type { ItemRecord } from '../../src/store.ts'
+import { onCleanup, RUN, tempDir, testConfig, upstreamServing } from '../kit/helpers.ts'
 
 const UPLINK = 1_500_000
 let daemon: Daemon

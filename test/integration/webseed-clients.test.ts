@@ -8,12 +8,12 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { before, test } from 'node:test'
-import { daemonCommand, type DaemonCommand } from '../scripts/lib/bench-daemon.ts'
-import { Resources } from '../scripts/lib/bench-util.ts'
-import { createLan, netnsUnavailable, type Lan } from '../scripts/lib/netns.ts'
-import { startNsClient, type ClientKind, type NsClient } from '../scripts/lib/ns-clients.ts'
-import { prepareNsOrigin, startNsOrigin, type NsOriginSetup } from '../scripts/lib/ns-origin.ts'
-import { fixture, onCleanup, tempDir, waitFor } from './helpers.ts'
+import { daemonCommand, type DaemonCommand } from '../../scripts/lib/bench-daemon.ts'
+import { Resources } from '../../scripts/lib/bench-util.ts'
+import { createLan, netnsUnavailable, type Lan } from '../../scripts/lib/netns.ts'
+import { startNsClient, type ClientKind, type NsClient } from '../../scripts/lib/ns-clients.ts'
+import { prepareNsOrigin, startNsOrigin, type NsOriginSetup } from '../../scripts/lib/ns-origin.ts'
+import { fixture, onCleanup, tempDir, waitFor } from '../kit/helpers.ts'
 
 const loopback = await netnsUnavailable()
 /** On loopback, Transmission would take everything from the web seed: it never dials a peer there. */

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { announceUrls, ConfigError, envOverrides, loadConfig } from '../src/config.ts'
-import { tempDir } from './helpers.ts'
+import { announceUrls, ConfigError, envOverrides, loadConfig } from '../../src/config.ts'
+import { tempDir } from '../kit/helpers.ts'
 
 test('the embedded defaults are valid: ARPEGE 0.1° Europe, SP1 and SP2, nine ranges, 12 h', () => {
   const config = loadConfig({ env: {} })

@@ -11,14 +11,14 @@ import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { before, test } from 'node:test'
 import amqp from 'amqplib'
-import { arpegeKey, FakeUpstream } from '../scripts/lib/fake-upstream.ts'
-import { libtorrentDownload } from '../scripts/lib/peers.ts'
-import type { Config } from '../src/config.ts'
-import { Daemon } from '../src/daemon.ts'
-import { createLogger } from '../src/log.ts'
-import { fromV03, parseFeed } from '../src/mirror.ts'
-import type { V03Message } from '../src/notify.ts'
-import { fixture, freePort, onCleanup, RUN, tempDir, testConfig, waitFor } from './helpers.ts'
+import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
+import { libtorrentDownload } from '../../scripts/lib/peers.ts'
+import type { Config } from '../../src/config.ts'
+import { Daemon } from '../../src/daemon.ts'
+import { createLogger } from '../../src/log.ts'
+import { fromV03, parseFeed } from '../../src/mirror.ts'
+import type { V03Message } from '../../src/notify.ts'
+import { fixture, freePort, onCleanup, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
 const BROKER = process.env.GRIBSWARM_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672'
 const log = createLogger('error')
@@ -194,7 +194,7 @@ test('the volunteer quick start: npm run mirror with a node\'s feed URL copies f
   const uploadedBefore = uploadedByMirrors()
   const port = await freePort()
   const dataDir = await tempDir()
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../src/cli/mirror.ts', import.meta.url).pathname, `${mirrorA.config.http.publicBaseUrl}/rss.xml`,
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../src/cli/mirror.ts', import.meta.url).pathname, `${mirrorA.config.http.publicBaseUrl}/rss.xml`,
     '--port', String(port), '--public-url', `http://127.0.0.1:${port}`, '--data-dir', dataDir, '--accept', item.range], {
     env: { ...process.env, GRIBSWARM_HTTP__HOST: '127.0.0.1', GRIBSWARM_TRACKER__HOST: '127.0.0.1', GRIBSWARM_TRACKER__PORT: String(await freePort()), GRIBSWARM_SEED__PORT: '0', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_SEED__UTP: 'false', GRIBSWARM_LOG__LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -4,11 +4,11 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
-import { Daemon } from '../src/daemon.ts'
-import { createLogger } from '../src/log.ts'
-import { topicFor, v03Time } from '../src/notify.ts'
-import { BROKER, subscribe } from './amqp.ts'
-import { RUN, tempDir, testConfig, upstreamServing, waitFor } from './helpers.ts'
+import { Daemon } from '../../src/daemon.ts'
+import { createLogger } from '../../src/log.ts'
+import { topicFor, v03Time } from '../../src/notify.ts'
+import { BROKER, subscribe } from '../kit/amqp.ts'
+import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
 
 
 test('topics and message helpers follow sr_post(7)', () => {

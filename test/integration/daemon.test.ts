@@ -5,12 +5,12 @@ import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { before, test } from 'node:test'
 import parseTorrent from 'parse-torrent'
-import { arpegeKey, FakeUpstream } from '../scripts/lib/fake-upstream.ts'
-import { aria2Download, libtorrentDownload } from '../scripts/lib/peers.ts'
-import type { Config } from '../src/config.ts'
-import { Daemon } from '../src/daemon.ts'
-import { createLogger } from '../src/log.ts'
-import { fixture, onCleanup, RUN, tempDir, testConfig } from './helpers.ts'
+import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
+import { aria2Download, libtorrentDownload } from '../../scripts/lib/peers.ts'
+import type { Config } from '../../src/config.ts'
+import { Daemon } from '../../src/daemon.ts'
+import { createLogger } from '../../src/log.ts'
+import { fixture, onCleanup, RUN, tempDir, testConfig } from '../kit/helpers.ts'
 
 let upstream: FakeUpstream
 let daemon: Daemon

@@ -2,9 +2,9 @@
 // clients that are not connected to our seeder. Real HTTP announces on loopback.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { silentLogger } from '../src/log.ts'
-import { Tracker } from '../src/tracker.ts'
-import { freePort, onCleanup, waitFor } from './helpers.ts'
+import { silentLogger } from '../../src/log.ts'
+import { Tracker } from '../../src/tracker.ts'
+import { freePort, onCleanup, waitFor } from '../kit/helpers.ts'
 
 const encode = (hex: string) => [...Buffer.from(hex, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')
 

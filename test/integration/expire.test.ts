@@ -4,10 +4,10 @@ import assert from 'node:assert/strict'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { arpegeKey, FakeUpstream } from '../scripts/lib/fake-upstream.ts'
-import { Daemon } from '../src/daemon.ts'
-import { createLogger } from '../src/log.ts'
-import { fixture, RUN, tempDir, testConfig, waitFor } from './helpers.ts'
+import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
+import { Daemon } from '../../src/daemon.ts'
+import { createLogger } from '../../src/log.ts'
+import { fixture, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
 async function upstreamWithTwoFiles(): Promise<FakeUpstream> {
   const upstream = new FakeUpstream()

@@ -2,7 +2,7 @@
 // HTTP and when it leaves the bytes to peers. A fake swarm and a fake clock; no network.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { decideWebSeed, normalizeAddress, type PeerView, type SwarmView } from '../src/webseed.ts'
+import { decideWebSeed, normalizeAddress, type PeerView, type SwarmView } from '../../src/webseed.ts'
 
 const options = { holdMs: 300, stallMs: 30_000, retryAfterSeconds: 60 }
 

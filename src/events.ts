@@ -1,0 +1,21 @@
+// What the daemon does, as typed events: the tests, the demo and the benchmark observe it
+// here, never through log text, so that rewording a log line breaks nothing (fastify's hooks,
+// webtorrent's events). Listeners must be quick and must not throw: they run inline.
+import { EventEmitter } from 'node:events'
+import type { PassReport } from './pipeline.ts'
+import type { ItemRecord } from './store.ts'
+
+export interface GribswarmEvents {
+  /** A download passed GRIB validation (every message decoded), before it is published. */
+  validated: [{ relPath: string; size: number; messages: number; bands: number }]
+  /** An item is published: its sidecar is on disk and it is in the feeds. `from` is 'upstream' or the node it was copied from. */
+  published: [{ item: ItemRecord; from: string }]
+  /** The seeder holds the item in full and announces it. */
+  seeding: [{ item: ItemRecord }]
+  /** An item left the feeds and its files are deleted. */
+  expired: [{ item: ItemRecord; reason: string }]
+  /** An upstream pass ended (a failed pass reports its error). */
+  pass: [{ report?: PassReport; error?: Error }]
+}
+
+export class Events extends EventEmitter<GribswarmEvents> {}
