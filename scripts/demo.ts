@@ -11,10 +11,10 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import amqp from 'amqplib'
 import { recentRuns } from '../src/source.ts'
-import { arpegeKey, FakeUpstream } from './lib/fake-upstream.ts'
-import { fixtureFor } from './lib/grib-fixtures.ts'
-import { aria2Download, libtorrentDownload } from './lib/peers.ts'
-import { freePort, waitFor } from './lib/wait.ts'
+import { arpegeKey, FakeUpstream } from '../test/kit/fake-upstream.ts'
+import { fixtureFor } from '../test/kit/grib-fixtures.ts'
+import { aria2Download, libtorrentDownload } from '../test/kit/peers.ts'
+import { freePort, waitFor } from '../test/kit/wait.ts'
 
 const { values: args } = parseArgs({ options: { keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
 if (args.help) {

@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { daemonCommand, startDaemon, writeDaemonConfig } from '../../scripts/lib/bench-daemon.ts'
-import { processCounts, quantile, residentBytes, Resources } from '../../scripts/lib/bench-util.ts'
-import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
+import { daemonCommand, startDaemon, writeDaemonConfig } from '../kit/daemon.ts'
+import { processCounts, quantile, residentBytes, Resources } from '../../bench/lib/util.ts'
+import { arpegeKey, FakeUpstream } from '../kit/fake-upstream.ts'
 import { recentRuns } from '../../src/source.ts'
 import { fixture, onCleanup, waitFor } from '../kit/helpers.ts'
 
@@ -20,7 +20,7 @@ const CHECK_EVERY_S = 2
 /** How late an expiry may be on 2 busy cores before it counts as missed. */
 const EXPIRY_SLACK_MS = (CHECK_EVERY_S + 8) * 1000
 const CLIENTS = 16
-const SOAK_CLIENTS = fileURLToPath(new URL('../../scripts/lib/lt-soak.py', import.meta.url))
+const SOAK_CLIENTS = fileURLToPath(new URL('../kit/lt-soak.py', import.meta.url))
 
 const MB = 1e6
 

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
+import { arpegeKey, FakeUpstream } from '../kit/fake-upstream.ts'
 import { fixture, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
 const FETCH_CLI = new URL('../../src/cli/fetch.ts', import.meta.url).pathname

@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { Resources, waitFor } from '../../scripts/lib/bench-util.ts'
-import { createLan, netnsUnavailable, portOf, runCommand, runInNs, startInNs, type Lan, type NetHost } from '../../scripts/lib/netns.ts'
-import { CLIENT_KINDS, startNsClient, startNsNginx } from '../../scripts/lib/ns-clients.ts'
+import { Resources, waitFor } from '../../bench/lib/util.ts'
+import { createLan, netnsUnavailable, portOf, runCommand, runInNs, startInNs, type Lan, type NetHost } from '../kit/netns.ts'
+import { CLIENT_KINDS, startNsClient, startNsNginx } from '../kit/ns-clients.ts'
 import { buildTorrent, pieceLengthFor, PieceHasher } from '../../src/torrent.ts'
 
 const SIZE = 4 * 1024 * 1024 + 12_345 // a last piece shorter than the others

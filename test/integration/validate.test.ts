@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { before, test } from 'node:test'
-import { makeBrokenVariants } from '../../scripts/lib/grib-fixtures.ts'
+import { makeBrokenVariants } from '../kit/grib-fixtures.ts'
 import { GribStreamValidator, InvalidFileError, validateGrib } from '../../src/validate.ts'
 import { fixture, tempDir } from '../kit/helpers.ts'
 

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after } from 'node:test'
 import { loadConfig, type Config } from '../../src/config.ts'
-import { arpegeKey, FakeUpstream } from '../../scripts/lib/fake-upstream.ts'
-import { fixtureFor, type GribFixtureOptions } from '../../scripts/lib/grib-fixtures.ts'
-import { freePort } from '../../scripts/lib/wait.ts'
+import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
+import { fixtureFor, type GribFixtureOptions } from './grib-fixtures.ts'
+import { freePort } from './wait.ts'
 
 // What a test file started, undone when it ends, last made first undone: daemons stop before
 // their data directories go. One hook for all (root after() hooks run in the order they were
@@ -27,7 +27,7 @@ export async function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
   return dir
 }
 
-export { freePort, waitFor } from '../../scripts/lib/wait.ts'
+export { freePort, waitFor } from './wait.ts'
 
 /** Fixtures are made once per machine and reused (GDAL + grib_set take a moment). */
 const FIXTURE_DIR = join(tmpdir(), 'gribswarm-fixtures-v1')

@@ -12,7 +12,7 @@ import { promisify } from 'node:util'
 import parseTorrent from 'parse-torrent'
 import { loadConfig } from '../../src/config.ts'
 import { buildTorrent, pieceLengthFor, PieceHasher } from '../../src/torrent.ts'
-import { fmtMBs, fmtRatio, MB, median, progress, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
+import { fmtMBs, fmtRatio, MB, median, progress, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
 
 const fillRandom = promisify(randomFill)
 

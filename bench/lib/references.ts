@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto'
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import bencode from 'bencode'
-import { freePort, waitFor, type Resources } from './bench-util.ts'
+import { freePort, waitFor, type Resources } from './util.ts'
 
 type ChildHandle = ReturnType<Resources['start']>
 

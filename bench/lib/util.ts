@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-export { freePort, waitFor } from './wait.ts'
+export { freePort, waitFor } from '../../test/kit/wait.ts'
 
 const started = performance.now()
 

@@ -13,10 +13,10 @@ import { Seeder } from '../../src/seed.ts'
 import { Uplink } from '../../src/uplink.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor, PieceHasher } from '../../src/torrent.ts'
-import { fmtMBs, fmtRatio, fmtSize, MB, parseLtResult, progress, sha1File, type Resources, type ScenarioResult } from './bench-util.ts'
-import { startNginx, startQbittorrent, startTransmission, type ReferenceSeeder } from './references.ts'
+import { fmtMBs, fmtRatio, fmtSize, MB, parseLtResult, progress, sha1File, type Resources, type ScenarioResult } from '../lib/util.ts'
+import { startNginx, startQbittorrent, startTransmission, type ReferenceSeeder } from '../lib/references.ts'
 
-export const LT_SCRIPT = fileURLToPath(new URL('./lt-download.py', import.meta.url))
+export const LT_SCRIPT = fileURLToPath(new URL('../../test/kit/lt-download.py', import.meta.url))
 const TARGET = 100 * MB
 
 /** Writes `size` random bytes, hashing pieces and the whole file on the way. */

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import amqp from 'amqplib'
-import { progress, waitFor, type Resources } from './bench-util.ts'
+import { progress, waitFor, type Resources } from './util.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const UPSTREAM_SCRIPT = fileURLToPath(new URL('./bench-upstream.ts', import.meta.url))
+const UPSTREAM_SCRIPT = fileURLToPath(new URL('./upstream-server.ts', import.meta.url))
 
 /** Cached across runs (not removed at the end): making hundreds of MB of CCSDS GRIB2 takes a while. */
 export const FIXTURE_CACHE = join(tmpdir(), 'gribswarm-bench')

@@ -8,14 +8,14 @@ import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { availableParallelism } from 'node:os'
-import { dirname, join } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { LoadOptions, LoadResult } from './announce-load.ts'
-import { fmtMB, fmtMs, fmtRatio, freePort, progress, residentBytes, waitFor, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
+import type { LoadOptions, LoadResult } from '../lib/announce-load.ts'
+import { fmtMB, fmtMs, fmtRatio, freePort, progress, residentBytes, waitFor, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const LOAD_SCRIPT = fileURLToPath(new URL('./announce-load.ts', import.meta.url))
-const SERVER_SCRIPT = fileURLToPath(new URL('./bench-tracker-server.ts', import.meta.url))
+const LOAD_SCRIPT = fileURLToPath(new URL('../lib/announce-load.ts', import.meta.url))
+const SERVER_SCRIPT = fileURLToPath(new URL('../lib/tracker-server.ts', import.meta.url))
 const TORRENTS = 40
 /** Announces outstanding at any time: enough to keep either tracker busy on 2 cores. */
 const IN_FLIGHT = { http: 32, udp: 64 } as const
@@ -58,7 +58,7 @@ async function compileTrackerServer(res: Resources): Promise<string> {
   await writeFile(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig))
   const tsc = await res.run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], 120_000, { cwd: ROOT })
   if (tsc.code !== 0) throw new Error(`tsc could not compile ${SERVER_SCRIPT}: ${tsc.stdout.slice(-2000)} ${tsc.stderr.slice(-2000)}`)
-  return join(out, 'scripts/lib/bench-tracker-server.js')
+  return join(out, relative(ROOT, SERVER_SCRIPT).replace(/\.ts$/, '.js'))
 }
 
 function exitedWith(tool: string, handle: ChildHandle): Error | undefined {

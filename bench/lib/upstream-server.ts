@@ -3,7 +3,7 @@
 //   node --import tsx scripts/lib/bench-upstream.ts PATH BYTES_PER_SECOND KEY...
 // (every KEY serves the file at PATH), prints one JSON line {"bucketUrl": ...} once it listens
 // on 127.0.0.1, and stops on SIGTERM/SIGINT.
-import { FakeUpstream } from './fake-upstream.ts'
+import { FakeUpstream } from '../../test/kit/fake-upstream.ts'
 
 const [path, rate, ...keys] = process.argv.slice(2)
 if (!path || !(Number(rate) > 0) || keys.length === 0) {

@@ -15,17 +15,17 @@ import { createLogger } from '../../src/log.ts'
 import { DataStore } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor } from '../../src/torrent.ts'
 import { webSeedUrl } from '../../src/urls.ts'
-import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonRunner, type DaemonSetup, type StatusReport } from './bench-daemon.ts'
-import { FakeUpstream } from './fake-upstream.ts'
-import { fmtMB, fmtMBs, fmtRatio, MB, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
-import { startTransmission } from './references.ts'
+import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonRunner, type DaemonSetup, type StatusReport } from '../../test/kit/daemon.ts'
+import { FakeUpstream } from '../../test/kit/fake-upstream.ts'
+import { fmtMB, fmtMBs, fmtRatio, MB, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
+import { startTransmission } from '../lib/references.ts'
 
 const TARGET = 300 * MB
 const COUNT = 40
 /** libtorrent clients at once in full mode (quick mode: 4) */
 const CLIENTS = 16
 const RUN = '2026-11-23T00:00:00Z'
-const CLIENTS_SCRIPT = fileURLToPath(new URL('./lt-clients.py', import.meta.url))
+const CLIENTS_SCRIPT = fileURLToPath(new URL('../../test/kit/lt-clients.py', import.meta.url))
 
 /** Piece hashes of an all-zero file: one SHA-1 per distinct piece length, repeated. */
 const zeroDigests = new Map<number, Buffer>()

@@ -10,9 +10,9 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { waitFor, type Resources } from './bench-util.ts'
+import { waitFor, type Resources } from '../../bench/lib/util.ts'
 import { daemonInNs, localAddress, nsHttp, openBridge, portOf, startInNs, type Bridge, type NetHost, type NsRequest } from './netns.ts'
-import { runNginx, writeQbittorrentProfile, writeTransmissionSettings } from './references.ts'
+import { runNginx, writeQbittorrentProfile, writeTransmissionSettings } from '../../bench/lib/references.ts'
 
 export type ClientKind = 'libtorrent' | 'qbittorrent' | 'transmission' | 'aria2'
 export const CLIENT_KINDS: readonly ClientKind[] = ['libtorrent', 'qbittorrent', 'transmission', 'aria2']

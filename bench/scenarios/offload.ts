@@ -21,15 +21,15 @@ import bencode from 'bencode'
 import { silentLogger } from '../../src/log.ts'
 import { recentRuns } from '../../src/source.ts'
 import { Tracker } from '../../src/tracker.ts'
-import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonCommand, type DaemonHandle, type DaemonSetup } from './bench-daemon.ts'
-import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE, startUpstream } from './bench-services.ts'
-import { cpuSeconds, fmtMB, fmtRatio, MB, progress, resultsDir, waitFor, type Resources, type Row, type ScenarioResult } from './bench-util.ts'
-import { arpegeKey } from './fake-upstream.ts'
-import { fixtureFor } from './grib-fixtures.ts'
-import { writeOffloadChart } from './offload-chart.ts'
-import { startNginx, startQbittorrent, startTransmission, type ReferenceSeeder } from './references.ts'
+import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonCommand, type DaemonHandle, type DaemonSetup } from '../../test/kit/daemon.ts'
+import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE, startUpstream } from '../lib/services.ts'
+import { cpuSeconds, fmtMB, fmtRatio, MB, progress, resultsDir, waitFor, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
+import { arpegeKey } from '../../test/kit/fake-upstream.ts'
+import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
+import { writeOffloadChart } from '../lib/offload-chart.ts'
+import { startNginx, startQbittorrent, startTransmission, type ReferenceSeeder } from '../lib/references.ts'
 
-const SWARM_SCRIPT = fileURLToPath(new URL('./lt-swarm.py', import.meta.url))
+const SWARM_SCRIPT = fileURLToPath(new URL('../../test/kit/lt-swarm.py', import.meta.url))
 const CAP = 10 * MB
 const [UPLOAD_TARGET, TIME_TARGET] = [1.5, 1.3]
 

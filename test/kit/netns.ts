@@ -20,7 +20,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { waitFor, type Resources } from './bench-util.ts'
+import { waitFor, type Resources } from '../../bench/lib/util.ts'
 
 /** Every namespace this module makes is named `gsnet<pid>-<lan>-...`; stale ones are found by that. */
 const PREFIX = 'gsnet'

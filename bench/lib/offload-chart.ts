@@ -5,7 +5,7 @@
 // at the right edge instead of stretching the axis.
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { OffloadRun } from './bench-offload.ts'
+import type { OffloadRun } from '../scenarios/offload.ts'
 
 export interface OffloadChartSpec {
   title: string
