@@ -9,7 +9,7 @@ import { test } from 'node:test'
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
 test('npm run bench -- --quick runs every scenario and prints its table', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', '--quick'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/bench.ts', '--quick'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d) => (stdout += d))
