@@ -24,8 +24,9 @@ import { benchOffload } from './scenarios/offload.ts'
 import { benchPublishing } from './scenarios/publishing.ts'
 import { benchSeeding } from './scenarios/seeding.ts'
 import { benchTracker } from './scenarios/tracker.ts'
-import { progress, Resources, resultsDir, type Row, type ScenarioResult } from './lib/util.ts'
+import { Resources } from '../test/kit/resources.ts'
 import { missingTools, referenceVersions } from './lib/references.ts'
+import { progress, resultsDir, type Row, type Scenario } from './lib/util.ts'
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 
@@ -95,11 +96,11 @@ async function main(): Promise<number> {
     )
     return 2
   }
-  const all: Array<[string, string, (res: Resources, quick: boolean) => Promise<ScenarioResult>]> = [
+  const all: Array<[string, string, Scenario]> = [
     ['seeding', 'Seeding throughput', benchSeeding],
     ['create', 'Torrent creation', benchCreate],
     ['publishing', 'Publishing latency', benchPublishing],
-    ['memory', 'Resident memory', (res, quick) => benchMemory(res, quick, runner)],
+    ['memory', 'Resident memory', benchMemory],
     ['offload', 'Origin offload', benchOffload],
     ['hosts', 'Origin offload, stock clients as separate hosts', benchHosts],
     ['notify', 'Notification latency', benchNotify],
@@ -113,7 +114,7 @@ async function main(): Promise<number> {
   }
   const scenarios = all.filter(([id]) => !only || only.includes(id)).map(([, name, run]) => [name, run] as const)
   const mode = quick ? 'quick' : 'full'
-  const res = new Resources()
+  const res = new Resources(progress)
 
   // Bounded in time: a hung step ends the run (after cleaning up) instead of hanging CI.
   const limitMs = (quick ? 12 : 60) * 60_000
@@ -138,10 +139,10 @@ async function main(): Promise<number> {
     for (const [name, run] of scenarios) {
       if (interrupted) break
       // Each scenario gets its own resources, released before the next one starts.
-      const scoped = new Resources()
+      const scoped = new Resources(progress)
       res.defer(`clean up after ${name}`, () => scoped.cleanup())
       try {
-        const result = await run(scoped, quick)
+        const result = await run({ res: scoped, quick, daemon: runner })
         rows.push(...result.rows)
         notes.push(...result.notes)
       } catch (err) {

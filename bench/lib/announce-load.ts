@@ -18,7 +18,7 @@ import bencode from 'bencode'
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { connect, type Socket } from 'node:net'
 import { setTimeout as delay } from 'node:timers/promises'
-import { cpuSeconds } from './util.ts'
+import { cpuSeconds } from '../../test/kit/measure.ts'
 
 export interface LoadOptions {
   protocol: 'http' | 'udp'

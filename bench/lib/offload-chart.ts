@@ -5,7 +5,24 @@
 // at the right edge instead of stretching the axis.
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { OffloadRun } from '../scenarios/offload.ts'
+
+/** One origin tool, N clients: what the origin sent and when each client was done. */
+export interface OffloadRun {
+  tool: string
+  clients: number
+  /** seconds from the clients' start to each client's last piece, sorted; null: not done by the deadline */
+  clientSeconds: Array<number | null>
+  done: boolean
+  /** bytes the origin sent, by its own counter (HTTP: N × the file, by construction) */
+  originBytes: number
+  /** the same seen from the clients: everything they downloaded minus what they uploaded to each other */
+  clientsView?: number
+  /** the origin's highest upload rate over 10 s, from its counter sampled every second (checks the cap) */
+  peakRate?: number
+  cpu?: { origin: number; clients: number; wallSeconds: number }
+  /** HTTP only: the aggregate rate measured over a window, from which the figures are extrapolated */
+  window?: { seconds: number; aggregateRate: number }
+}
 
 export interface OffloadChartSpec {
   title: string

@@ -5,15 +5,20 @@
 //   - transmission-daemon 3.00, driven over its JSON-RPC;
 //   - qbittorrent-nox 4.5, driven over its Web API v2;
 //   - nginx serving one directory, with a per-connection rate limit.
-// Plus the list of tools the benchmark needs (checked at start) and their versions.
+//   - mktorrent, run once per torrent, timed.
+// Their configuration files come from the test kit (test/kit/stock-tools.ts), which starts the
+// same tools as hosts of its network-namespace harness. Plus the list of tools the benchmark
+// needs (checked at start) and their versions.
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { access, readFile, rm } from 'node:fs/promises'
+import { cpus } from 'node:os'
 import { basename, join } from 'node:path'
 import bencode from 'bencode'
-import { freePort, waitFor, type Resources } from './util.ts'
-
-type ChildHandle = ReturnType<Resources['start']>
+import parseTorrent from 'parse-torrent'
+import { ensureRunning, runNginx, writeQbittorrentProfile, writeTransmissionSettings, type NginxServer } from '../../test/kit/stock-tools.ts'
+import type { Resources } from '../../test/kit/resources.ts'
+import { freePort, waitFor } from '../../test/kit/wait.ts'
 
 /** What the benchmark needs besides Node: binary (or libtorrent's Python module) → Debian package. */
 export const BENCH_TOOLS: ReadonlyArray<{ binary: string; pkg: string }> = [
@@ -79,13 +84,6 @@ async function infoHashOf(torrentPath: string): Promise<string> {
   return createHash('sha1').update(bencode.encode(meta.info)).digest('hex')
 }
 
-/** A child that must still be running while we wait on it: its exit ends the wait with its stderr. */
-function ensureRunning(tool: string, handle: ChildHandle, extraLog = ''): void {
-  if (handle.child.exitCode !== null || handle.child.signalCode !== null) {
-    throw new Error(`${tool} exited (${handle.child.exitCode ?? handle.child.signalCode}): ${handle.stderr.slice(-2000)}${extraLog}`)
-  }
-}
-
 /** A BitTorrent client seeding one torrent for a scenario: transmission-daemon or qbittorrent-nox. */
 export interface ReferenceSeeder {
   /** e.g. 'transmission-daemon 3.00' */
@@ -106,29 +104,6 @@ export interface ReferenceSeeder {
 export interface SeederOptions {
   /** Upload cap for the whole client, bytes per second; 0 or absent: none. */
   uploadLimitBytesPerSec?: number
-}
-
-/**
- * transmission-daemon's settings.json with what a closed test network needs and nothing else:
- * no DHT, LPD or port forwarding; RPC on 127.0.0.1 without authentication; `extra` on top.
- */
-export async function writeTransmissionSettings(dir: string, o: { rpcPort: number; rpcAddress?: string; peerPort: number; downloadDir: string; extra?: Record<string, unknown> }): Promise<void> {
-  const settings = {
-    'dht-enabled': false,
-    'lpd-enabled': false,
-    'port-forwarding-enabled': false,
-    'peer-port': o.peerPort,
-    'rpc-enabled': true,
-    'rpc-bind-address': o.rpcAddress ?? '127.0.0.1',
-    'rpc-port': o.rpcPort,
-    'rpc-authentication-required': false,
-    'rpc-whitelist-enabled': true,
-    'rpc-whitelist': '127.*.*.*',
-    'download-dir': o.downloadDir,
-    ...o.extra,
-  }
-  await mkdir(dir, { recursive: true })
-  await writeFile(join(dir, 'settings.json'), JSON.stringify(settings, null, 2))
 }
 
 /**
@@ -219,38 +194,6 @@ export async function startTransmission(res: Resources, options: SeederOptions =
 }
 
 /**
- * qbittorrent-nox's qBittorrent.conf in `profile` with what a closed test network needs: legal
- * notice accepted (else it asks on the terminal), Web UI on 127.0.0.1:webPort without login
- * from localhost, no DHT, LSD or UPnP/NAT-PMP; `bittorrent` lines added to [BitTorrent].
- */
-export async function writeQbittorrentProfile(profile: string, o: { webPort: number; webAddress?: string; savePath: string; bittorrent?: string[] }): Promise<void> {
-  const configDir = join(profile, 'qBittorrent', 'config')
-  await mkdir(configDir, { recursive: true })
-  const conf = [
-    '[LegalNotice]',
-    'Accepted=true',
-    '',
-    '[BitTorrent]',
-    'Session\\DHTEnabled=false',
-    'Session\\LSDEnabled=false',
-    `Session\\DefaultSavePath=${o.savePath}`,
-    ...(o.bittorrent ?? []),
-    '',
-    '[Network]',
-    'PortForwardingEnabled=false',
-    '',
-    '[Preferences]',
-    'General\\Locale=en',
-    `WebUI\\Address=${o.webAddress ?? '127.0.0.1'}`,
-    `WebUI\\Port=${o.webPort}`,
-    'WebUI\\LocalHostAuth=false',
-    'WebUI\\UseUPnP=false',
-    '',
-  ].join('\n')
-  await writeFile(join(configDir, 'qBittorrent.conf'), conf)
-}
-
-/**
  * qbittorrent-nox (4.5), with a qBittorrent.conf of ours in its own profile directory: legal
  * notice accepted (else it asks on the terminal), Web UI on 127.0.0.1 without login from
  * localhost, peers on the loopback interface only, no DHT, LSD or UPnP/NAT-PMP; everything
@@ -321,15 +264,6 @@ export async function startQbittorrent(res: Resources, options: SeederOptions = 
   }
 }
 
-export interface NginxServer {
-  /** base URL, no trailing slash */
-  url: string
-  pid: number
-  /** the configuration choices, for the notes */
-  settings: string
-  stop(): Promise<void>
-}
-
 /**
  * nginx serving `root` on a free 127.0.0.1 port, foreground, with everything it writes (pid,
  * logs, temp files) in its own temp prefix. `limit_rate` caps each connection; sendfile stays on
@@ -345,43 +279,19 @@ export async function startNginx(res: Resources, options: { root: string; limitR
   return { url, ...started, settings: `nginx, one worker, sendfile on, limit_rate ${rate} bytes/s per connection${rate ? '' : ' (none)'}` }
 }
 
-export interface NginxOptions {
-  /** what it serves, for error messages */
-  what: string
-  /** true once it answers */
-  ready: () => Promise<boolean>
-  /** runs nginx through another command, e.g. inside a network namespace */
-  wrap?: (command: string, args: string[]) => { command: string; args: string[] }
+export interface MadeTorrent {
+  infoHash: string
+  /** piece SHA-1s, hex */
+  pieces: string[]
+  seconds: number
 }
 
-/** nginx in the foreground with `server` blocks, everything it writes in its own temp prefix. */
-export async function runNginx(res: Resources, server: string[], options: NginxOptions): Promise<Omit<NginxServer, 'url' | 'settings'>> {
-  const prefix = await res.tempDir('gribswarm-nginx-')
-  const conf = [
-    // A master running as root hands requests to workers as `nobody`, which cannot read our 0700 temp dirs.
-    ...(process.getuid?.() === 0 ? ['user root;'] : []),
-    'worker_processes 1;',
-    `pid ${join(prefix, 'nginx.pid')};`,
-    `error_log ${join(prefix, 'error.log')} warn;`,
-    'events { worker_connections 1024; }',
-    'http {',
-    '  default_type application/octet-stream;',
-    '  access_log off;',
-    '  sendfile on;',
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${join(prefix, `${kind}_temp`)};`),
-    ...server.map((line) => `  ${line}`),
-    '}',
-    '',
-  ].join('\n')
-  const confPath = join(prefix, 'nginx.conf')
-  await writeFile(confPath, conf)
-  const args = ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', confPath, '-g', 'daemon off;']
-  const run = options.wrap?.('nginx', args) ?? { command: 'nginx', args }
-  const handle = res.start(run.command, run.args)
-  const errorLog = async () => `\nerror.log: ${(await readFile(join(prefix, 'error.log'), 'utf8').catch(() => '')).slice(-2000)}`
-  await waitFor(`nginx on ${options.what} (config ${confPath})`, async () => {
-    ensureRunning('nginx', handle, await errorLog())
-    return options.ready()
-  }, 30_000, 100)
-  return { pid: handle.child.pid!, stop: () => handle.stop(5000) }
+/** `mktorrent -t <cores> -l <log2 pieceLength> -a <announce>... -o <out> <file>`, as a child process, timed (one -a a tier, as buildTorrent does). */
+export async function runMktorrent(res: Resources, file: string, pieceLength: number, announce: string[], out: string): Promise<MadeTorrent> {
+  await rm(out, { force: true }) // mktorrent refuses to overwrite
+  const args = ['-t', String(cpus().length), '-l', String(Math.log2(pieceLength)), ...announce.flatMap((url) => ['-a', url]), '-o', out, file]
+  const run = await res.run('mktorrent', args, 600_000)
+  if (run.code !== 0) throw new Error(`mktorrent ${args.join(' ')} failed (exit ${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-1000) || run.stdout.slice(-1000)}`)
+  const parsed = await parseTorrent(await readFile(out))
+  return { infoHash: parsed.infoHash, pieces: parsed.pieces ?? [], seconds: run.seconds }
 }

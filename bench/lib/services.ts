@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import amqp from 'amqplib'
-import { progress, waitFor, type Resources } from './util.ts'
+import type { Resources } from '../../test/kit/resources.ts'
+import { waitFor } from '../../test/kit/wait.ts'
+import { progress } from './util.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const UPSTREAM_SCRIPT = fileURLToPath(new URL('./upstream-server.ts', import.meta.url))

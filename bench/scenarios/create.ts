@@ -5,14 +5,16 @@
 // and warm (file in the page cache, as right after a download) in every case.
 import { randomFill } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { open, readFile, rm, statfs, writeFile } from 'node:fs/promises'
+import { open, rm, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { basename, join } from 'node:path'
 import { promisify } from 'node:util'
-import parseTorrent from 'parse-torrent'
 import { loadConfig } from '../../src/config.ts'
 import { buildTorrent, pieceLengthFor, PieceHasher } from '../../src/torrent.ts'
-import { fmtMBs, fmtRatio, MB, median, progress, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
+import { median } from '../../test/kit/measure.ts'
+import type { Resources } from '../../test/kit/resources.ts'
+import { runMktorrent, type MadeTorrent } from '../lib/references.ts'
+import { fmtMBs, fmtRatio, freeDiskBytes, MB, progress, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
 const fillRandom = promisify(randomFill)
 
@@ -26,28 +28,6 @@ const RUNS = 3
 const sizeLabel = (bytes: number): string => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.round(bytes / MB)} MB`)
 /** Wall seconds, with three decimals below one second (quick mode's small files). */
 const secs = (s: number): string => `${s.toFixed(s < 1 ? 3 : 2)} s`
-/** Bytes an unprivileged process may still write on the filesystem holding `dir`. */
-export async function freeDiskBytes(dir: string): Promise<number> {
-  const fs = await statfs(dir)
-  return fs.bavail * fs.bsize
-}
-
-export interface MadeTorrent {
-  infoHash: string
-  /** piece SHA-1s, hex */
-  pieces: string[]
-  seconds: number
-}
-
-/** `mktorrent -t <cores> -l <log2 pieceLength> -a <announce>... -o <out> <file>`, as a child process, timed (one -a a tier, as buildTorrent does). */
-export async function runMktorrent(res: Resources, file: string, pieceLength: number, announce: string[], out: string): Promise<MadeTorrent> {
-  await rm(out, { force: true }) // mktorrent refuses to overwrite
-  const args = ['-t', String(cpus().length), '-l', String(Math.log2(pieceLength)), ...announce.flatMap((url) => ['-a', url]), '-o', out, file]
-  const run = await res.run('mktorrent', args, 600_000)
-  if (run.code !== 0) throw new Error(`mktorrent ${args.join(' ')} failed (exit ${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-1000) || run.stdout.slice(-1000)}`)
-  const parsed = await parseTorrent(await readFile(out))
-  return { infoHash: parsed.infoHash, pieces: parsed.pieces ?? [], seconds: run.seconds }
-}
 
 /** gribswarm's way: the file's bytes through PieceHasher (as fetch.ts does while downloading), then buildTorrent. */
 async function gribswarmTorrent(file: string, size: number, pieceLength: number): Promise<MadeTorrent> {
@@ -100,7 +80,7 @@ interface Measured {
   mktorrent: number[]
 }
 
-export async function benchCreate(res: Resources, quick: boolean): Promise<ScenarioResult> {
+export async function benchCreate({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   const sizes = quick ? [64 * MB, 200 * MB] : [1000 * MB, 3600 * MB]
   const minPieces = loadConfig({ env: {} }).torrent.minPieces
   const threads = cpus().length

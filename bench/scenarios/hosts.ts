@@ -14,12 +14,15 @@ import { basename, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import bencode from 'bencode'
 import { daemonCommand, type DaemonCommand } from '../../test/kit/daemon.ts'
-import { FIXTURE_CACHE } from '../lib/services.ts'
-import { cpuSeconds, fmtMB, fmtRatio, progress, Resources, waitFor, type Row, type ScenarioResult } from '../lib/util.ts'
 import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
+import { cpuSeconds } from '../../test/kit/measure.ts'
 import { createLan, runInNs, type Lan, type NetHost } from '../../test/kit/netns.ts'
 import { CLIENT_KINDS, startNsClient, startNsNginx, type ClientKind, type NsClient } from '../../test/kit/ns-clients.ts'
 import { prepareNsOrigin, startNsOrigin, type NsOriginSetup } from '../../test/kit/ns-origin.ts'
+import { Resources } from '../../test/kit/resources.ts'
+import { waitFor } from '../../test/kit/wait.ts'
+import { FIXTURE_CACHE } from '../lib/services.ts'
+import { fmtMB, fmtRatio, progress, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
 const UPLINK_MBIT = 80
 const CAP = (UPLINK_MBIT * 1e6) / 8
@@ -56,7 +59,7 @@ async function startClients(res: Resources, kind: ClientKind, hosts: NetHost[], 
 
 /** N clients of one kind start together on `torrentUrl`; a fresh daemon serves it (fresh counters, tracker and swarm). */
 async function swarmRun(lan: Lan, setup: NsOriginSetup, command: DaemonCommand, kind: ClientKind, clients: number, variant: Variant, torrentUrl: string, timeoutS: number): Promise<HostsRun> {
-  const scoped = new Resources()
+  const scoped = new Resources(progress)
   try {
     const origin = await startNsOrigin(scoped, setup, command)
     const dir = await scoped.tempDir('gribswarm-bench-hosts-')
@@ -127,7 +130,7 @@ async function webSeedOnly(res: Resources, lan: Lan, file: string, command: Daem
   return { webSeedSeconds, httpSeconds, size: setup.size }
 }
 
-export async function benchHosts(res: Resources, quick: boolean): Promise<ScenarioResult> {
+export async function benchHosts({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   const counts = quick ? [4] : [8, 32]
   const [bands, repeat] = quick ? [8, 3] : [8, 20] // ~14 MB or ~93 MB of CCSDS GRIB2
   const file = await fixtureFor(FIXTURE_CACHE, `arpege-ccsds-b${bands}-r${repeat}.grib2`, { bands, repeat })

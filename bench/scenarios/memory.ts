@@ -8,24 +8,25 @@
 import { createHash } from 'node:crypto'
 import { mkdir, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
 import { announceUrls, loadConfig } from '../../src/config.ts'
 import { createLogger } from '../../src/log.ts'
 import { DataStore } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor } from '../../src/torrent.ts'
 import { webSeedUrl } from '../../src/urls.ts'
-import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonRunner, type DaemonSetup, type StatusReport } from '../../test/kit/daemon.ts'
+import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonSetup, type StatusReport } from '../../test/kit/daemon.ts'
 import { FakeUpstream } from '../../test/kit/fake-upstream.ts'
-import { fmtMB, fmtMBs, fmtRatio, MB, processCounts, progress, residentBytes, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
+import { processCounts, residentBytes } from '../../test/kit/measure.ts'
+import { LT_SCRIPTS } from '../../test/kit/peers.ts'
+import type { Resources } from '../../test/kit/resources.ts'
 import { startTransmission } from '../lib/references.ts'
+import { fmtMB, fmtMBs, fmtRatio, MB, progress, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
 const TARGET = 300 * MB
 const COUNT = 40
 /** libtorrent clients at once in full mode (quick mode: 4) */
 const CLIENTS = 16
 const RUN = '2026-11-23T00:00:00Z'
-const CLIENTS_SCRIPT = fileURLToPath(new URL('../../test/kit/lt-clients.py', import.meta.url))
 
 /** Piece hashes of an all-zero file: one SHA-1 per distinct piece length, repeated. */
 const zeroDigests = new Map<number, Buffer>()
@@ -175,7 +176,7 @@ async function rssWhileDownloading(res: Resources, seeder: string, pid: number, 
     }
   })()
   const clients = await res
-    .run('/usr/bin/python3', [CLIENTS_SCRIPT, peer, root, String(timeoutS), ...downloads.map((d) => d.torrentPath)], (timeoutS + 30) * 1000)
+    .run('/usr/bin/python3', [LT_SCRIPTS.clients, peer, root, String(timeoutS), ...downloads.map((d) => d.torrentPath)], (timeoutS + 30) * 1000)
     .finally(() => (sampling = false))
   await sampler
   const failure = (why: string) => new Error(`libtorrent clients (lt-clients.py) downloading from ${seeder} at ${peer}: ${why}\n${clients.stdout.slice(-1500)} ${clients.stderr.slice(-1500)}`)
@@ -201,7 +202,7 @@ async function rssWhileDownloading(res: Resources, seeder: string, pid: number, 
   }
 }
 
-export async function benchMemory(res: Resources, quick: boolean, runner?: DaemonRunner): Promise<ScenarioResult> {
+export async function benchMemory({ res, quick, daemon: runner }: ScenarioContext): Promise<ScenarioResult> {
   const [smallest, largest] = quick ? [1 * MB, 10 * MB] : [80 * MB, 1000 * MB]
   const sizes = Array.from({ length: COUNT }, (_, i) => Math.round(smallest + ((largest - smallest) * i) / (COUNT - 1)))
   const total = sizes.reduce((a, b) => a + b, 0)

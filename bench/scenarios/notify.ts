@@ -10,10 +10,12 @@ import amqp from 'amqplib'
 import { loadConfig } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
-import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE } from '../lib/services.ts'
-import { fmtMB, fmtRatio, freePort, progress, quantile, waitFor, type Resources, type ScenarioResult } from '../lib/util.ts'
 import { arpegeKey, FakeUpstream } from '../../test/kit/fake-upstream.ts'
 import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
+import { quantile } from '../../test/kit/measure.ts'
+import { freePort, waitFor } from '../../test/kit/wait.ts'
+import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE } from '../lib/services.ts'
+import { fmtMB, fmtRatio, progress, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
 const RUN = '2026-11-23T00:00:00Z'
 const TARGET_MS = 50
@@ -34,7 +36,7 @@ async function subscribe(exchange: string, onMessage: (body: { relPath: string }
   }
 }
 
-export async function benchNotify(res: Resources, quick: boolean): Promise<ScenarioResult> {
+export async function benchNotify({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   const count = quick ? 10 : 40
   await ensureBroker(res)
   const fixture = await fixtureFor(FIXTURE_CACHE, 'arpege-ccsds-b2-r1.grib2', { bands: 2 })

@@ -16,20 +16,22 @@ import { readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 import bencode from 'bencode'
 import { silentLogger } from '../../src/log.ts'
 import { recentRuns } from '../../src/source.ts'
 import { Tracker } from '../../src/tracker.ts'
 import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonCommand, type DaemonHandle, type DaemonSetup } from '../../test/kit/daemon.ts'
-import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE, startUpstream } from '../lib/services.ts'
-import { cpuSeconds, fmtMB, fmtRatio, MB, progress, resultsDir, waitFor, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
 import { arpegeKey } from '../../test/kit/fake-upstream.ts'
 import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
-import { writeOffloadChart } from '../lib/offload-chart.ts'
+import { cpuSeconds } from '../../test/kit/measure.ts'
+import { LT_SCRIPTS } from '../../test/kit/peers.ts'
+import type { Resources } from '../../test/kit/resources.ts'
+import { waitFor } from '../../test/kit/wait.ts'
+import { writeOffloadChart, type OffloadRun } from '../lib/offload-chart.ts'
 import { startNginx, startQbittorrent, startTransmission, type ReferenceSeeder } from '../lib/references.ts'
+import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE, startUpstream } from '../lib/services.ts'
+import { fmtMB, fmtRatio, MB, progress, resultsDir, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
-const SWARM_SCRIPT = fileURLToPath(new URL('../../test/kit/lt-swarm.py', import.meta.url))
 const CAP = 10 * MB
 const [UPLOAD_TARGET, TIME_TARGET] = [1.5, 1.3]
 
@@ -41,24 +43,6 @@ interface Target {
   dataPath: string
   size: number
   trackerPort: number
-}
-
-/** One origin tool, N clients: what the origin sent and when each client was done. */
-export interface OffloadRun {
-  tool: string
-  clients: number
-  /** seconds from the clients' start to each client's last piece, sorted; null: not done by the deadline */
-  clientSeconds: Array<number | null>
-  done: boolean
-  /** bytes the origin sent, by its own counter (HTTP: N × the file, by construction) */
-  originBytes: number
-  /** the same seen from the clients: everything they downloaded minus what they uploaded to each other */
-  clientsView?: number
-  /** the origin's highest upload rate over 10 s, from its counter sampled every second (checks the cap) */
-  peakRate?: number
-  cpu?: { origin: number; clients: number; wallSeconds: number }
-  /** HTTP only: the aggregate rate measured over a window, from which the figures are extrapolated */
-  window?: { seconds: number; aggregateRate: number }
 }
 
 interface Origin {
@@ -87,7 +71,7 @@ async function swarm(res: Resources, origin: Origin, target: Target, clients: nu
   const cpuBefore = await Promise.all(origin.pids.map((pid) => cpuSeconds(pid)))
   progress(`offload: ${clients} libtorrent clients start together, origin ${origin.tool}`)
   const started = performance.now()
-  const child = res.start('/usr/bin/python3', [SWARM_SCRIPT, target.torrentPath, dir, String(clients), String(timeoutS), '--no-webseed'])
+  const child = res.start('/usr/bin/python3', [LT_SCRIPTS.swarm, target.torrentPath, dir, String(clients), String(timeoutS), '--no-webseed'])
   // Sampled while they run: the clients' CPU time (the process is gone once it has reported) and the origin's counter.
   let clientsCpu = 0
   const counter: Array<[number, number]> = []
@@ -277,7 +261,7 @@ async function mirrorsRun(res: Resources, command: DaemonCommand, bucketUrl: str
   return { run, mirrorUploads }
 }
 
-export async function benchOffload(res: Resources, quick: boolean): Promise<ScenarioResult> {
+export async function benchOffload({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   const counts = quick ? [4] : [8, 32]
   const [bands, repeat] = quick ? [8, 7] : [8, 55] // ~33 MB or ~257 MB of CCSDS GRIB2 (4.67 MB per copy of 8 bands)
   progress(`offload: GRIB2 fixture (${bands} bands × ${repeat}, cached in ${FIXTURE_CACHE})`)

@@ -18,12 +18,14 @@ import { xml } from '../../src/feed.ts'
 import { createLogger } from '../../src/log.ts'
 import { expectedFiles, objectUrl } from '../../src/source.ts'
 import { pieceLengthFor } from '../../src/torrent.ts'
-import { freeDiskBytes, runMktorrent } from './create.ts'
-import { FIXTURE_CACHE, startUpstream } from '../lib/services.ts'
-import { cpuSeconds, fmtMB, fmtMBs, fmtMs, fmtRatio, freePort, MB, median, progress, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
 import { arpegeKey } from '../../test/kit/fake-upstream.ts'
 import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
-import { startTransmission, type ReferenceSeeder } from '../lib/references.ts'
+import { cpuSeconds, median } from '../../test/kit/measure.ts'
+import type { Resources } from '../../test/kit/resources.ts'
+import { freePort } from '../../test/kit/wait.ts'
+import { runMktorrent, startTransmission, type ReferenceSeeder } from '../lib/references.ts'
+import { FIXTURE_CACHE, startUpstream } from '../lib/services.ts'
+import { fmtMB, fmtMBs, fmtMs, fmtRatio, freeDiskBytes, MB, progress, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
 const RATE = 50 * MB
 const RANGE = '000H012H'
@@ -66,7 +68,7 @@ interface PipelineSample {
   infoHash: string
 }
 
-export async function benchPublishing(res: Resources, quick: boolean): Promise<ScenarioResult> {
+export async function benchPublishing({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   // quick: one ~37 MB file (mktorrent takes pieces of 32 KiB or more: 33 MB and up); full: the 80 MB and
   // 1 GB, median of 3 each (a 1 GB sample takes about 2 × 20 s at 50 MB/s).
   const sizes: Size[] = quick ? [{ repeat: 8, samples: 1 }] : [{ repeat: 17, samples: 3 }, { repeat: 214, samples: 3 }]

@@ -7,16 +7,16 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { createLogger } from '../../src/log.ts'
 import { Seeder } from '../../src/seed.ts'
 import { Uplink } from '../../src/uplink.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor, PieceHasher } from '../../src/torrent.ts'
-import { fmtMBs, fmtRatio, fmtSize, MB, parseLtResult, progress, sha1File, type Resources, type ScenarioResult } from '../lib/util.ts'
+import { LT_SCRIPTS, parseLtResult } from '../../test/kit/peers.ts'
+import type { Resources } from '../../test/kit/resources.ts'
 import { startNginx, startQbittorrent, startTransmission, type ReferenceSeeder } from '../lib/references.ts'
+import { fmtMBs, fmtRatio, fmtSize, MB, progress, sha1File, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
-export const LT_SCRIPT = fileURLToPath(new URL('../../test/kit/lt-download.py', import.meta.url))
 const TARGET = 100 * MB
 
 /** Writes `size` random bytes, hashing pieces and the whole file on the way. */
@@ -65,7 +65,7 @@ async function downloadFrom(
   await mkdir(outDir, { recursive: true })
   const lt = await res.run(
     '/usr/bin/python3',
-    [LT_SCRIPT, file.torrentPath, outDir, String(timeoutS), '--no-utp', '--no-webseed', '--peer', `127.0.0.1:${port}`],
+    [LT_SCRIPTS.download, file.torrentPath, outDir, String(timeoutS), '--no-utp', '--no-webseed', '--peer', `127.0.0.1:${port}`],
     (timeoutS + 20) * 1000,
   )
   const result = parseLtResult(lt.stdout)
@@ -99,7 +99,7 @@ function describe(m: Measured, size: number): string {
   return `${total}${stream}${m.rc4 ? '; RC4-encrypted connection' : ''}`
 }
 
-export async function benchSeeding(res: Resources, quick: boolean): Promise<ScenarioResult> {
+export async function benchSeeding({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   const size = quick ? 64 * 1024 * 1024 : 1024 * 1024 * 1024
   const dir = await res.tempDir('gribswarm-bench-seed-')
   const seedDir = join(dir, 'seed')

@@ -10,8 +10,11 @@ import { connect } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { residentBytes } from '../../test/kit/measure.ts'
+import type { ChildHandle, Resources } from '../../test/kit/resources.ts'
+import { freePort, waitFor } from '../../test/kit/wait.ts'
 import type { LoadOptions, LoadResult } from '../lib/announce-load.ts'
-import { fmtMB, fmtMs, fmtRatio, freePort, progress, residentBytes, waitFor, type Resources, type Row, type ScenarioResult } from '../lib/util.ts'
+import { fmtMB, fmtMs, fmtRatio, progress, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const LOAD_SCRIPT = fileURLToPath(new URL('../lib/announce-load.ts', import.meta.url))
@@ -23,7 +26,6 @@ const TIMEOUT_MS = 3000
 const CORES = availableParallelism()
 
 type Protocol = 'http' | 'udp'
-type ChildHandle = ReturnType<Resources['start']>
 
 interface TrackerProcess {
   pid: number
@@ -121,7 +123,7 @@ const cpuShare = (r: LoadResult) =>
 const problems = (r: LoadResult) =>
   r.errors ? `${r.errors} failed (${r.timeouts} timed out): ${r.errorSamples.join('; ')}` : 'no failures'
 
-export async function benchTracker(res: Resources, quick: boolean): Promise<ScenarioResult> {
+export async function benchTracker({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   const peers = quick ? 1000 : 10_000
   const [warmupSeconds, measureSeconds] = quick ? [1, 2] : [10, 15]
   const infoHashes = Array.from({ length: TORRENTS }, () => randomBytes(20).toString('hex'))

@@ -5,7 +5,8 @@ import { stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { StatusReport } from '../../src/daemon.ts'
-import { freePort, waitFor, type Resources } from '../../bench/lib/util.ts'
+import type { Resources } from './resources.ts'
+import { freePort, waitFor } from './wait.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 

@@ -20,7 +20,8 @@ import { execFile, execFileSync } from 'node:child_process'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { waitFor, type Resources } from '../../bench/lib/util.ts'
+import type { Resources } from './resources.ts'
+import { waitFor } from './wait.ts'
 
 /** Every namespace this module makes is named `gsnet<pid>-<lan>-...`; stale ones are found by that. */
 const PREFIX = 'gsnet'

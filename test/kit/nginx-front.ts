@@ -3,8 +3,8 @@
 // replacement must find its text, so the shipped file cannot drift away from what is tested.
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import type { Resources } from '../../bench/lib/util.ts'
-import { runNginx, type NginxOptions, type NginxServer } from '../../bench/lib/references.ts'
+import type { Resources } from './resources.ts'
+import { runNginx, type NginxOptions, type NginxServer } from './stock-tools.ts'
 
 const SHIPPED = fileURLToPath(new URL('../../nginx.conf', import.meta.url))
 

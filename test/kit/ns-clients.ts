@@ -9,10 +9,11 @@
 // Plus nginx as a plain HTTP origin inside a host.
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { waitFor, type Resources } from '../../bench/lib/util.ts'
 import { daemonInNs, localAddress, nsHttp, openBridge, portOf, startInNs, type Bridge, type NetHost, type NsRequest } from './netns.ts'
-import { runNginx, writeQbittorrentProfile, writeTransmissionSettings } from '../../bench/lib/references.ts'
+import { LT_SCRIPTS } from './peers.ts'
+import type { ChildHandle, Resources } from './resources.ts'
+import { runNginx, writeQbittorrentProfile, writeTransmissionSettings } from './stock-tools.ts'
+import { waitFor } from './wait.ts'
 
 export type ClientKind = 'libtorrent' | 'qbittorrent' | 'transmission' | 'aria2'
 export const CLIENT_KINDS: readonly ClientKind[] = ['libtorrent', 'qbittorrent', 'transmission', 'aria2']
@@ -49,9 +50,6 @@ export interface NsClient {
   stop(): Promise<void>
 }
 
-type ChildHandle = ReturnType<Resources['start']>
-
-const LT_HOST = fileURLToPath(new URL('./lt-host.py', import.meta.url))
 
 /** Each client's ports inside its namespace: the tool's defaults (qBittorrent's peer port is random unless set). */
 const PORTS = { libtorrentPeer: 6881, qbittorrentWebUi: 8080, qbittorrentPeer: 8999, transmissionRpc: 9091, transmissionPeer: 51413, aria2Rpc: 6800, aria2Peer: 6881 } as const
@@ -100,7 +98,7 @@ async function startLibtorrent(res: Resources, host: NetHost, downloadDir: strin
   const socketPath = join(await res.tempDir('gribswarm-lthost-'), 'sock')
   // On loopback: its own address for listening and for dialling out, so that peers tell the clients apart.
   const listen = host.ns ? [] : [`${host.address}:${portOf(host, PORTS.libtorrentPeer)}`]
-  const handle = startInNs(res, host, '/usr/bin/python3', [LT_HOST, socketPath, downloadDir, ...listen])
+  const handle = startInNs(res, host, '/usr/bin/python3', [LT_SCRIPTS.host, socketPath, downloadDir, ...listen])
   const what = `libtorrent (lt-host.py) in ${host.name}`
   const ready = await waitFor(`${what} to listen on ${socketPath}`, () => {
     ensureRunning(what, handle)

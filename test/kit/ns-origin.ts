@@ -10,10 +10,11 @@ import { loadConfig } from '../../src/config.ts'
 import { openPipeline, type StatusReport } from '../../src/daemon.ts'
 import { silentLogger } from '../../src/log.ts'
 import type { DaemonCommand } from './daemon.ts'
-import { waitFor, type Resources } from '../../bench/lib/util.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
 import { daemonInNs, nsHttp, openBridge, portOf, startInNs, type NetHost } from './netns.ts'
 import { startNginxFront } from './nginx-front.ts'
+import type { Resources } from './resources.ts'
+import { waitFor } from './wait.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 /** The origin's ports in its namespace; portOf moves them on a loopback Lan, where they are the only ones of theirs on any address. */

@@ -1,0 +1,154 @@
+// The one cleanup registry of the tests, the demo and the benchmark: everything a run started
+// (servers, child processes, temp directories), undone in reverse order by cleanup(), even after
+// a failure; plus child processes with a deadline. The tests reach it through helpers.ts
+// (onCleanup, tempDir: one Resources per test file, cleaned up by an after() hook); the demo and
+// the benchmark make their own.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
+
+export interface ChildResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  timedOut: boolean
+  stdout: string
+  stderr: string
+  seconds: number
+}
+
+export interface StartOptions {
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  /** 'capture' (the default): the last 64 KiB of stdout and stderr are kept for the caller; 'inherit': they go to this process's */
+  output?: 'capture' | 'inherit'
+}
+
+/** A child started by Resources.start(). */
+export type ChildHandle = ReturnType<Resources['start']>
+
+/** Keeps the last `max` characters of a stream, so a chatty child cannot fill memory. */
+function tail(max: number) {
+  let text = ''
+  return {
+    push(chunk: Buffer) {
+      text += chunk.toString('utf8')
+      if (text.length > max) text = text.slice(-max)
+    },
+    get text() {
+      return text
+    },
+  }
+}
+
+/** Everything the run started, undone in reverse order by cleanup(), even after a failure. */
+export class Resources {
+  private readonly undo: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = []
+  private readonly children = new Set<ChildProcess>()
+  private cleaning: Promise<void> | undefined
+  /** The steps of cleanup() that failed (each also reported through `report`). */
+  readonly failures: string[] = []
+
+  /** `report` gets one line per cleanup step that failed (default: stderr). */
+  constructor(private readonly report: (message: string) => void = (message) => process.stderr.write(`${message}\n`)) {}
+
+  defer(what: string, fn: () => Promise<unknown> | unknown): void {
+    this.undo.push({ what, fn })
+  }
+
+  /** A fresh directory under os.tmpdir(), removed by cleanup(). */
+  async tempDir(prefix: string): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), prefix))
+    this.defer(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }))
+    return dir
+  }
+
+  /** Starts a long-running child; cleanup() stops it if it is still there. */
+  start(command: string, args: string[], options: StartOptions = {}) {
+    const inherit = options.output === 'inherit'
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', inherit ? 'inherit' : 'pipe', inherit ? 'inherit' : 'pipe'] })
+    const stdout = tail(64 * 1024)
+    const stderr = tail(64 * 1024)
+    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk))
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk))
+    this.children.add(child)
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.children.delete(child)
+        resolve({ code, signal })
+      })
+      child.once('error', () => {
+        this.children.delete(child)
+        resolve({ code: -1, signal: null })
+      })
+    })
+    return {
+      child,
+      exited,
+      get stdout() {
+        return stdout.text
+      },
+      get stderr() {
+        return stderr.text
+      },
+      /** SIGTERM, then SIGKILL if it has not exited after graceMs. */
+      stop: (graceMs = 10_000) => this.stopChild(child, exited, graceMs),
+    }
+  }
+
+  /** Runs a child to completion or until timeoutMs (then it is killed). */
+  async run(command: string, args: string[], timeoutMs: number, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
+    const begin = performance.now()
+    const handle = this.start(command, args, options)
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      void handle.stop(2000)
+    }, timeoutMs)
+    const { code, signal } = await handle.exited
+    clearTimeout(timer)
+    return { code, signal, timedOut, stdout: handle.stdout, stderr: handle.stderr, seconds: (performance.now() - begin) / 1000 }
+  }
+
+  private async stopChild(child: ChildProcess, exited: Promise<unknown>, graceMs: number): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+    await exited
+    clearTimeout(timer)
+  }
+
+  /** Stops children, then undoes everything else in reverse order; never throws (see `failures`). */
+  cleanup(): Promise<void> {
+    this.cleaning ??= (async () => {
+      await Promise.all(
+        [...this.children].map(async (child) => {
+          if (child.exitCode !== null || child.signalCode !== null) return
+          const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+          child.kill('SIGTERM')
+          const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+          await exited
+          clearTimeout(timer)
+        }),
+      )
+      for (const { what, fn } of this.undo.reverse()) {
+        try {
+          await Promise.race([
+            Promise.resolve().then(fn),
+            // unref'd: a finished cleanup must not keep the process alive for 30 s
+            delay(30_000, undefined, { ref: false }).then(() => {
+              throw new Error('timed out after 30 s')
+            }),
+          ])
+        } catch (err) {
+          const failure = `cleanup: ${what} failed: ${(err as Error).message}`
+          this.failures.push(failure)
+          this.report(failure)
+        }
+      }
+      this.undo.length = 0
+    })()
+    return this.cleaning
+  }
+}
