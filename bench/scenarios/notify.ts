@@ -7,13 +7,13 @@
 import { randomBytes } from 'node:crypto'
 import { stat } from 'node:fs/promises'
 import amqp from 'amqplib'
-import { loadConfig } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
+import { loadLoopbackConfig } from '../../test/kit/config.ts'
 import { arpegeKey, FakeUpstream } from '../../test/kit/fake-upstream.ts'
 import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
 import { quantile } from '../../test/kit/measure.ts'
-import { freePort, waitFor } from '../../test/kit/wait.ts'
+import { waitFor } from '../../test/kit/wait.ts'
 import { BENCH_BROKER, ensureBroker, FIXTURE_CACHE } from '../lib/services.ts'
 import { fmtMB, fmtRatio, progress, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
 
@@ -53,19 +53,12 @@ export async function benchNotify({ res, quick }: ScenarioContext): Promise<Scen
   const unsubscribe = await subscribe(exchange, (body, at) => received.set(body.relPath, at))
   res.defer('close the subscriber', unsubscribe)
 
-  const httpPort = await freePort()
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      dataDir: await res.tempDir('gribswarm-bench-notify-'),
-      source: { bucketUrl: upstream.bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges, lookbackRuns: 1 },
-      fetch: { concurrency: 1 },
-      tracker: { host: '127.0.0.1', port: await freePort() },
-      seed: { port: 0, dht: false, utp: false },
-      http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: `http://127.0.0.1:${httpPort}` },
-      notify: { brokerUrl: BENCH_BROKER, exchange, source: 'bench' },
-      log: { level: 'info' },
-    },
+  const config = await loadLoopbackConfig(await res.tempDir('gribswarm-bench-notify-'), {
+    source: { bucketUrl: upstream.bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges, lookbackRuns: 1 },
+    fetch: { concurrency: 1 },
+    seed: { utp: false },
+    notify: { brokerUrl: BENCH_BROKER, exchange, source: 'bench' },
+    log: { level: 'info' },
   })
   // The pipeline logs "published" right after the store's atomic rename: the moment the file is public.
   const log = createLogger('info', (line) => {

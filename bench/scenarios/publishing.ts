@@ -12,17 +12,17 @@ import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import gdal from 'gdal-async'
-import { announceUrls, loadConfig, type Config } from '../../src/config.ts'
+import { announceUrls, type Config } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { xml } from '../../src/feed.ts'
 import { createLogger } from '../../src/log.ts'
 import { expectedFiles, objectUrl } from '../../src/source.ts'
 import { pieceLengthFor } from '../../src/torrent.ts'
+import { loadLoopbackConfig } from '../../test/kit/config.ts'
 import { arpegeKey } from '../../test/kit/fake-upstream.ts'
 import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
 import { cpuSeconds, median } from '../../test/kit/measure.ts'
 import type { Resources } from '../../test/kit/resources.ts'
-import { freePort } from '../../test/kit/wait.ts'
 import { runMktorrent, startTransmission, type ReferenceSeeder } from '../lib/references.ts'
 import { FIXTURE_CACHE, startUpstream } from '../lib/services.ts'
 import { fmtMB, fmtMBs, fmtMs, fmtRatio, freeDiskBytes, MB, progress, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
@@ -120,19 +120,12 @@ async function measureSize(res: Resources, transmission: ReferenceSeeder, size: 
   const runs = RUNS.slice(0, size.samples)
   // Paced at 50 MB/s by a process of its own, not by the daemon's event loop.
   const bucketUrl = await startUpstream(res, fixture, RATE, runs.map((run) => arpegeKey({ run, grid: '01', pkg: 'SP1', range: RANGE })))
-  const httpPort = await freePort()
-  const config = loadConfig({
-    env: {},
-    overrides: {
-      dataDir,
-      source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: [RANGE], lookbackRuns: 1 },
-      fetch: { concurrency: 1, connectTimeoutMs: 5000, idleTimeoutMs: 10_000, transferAttempts: 2, validationAttempts: 1, backoffMs: 100, maxBackoffMs: 500 },
-      tracker: { host: '127.0.0.1', port: await freePort() },
-      seed: { port: 0, dht: false, utp: false },
-      http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: `http://127.0.0.1:${httpPort}` },
-      disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
-      log: { level: 'warn' },
-    },
+  const config = await loadLoopbackConfig(dataDir, {
+    source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: [RANGE], lookbackRuns: 1 },
+    fetch: { concurrency: 1, connectTimeoutMs: 5000, idleTimeoutMs: 10_000, transferAttempts: 2, validationAttempts: 1, backoffMs: 100, maxBackoffMs: 500 },
+    seed: { utp: false },
+    disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
+    log: { level: 'warn' },
   })
   const pieceLength = pieceLengthFor(fileSize, config.torrent.minPieces)
 

@@ -5,8 +5,9 @@ import { stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { StatusReport } from '../../src/daemon.ts'
+import { loopbackConfig } from './config.ts'
 import type { Resources } from './resources.ts'
-import { freePort, waitFor } from './wait.ts'
+import { waitFor } from './wait.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -57,20 +58,16 @@ export async function daemonCommand(res: Resources, runner?: DaemonRunner): Prom
 export async function writeDaemonConfig(res: Resources, name: string, overrides: Record<string, Record<string, unknown>>): Promise<DaemonSetup> {
   const dir = await res.tempDir(`gribswarm-bench-${name}-`)
   const dataDir = join(dir, 'data')
-  const httpPort = await freePort()
-  const trackerPort = await freePort()
-  const publicBaseUrl = `http://127.0.0.1:${httpPort}`
-  const config: Record<string, Record<string, unknown>> = {
-    tracker: { enabled: true, host: '127.0.0.1', port: trackerPort },
-    seed: { port: 0, dht: false, utp: true },
-    http: { host: '127.0.0.1', port: httpPort, publicBaseUrl },
+  const child = {
+    tracker: { enabled: true },
+    seed: { utp: true },
     disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
     schedule: { cron: '0 0 1 1 *' },
     log: { level: 'warn' },
   }
-  for (const [section, values] of Object.entries(overrides)) config[section] = { ...config[section], ...values }
+  const { values, httpPort, trackerPort, publicBaseUrl } = await loopbackConfig(dataDir, child, overrides)
   const configPath = join(dir, 'config.json')
-  await writeFile(configPath, JSON.stringify({ dataDir, ...config }, null, 2))
+  await writeFile(configPath, JSON.stringify(values, null, 2))
   return { dataDir, configPath, httpPort, trackerPort, publicBaseUrl }
 }
 

@@ -4,10 +4,10 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after } from 'node:test'
-import { loadConfig, type Config } from '../../src/config.ts'
+import type { Config } from '../../src/config.ts'
+import { loadLoopbackConfig, type ConfigSections } from './config.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
 import { fixtureFor, type GribFixtureOptions } from './grib-fixtures.ts'
-import { freePort } from './wait.ts'
 
 // What a test file started, undone when it ends, last made first undone: daemons stop before
 // their data directories go. One hook for all (root after() hooks run in the order they were
@@ -39,23 +39,15 @@ export async function fixture(name: string, options?: GribFixtureOptions): Promi
 export const RUN = '2026-11-23T00:00:00Z'
 
 /** Everything on loopback, no DHT, short timeouts and backoffs. */
-export async function testConfig(dataDir: string, bucketUrl: string, overrides: Record<string, unknown> = {}): Promise<Config> {
-  const httpPort = await freePort()
-  const trackerPort = await freePort()
-  const base: Record<string, any> = {
-    dataDir,
+export async function testConfig(dataDir: string, bucketUrl: string, overrides: ConfigSections = {}): Promise<Config> {
+  const tests = {
     source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H', '013H024H'], lookbackRuns: 1 },
     fetch: { concurrency: 2, connectTimeoutMs: 2000, idleTimeoutMs: 1500, transferAttempts: 3, validationAttempts: 2, backoffMs: 20, maxBackoffMs: 100 },
-    tracker: { host: '127.0.0.1', port: trackerPort },
-    seed: { port: 0, dht: false, utp: true },
-    http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: `http://127.0.0.1:${httpPort}` },
+    seed: { utp: true },
     disk: { budgetBytes: 10_000_000_000, minFreeBytes: 0 },
     log: { level: 'warn' },
   }
-  for (const [key, value] of Object.entries(overrides)) {
-    base[key] = typeof value === 'object' && value && !Array.isArray(value) ? { ...base[key], ...value } : value
-  }
-  return loadConfig({ env: {}, overrides: base })
+  return loadLoopbackConfig(dataDir, tests, overrides)
 }
 
 /** A local object store serving one small CCSDS fixture per range of RUN (package SP1). */

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config.ts'
 import { openPipeline, type StatusReport } from '../../src/daemon.ts'
 import { silentLogger } from '../../src/log.ts'
+import { mergeSections } from './config.ts'
 import type { DaemonCommand } from './daemon.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
 import { daemonInNs, nsHttp, openBridge, portOf, startInNs, type NetHost } from './netns.ts'
@@ -74,7 +75,7 @@ export async function prepareNsOrigin(res: Resources, host: NetHost, options: Ns
   const publicBaseUrl = `http://${host.address}${httpPort === 80 ? '' : `:${httpPort}`}`
   const nginx = options.nginx ?? false
   const daemonPort = nginx ? portOf(host, PORTS.daemonBehindNginx) : httpPort
-  const sections: Record<string, Record<string, unknown>> = {
+  const origin = {
     source: { enabled: false },
     tracker: { enabled: true, host: trackerHost(host), port: portOf(host, PORTS.tracker) },
     seed: { port: portOf(host, PORTS.peer), dht: false },
@@ -86,7 +87,7 @@ export async function prepareNsOrigin(res: Resources, host: NetHost, options: Ns
     // Without tc (loopback), the daemon's own budget caps its uplink, BitTorrent and HTTP together.
     ...(host.unshapedUplinkMbit ? { uplink: { bytesPerSec: (host.unshapedUplinkMbit * 1_000_000) / 8 } } : {}),
   }
-  for (const [section, values] of Object.entries(options.config ?? {})) sections[section] = { ...sections[section], ...values }
+  const sections = mergeSections(origin, options.config ?? {})
   const item = await publish(dataDir, options.file, sections)
   const configPath = join(dir, 'config.json')
   await writeFile(configPath, JSON.stringify({ dataDir, ...sections }, null, 2))
