@@ -1,20 +1,49 @@
 // Stage "expire": an item stays published for retention.publishSeconds after it was
 // published. Expiry first unpublishes it (tombstone: it leaves the feeds and is never
-// fetched again), then lets the other stages let go of it (seeder, tracker), and only
-// then deletes its files. expiresAt is in the sidecar, so restarts change nothing.
+// fetched again), then lets the other stages let go of it (seeder, tracker, notifier), and
+// only then deletes its files. expiresAt is in the sidecar, so restarts change nothing.
+import type { Config } from './config.ts'
+import type { Events } from './events.ts'
 import type { Logger } from './log.ts'
+import type { PublishListener, Stage } from './stage.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 
-export class Expirer {
+export interface ExpirerDeps {
+  store: DataStore
+  /** Told of each expired item, last first (the reverse of the order they learnt of it). */
+  listeners: PublishListener[]
+  events: Events
+  log: Logger
+  now?: () => Date
+}
+
+export class Expirer implements Stage<{ expired: number }> {
   private timer: NodeJS.Timeout | undefined
   private running: Promise<ItemRecord[]> | undefined
+  private expiredCount = 0
 
   constructor(
-    private readonly store: DataStore,
-    private readonly onExpired: (item: ItemRecord) => Promise<void>,
-    private readonly log: Logger,
-    private readonly now: () => Date = () => new Date(),
+    private readonly config: Config['retention'],
+    private readonly deps: ExpirerDeps,
   ) {}
+
+  /** Expires what fell due while the daemon was down, then sweeps every retention.checkEverySeconds. */
+  async start(): Promise<void> {
+    await this.sweep()
+    this.timer = setInterval(() => {
+      this.sweep().catch((err: Error) => this.deps.log.error('expiry sweep failed', { error: err }))
+    }, this.config.checkEverySeconds * 1000)
+    this.timer.unref()
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer)
+    await this.running
+  }
+
+  status() {
+    return { expired: this.expiredCount }
+  }
 
   /** Expires everything due now; concurrent calls share one sweep. */
   sweep(): Promise<ItemRecord[]> {
@@ -23,36 +52,29 @@ export class Expirer {
   }
 
   private async sweepOnce(): Promise<ItemRecord[]> {
-    const now = this.now().getTime()
-    const due = this.store.list().filter((item) => Date.parse(item.expiresAt) <= now)
+    const now = (this.deps.now?.() ?? new Date()).getTime()
+    const due = this.deps.store.list().filter((item) => Date.parse(item.expiresAt) <= now)
     for (const item of due) await this.expire(item, 'retention over')
     return due
   }
 
   /** Expires one item now (a mirror does this when its origin says the file was removed). */
   async remove(relPath: string, reason: string): Promise<void> {
-    const item = this.store.get(relPath)
+    const item = this.deps.store.get(relPath)
     if (item) await this.expire(item, reason)
   }
 
   private async expire(item: ItemRecord, reason: string): Promise<void> {
-    if (!(await this.store.unpublish(item.relPath))) return // expired meanwhile
-    await this.onExpired(item).catch((err: Error) =>
-      this.log.error('a stage failed to let go of an expired item', { relPath: item.relPath, error: err }),
-    )
-    await this.store.deleteFiles(item.relPath)
-    this.log.info('expired', { relPath: item.relPath, publishedAt: item.publishedAt, reason })
-  }
-
-  start(everyMs: number): void {
-    this.timer = setInterval(() => {
-      this.sweep().catch((err: Error) => this.log.error('expiry sweep failed', { error: err }))
-    }, everyMs)
-    this.timer.unref()
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.timer)
-    await this.running
+    const { store, log } = this.deps
+    if (!(await store.unpublish(item.relPath))) return // expired meanwhile
+    for (const listener of [...this.deps.listeners].reverse()) {
+      await listener.expired(item).catch((err: Error) =>
+        log.error('a stage failed to let go of an expired item', { relPath: item.relPath, stage: listener.constructor.name, error: err }),
+      )
+    }
+    await store.deleteFiles(item.relPath)
+    this.expiredCount++
+    log.info('expired', { relPath: item.relPath, publishedAt: item.publishedAt, reason })
+    this.deps.events.emit('expired', { item, reason })
   }
 }

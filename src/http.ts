@@ -10,8 +10,10 @@ import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import type { Config } from './config.ts'
 import { renderAtom, renderJsonFeed, renderRss, type FeedContext } from './feed.ts'
 import type { Logger } from './log.ts'
+import type { PublishListener, Stage } from './stage.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 import type { Uplink } from './uplink.ts'
 import { encodeRelPath } from './urls.ts'
@@ -52,8 +54,8 @@ export interface HttpCounts {
 
 const noCounts = (): HttpCounts => ({ dataRequests: 0, dataBytes: 0, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 0 })
 
-/** What HTTP sent of the data files, in total and per published file. */
-export class HttpTraffic {
+/** What HTTP sent of the data files, in total and per published file (an expired file's counts go with it). */
+export class HttpTraffic implements PublishListener {
   readonly total = noCounts()
   private readonly items = new Map<string, HttpCounts>()
 
@@ -62,9 +64,11 @@ export class HttpTraffic {
     return { ...(this.items.get(relPath) ?? noCounts()) }
   }
 
+  async published(): Promise<void> {}
+
   /** The file expired: its counts go with it (the totals keep them). */
-  forget(relPath: string): void {
-    this.items.delete(relPath)
+  async expired(item: ItemRecord): Promise<void> {
+    this.items.delete(item.relPath)
   }
 
   count(relPath: string, update: (counts: HttpCounts) => void): void {
@@ -254,4 +258,33 @@ export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstanc
 
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: `no route ${req.method} ${req.url.slice(0, 200)}` }))
   return app
+}
+
+/** Stage "http": the app of buildHttpApp(), listening on http.host and http.port. */
+export class HttpServer implements Stage<{ port: number }> {
+  private app: FastifyInstance | undefined
+
+  constructor(
+    private readonly config: Config['http'],
+    private readonly deps: Omit<HttpOptions, 'trustProxy' | 'accelRedirect'>,
+  ) {}
+
+  async start(): Promise<void> {
+    this.app = await buildHttpApp({ ...this.deps, trustProxy: this.config.trustProxy, accelRedirect: this.config.accelRedirect })
+    await this.app.listen({ host: this.config.host, port: this.config.port })
+    this.deps.log.info('http listening', { url: `http://${this.config.host}:${this.port}`, public: this.config.publicBaseUrl })
+  }
+
+  async stop(): Promise<void> {
+    await this.app?.close()
+  }
+
+  get port(): number {
+    const address = this.app?.server.address()
+    return typeof address === 'object' && address ? address.port : 0
+  }
+
+  status() {
+    return { port: this.port }
+  }
 }

@@ -1,12 +1,14 @@
 // Stage "notify": Sarracenia v03 notifications over AMQP. Messages go to an on-disk outbox
 // first (a file each, in order), so the pipeline never waits on the broker and nothing is
 // lost while it is away; a sender posts them in order on a confirm channel and deletes each
-// file only once the broker has confirmed it (at-least-once), reconnecting with backoff.
+// file only once the broker has confirmed it (at-least-once), reconnecting through amqp.ts.
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import amqp from 'amqplib'
+import type { ChannelModel } from 'amqplib'
+import { keepConnected, redactUrl } from './amqp.ts'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
+import type { PublishListener, Stage } from './stage.ts'
 import { writeFileAtomic, type ItemRecord } from './store.ts'
 import { torrentUrl } from './urls.ts'
 
@@ -59,17 +61,6 @@ export function removeMessage(item: ItemRecord, publicBaseUrl: string, source: s
   return { pubTime: v03Time(now), baseUrl: `${publicBaseUrl}/data`, relPath: item.relPath, fileOp: { remove: '' }, source, infoHash: item.infoHash }
 }
 
-/** The broker URL with its password hidden, for logs and the status page. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password) parsed.password = '***'
-    return parsed.toString()
-  } catch {
-    return '(invalid URL)'
-  }
-}
-
 interface OutboxEntry {
   topic: string
   body: V03Message
@@ -84,24 +75,26 @@ export interface NotifierStatus {
   lastError?: string
 }
 
-export class Notifier {
+export class Notifier implements Stage<NotifierStatus>, PublishListener {
   private readonly dir: string
+  private readonly log: Logger
+  private readonly publicBaseUrl: string
   private sequence = 0
   private writes: Promise<void> = Promise.resolve()
   private files: string[] = []
-  private connection: amqp.ChannelModel | undefined
   private wake: (() => void) | undefined
   private running: Promise<void> | undefined
-  private stopped = false
+  private readonly stopping = new AbortController()
   private readonly state: NotifierStatus
 
   constructor(
-    private readonly options: Config['notify'],
-    dataDir: string,
-    private readonly log: Logger,
+    private readonly config: Config['notify'],
+    deps: { dataDir: string; publicBaseUrl: string; log: Logger },
   ) {
-    this.dir = join(dataDir, 'outbox')
-    this.state = { broker: redactUrl(options.brokerUrl), connected: false, backlog: 0, sent: 0, dropped: 0 }
+    this.dir = join(deps.dataDir, 'outbox')
+    this.log = deps.log
+    this.publicBaseUrl = deps.publicBaseUrl
+    this.state = { broker: redactUrl(config.brokerUrl), connected: false, backlog: 0, sent: 0, dropped: 0 }
   }
 
   status(): NotifierStatus {
@@ -114,7 +107,21 @@ export class Notifier {
     this.files = (await readdir(this.dir)).filter((f) => f.endsWith('.json')).sort()
     this.sequence = this.files.length ? Number(this.files.at(-1)!.slice(0, 16)) + 1 : 0
     if (this.files.length) this.log.info('notifications waiting from an earlier run', { backlog: this.files.length })
-    this.running = this.sendLoop()
+    this.running = keepConnected(this.config.brokerUrl, (connection, closed, ready) => this.send(connection, closed, ready), {
+      signal: this.stopping.signal,
+      onFailure: (err, retryInMs) => {
+        this.state.lastError = err.message
+        this.log.warn('broker unavailable, notifications wait on disk', { broker: this.state.broker, backlog: this.files.length, retryInMs, error: err })
+      },
+    })
+  }
+
+  published(item: ItemRecord): Promise<void> {
+    return this.enqueue(postMessage(item, this.publicBaseUrl, this.config.source))
+  }
+
+  expired(item: ItemRecord): Promise<void> {
+    return this.enqueue(removeMessage(item, this.publicBaseUrl, this.config.source))
   }
 
   /**
@@ -128,11 +135,11 @@ export class Notifier {
     const written = this.writes.then(async () => {
       await writeFileAtomic(join(this.dir, name), entry)
       this.files.push(name)
-      while (this.files.length > this.options.maxBacklog) {
+      while (this.files.length > this.config.maxBacklog) {
         const oldest = this.files.shift()!
         await rm(join(this.dir, oldest), { force: true })
         this.state.dropped++
-        this.log.warn('notification backlog full, dropped the oldest message', { maxBacklog: this.options.maxBacklog })
+        this.log.warn('notification backlog full, dropped the oldest message', { maxBacklog: this.config.maxBacklog })
       }
       this.wake?.()
     })
@@ -141,46 +148,22 @@ export class Notifier {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true
+    this.stopping.abort()
     this.wake?.()
-    await this.connection?.close().catch(() => {})
     await this.running
   }
 
-  private async sendLoop(): Promise<void> {
-    for (let failures = 0; !this.stopped; ) {
-      try {
-        await this.connectAndSend()
-        failures = 0
-      } catch (err) {
-        this.state.connected = false
-        this.state.lastError = (err as Error).message
-        if (this.stopped) return
-        failures++
-        const wait = Math.min(30_000, 500 * 2 ** Math.min(failures, 6))
-        this.log.warn('broker unavailable, notifications wait on disk', { broker: this.state.broker, backlog: this.files.length, retryInMs: wait, error: err })
-        await this.sleep(wait)
-      }
-    }
-  }
-
   /** One connection's life: post the outbox in order, then wait for more. */
-  private async connectAndSend(): Promise<void> {
-    const connection = await amqp.connect(this.options.brokerUrl, { timeout: 10_000 })
-    this.connection = connection
-    const closed = new Promise<never>((_, reject) => {
-      connection.on('error', reject)
-      connection.on('close', () => reject(new Error('connection closed')))
-    })
-    closed.catch(() => {})
+  private async send(connection: ChannelModel, closed: Promise<never>, ready: () => void): Promise<void> {
     try {
       const channel = await connection.createConfirmChannel()
       channel.on('error', () => {})
-      await channel.assertExchange(this.options.exchange, 'topic', { durable: true })
+      await channel.assertExchange(this.config.exchange, 'topic', { durable: true })
       this.state.connected = true
       this.state.lastError = undefined
-      this.log.info('connected to broker', { broker: this.state.broker, exchange: this.options.exchange, backlog: this.files.length })
-      while (!this.stopped) {
+      ready()
+      this.log.info('connected to broker', { broker: this.state.broker, exchange: this.config.exchange, backlog: this.files.length })
+      while (!this.stopping.signal.aborted) {
         const batch = this.files.slice(0, 100)
         if (batch.length === 0) {
           await Promise.race([this.sleep(60_000), closed])
@@ -191,7 +174,7 @@ export class Notifier {
           const text = await readFile(join(this.dir, name), 'utf8').catch(() => undefined)
           if (text === undefined) continue
           const entry = JSON.parse(text) as OutboxEntry
-          channel.publish(this.options.exchange, entry.topic, Buffer.from(JSON.stringify(entry.body)), {
+          channel.publish(this.config.exchange, entry.topic, Buffer.from(JSON.stringify(entry.body)), {
             contentType: 'application/json',
             persistent: true,
           })
@@ -206,8 +189,6 @@ export class Notifier {
       }
     } finally {
       this.state.connected = false
-      this.connection = undefined
-      await connection.close().catch(() => {})
     }
   }
 

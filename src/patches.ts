@@ -28,7 +28,7 @@ wireMethods._onMessageLength = function (this: Wire, buffer: Uint8Array) {
   parseMessageLength.call(this, buffer)
 }
 
-/** Wires of torrents being removed (see retireWires). */
+/** Wires of torrents being removed (see removeTorrent). */
 const retired = new WeakSet<object>()
 const parseRequest = wireMethods._onRequest
 wireMethods._onRequest = function (this: Wire, ...args: unknown[]) {
@@ -37,7 +37,7 @@ wireMethods._onRequest = function (this: Wire, ...args: unknown[]) {
 }
 
 /**
- * webtorrent 2.8.5, before a torrent is removed (its file kept):
+ * webtorrent 2.8.5: removes a torrent, keeping its file, and first makes its wires safe:
  * - a wire still flushing when its torrent is destroyed fires a request timeout afterwards,
  *   whose handler dereferences the destroyed torrent's client and crashes the process (seen
  *   when a mirror hands a finished download over to its seed): request timers are disarmed;
@@ -45,11 +45,12 @@ wireMethods._onRequest = function (this: Wire, ...args: unknown[]) {
  *   has let go of its store, which throws and kills the process (seen in the soak, a file
  *   expiring while clients asked for it): such wires answer no more requests.
  */
-export function retireWires(torrent: Torrent): void {
+export async function removeTorrent(client: WebTorrent, torrent: Torrent): Promise<void> {
   for (const wire of torrent.wires) {
     wire.setTimeout(0)
     retired.add(wire)
   }
+  await client.remove(torrent.infoHash, { destroyStore: false })
 }
 
 /**

@@ -1,16 +1,17 @@
 // One pass of the pipeline, Sarracenia-style: gather (source), filter (already done, disk
-// budget), work (fetch → validate, re-fetching until valid), post (torrent → publish → hooks).
+// budget), work (fetch → validate, re-fetching until valid), post (the publish stage).
 // Data only flows downstream; nothing here knows about HTTP, feeds or the tracker.
 import { rm } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Got } from 'got'
 import type { Config } from './config.ts'
+import type { Events } from './events.ts'
 import { backoff, fetchFile, IntegrityError, NotFoundError, type FetchedFile } from './fetch.ts'
 import type { Logger } from './log.ts'
-import { recentRuns, type Candidate, type Source } from './source.ts'
+import { DiskBudgetError, type Publisher } from './publish.ts'
+import type { Candidate, Source } from './source.ts'
 import type { DataStore, ItemRecord } from './store.ts'
-import { buildTorrent, pieceLengthFor } from './torrent.ts'
-import { webSeedUrl } from './urls.ts'
+import { pieceLengthFor } from './torrent.ts'
 import { GribStreamValidator, InvalidFileError } from './validate.ts'
 
 export interface PassOptions {
@@ -42,25 +43,29 @@ export interface PassObserver {
 }
 
 export interface PipelineDeps {
-  config: Config
-  store: DataStore
+  /** Gather: what upstream has. */
   source: Source
+  /** What is published or expired already, and where downloads go. */
+  store: DataStore
+  /** Post: admission to the disk budget, then publication. */
+  publisher: Publisher
   http: Got
+  /** torrent.minPieces: the piece length is chosen before the download, hashed during it. */
+  minPieces: number
+  events: Events
   log: Logger
-  announce: string[]
-  /** Called after each file is published (seeder, tracker, notifications...). */
-  onPublished: (item: ItemRecord, torrent: Buffer) => Promise<void>
   now?: () => Date
 }
 
 export class Pipeline {
-  private inFlightBytes = 0
-  constructor(private readonly deps: PipelineDeps) {}
+  constructor(
+    private readonly config: Config['fetch'],
+    private readonly deps: PipelineDeps,
+  ) {}
 
   async runPass(options: PassOptions = {}, observer: PassObserver = {}): Promise<PassReport> {
-    const { config, store, source, log } = this.deps
-    const now = this.deps.now?.() ?? new Date()
-    const runs = options.runs ?? recentRuns(now, config.source.runHours, config.source.lookbackRuns)
+    const { store, source, publisher, log } = this.deps
+    const runs = options.runs ?? source.recentRuns(this.deps.now?.() ?? new Date())
     const available = await source.discover(runs, options.packages)
     const todo = available.filter((c) => !store.isDone(c.relPath))
     const report: PassReport = {
@@ -79,14 +84,15 @@ export class Pipeline {
     const worker = async (): Promise<void> => {
       for (let candidate = queue.shift(); candidate; candidate = queue.shift()) {
         if (options.signal?.aborted) return
-        const room = await this.roomFor(candidate)
-        if (room) {
-          log.warn('disk budget reached: not fetching, seeding goes on', { relPath: candidate.relPath, reason: room })
+        let release: () => void
+        try {
+          release = await publisher.admit(candidate.relPath, candidate.size ?? 0)
+        } catch (err) {
+          if (!(err instanceof DiskBudgetError)) throw err
+          log.warn('disk budget reached: not fetching, seeding goes on', { relPath: candidate.relPath, reason: err.message })
           report.deferred.push(candidate)
           continue
         }
-        const size = candidate.size ?? 0
-        this.inFlightBytes += size
         try {
           const item = await this.processOne(candidate, options.signal, observer)
           if (item) report.published.push(item)
@@ -96,11 +102,11 @@ export class Pipeline {
           report.failed.push({ relPath: candidate.relPath, url: candidate.url, reason })
           observer.finished?.(candidate, 'failed', reason)
         } finally {
-          this.inFlightBytes -= size
+          release()
         }
       }
     }
-    await Promise.all(Array.from({ length: config.fetch.concurrency }, worker))
+    await Promise.all(Array.from({ length: this.config.concurrency }, worker))
     log.info('pass: done', {
       published: report.published.length,
       failed: report.failed.length,
@@ -109,42 +115,29 @@ export class Pipeline {
     return report
   }
 
-  /** Why this file would not fit, or undefined when it does. */
-  private async roomFor(candidate: Candidate): Promise<string | undefined> {
-    const { config, store } = this.deps
-    const size = candidate.size ?? 0
-    const used = store.publishedBytes() + this.inFlightBytes
-    if (used + size > config.disk.budgetBytes) {
-      return `${used} bytes used + ${size} would exceed disk.budgetBytes ${config.disk.budgetBytes}`
-    }
-    const free = await store.freeBytes()
-    if (free - size < config.disk.minFreeBytes) {
-      return `${free} bytes free - ${size} would go under disk.minFreeBytes ${config.disk.minFreeBytes}`
-    }
-    return undefined
-  }
-
   /** Fetches and validates until valid (up to fetch.validationAttempts), then publishes. */
   private async processOne(candidate: Candidate, signal: AbortSignal | undefined, observer: PassObserver): Promise<ItemRecord | undefined> {
-    const { config, store, http, log } = this.deps
+    const { config } = this
+    const { store, http, log, events } = this.deps
     const temp = store.tempPath(candidate.relPath)
-    const attempts = config.fetch.validationAttempts
+    const attempts = config.validationAttempts
     for (let attempt = 1; attempt <= attempts; attempt++) {
       observer.started?.(candidate, attempt)
       const fileLog = log.child({ relPath: candidate.relPath, attempt })
       try {
         const size = candidate.size ?? (await this.headSize(candidate))
         const fetched = await fetchFile(http, { ...candidate, size }, temp, {
-          pieceLength: pieceLengthFor(size, config.torrent.minPieces),
-          attempts: config.fetch.transferAttempts,
-          backoffMs: config.fetch.backoffMs,
-          maxBackoffMs: config.fetch.maxBackoffMs,
+          pieceLength: pieceLengthFor(size, this.deps.minPieces),
+          attempts: config.transferAttempts,
+          backoffMs: config.backoffMs,
+          maxBackoffMs: config.maxBackoffMs,
           signal,
           watch: () => new GribStreamValidator(temp),
           onProgress: (received, total) => observer.progress?.(candidate, received, total),
         })
         const grib = await fetched.watcher!.finish()
         fileLog.debug('valid GRIB', { messages: grib.messages, bands: grib.bands, size: fetched.size })
+        events.emit('validated', { relPath: candidate.relPath, size: fetched.size, messages: grib.messages, bands: grib.bands })
         const item = await this.publish(candidate, fetched)
         observer.finished?.(candidate, 'published')
         return item
@@ -156,7 +149,7 @@ export class Pipeline {
           return undefined
         }
         if (!(err instanceof IntegrityError || err instanceof InvalidFileError) || attempt === attempts) throw err
-        const wait = backoff(attempt, config.fetch.backoffMs, config.fetch.maxBackoffMs)
+        const wait = backoff(attempt, config.backoffMs, config.maxBackoffMs)
         fileLog.warn('invalid download deleted, fetching again', { reason: err.message, retryInMs: wait })
         await delay(wait, undefined, { signal })
       }
@@ -171,43 +164,29 @@ export class Pipeline {
     return size
   }
 
-  private async publish(candidate: Candidate, fetched: FetchedFile): Promise<ItemRecord> {
-    const { config, store, announce, log } = this.deps
-    const publishedAt = this.deps.now?.() ?? new Date()
-    const built = buildTorrent({
-      name: candidate.fileName,
-      length: fetched.size,
-      pieceLength: fetched.pieceLength,
-      pieces: fetched.pieces,
-      announce: [...announce, ...config.torrent.extraTrackers],
-      webSeeds: [webSeedUrl(config.http.publicBaseUrl, candidate.relPath)],
-      comment: `${candidate.url} (run ${candidate.run})`,
-      createdBy: config.torrent.createdBy,
-      creationDate: publishedAt,
-    })
-    const item = await store.publish(fetched.path, built.torrent, {
-      version: 1,
-      relPath: candidate.relPath,
-      fileName: candidate.fileName,
-      sourceUrl: candidate.url,
-      run: candidate.run,
-      model: candidate.model,
-      grid: candidate.grid,
-      package: candidate.package,
-      range: candidate.range,
-      size: fetched.size,
-      md5: fetched.md5,
-      sha512: fetched.sha512,
-      infoHash: built.infoHash,
-      pieceLength: fetched.pieceLength,
-      magnetURI: built.magnetURI,
-      publishedAt: publishedAt.toISOString(),
-      expiresAt: new Date(publishedAt.getTime() + config.retention.publishSeconds * 1000).toISOString(),
-    })
-    log.info('published', { relPath: item.relPath, size: item.size, infoHash: item.infoHash })
-    await this.deps.onPublished(item, built.torrent).catch((err: Error) =>
-      log.error('published, but a downstream stage failed on it', { relPath: item.relPath, error: err }),
+  private publish(candidate: Candidate, fetched: FetchedFile): Promise<ItemRecord> {
+    return this.deps.publisher.publish(
+      {
+        path: fetched.path,
+        record: {
+          version: 1,
+          relPath: candidate.relPath,
+          fileName: candidate.fileName,
+          sourceUrl: candidate.url,
+          run: candidate.run,
+          model: candidate.model,
+          grid: candidate.grid,
+          package: candidate.package,
+          range: candidate.range,
+          size: fetched.size,
+          md5: fetched.md5,
+          sha512: fetched.sha512,
+        },
+        pieceLength: fetched.pieceLength,
+        pieces: fetched.pieces,
+        comment: `${candidate.url} (run ${candidate.run})`,
+      },
+      'upstream',
     )
-    return item
   }
 }

@@ -1,14 +1,17 @@
 // Stage "seed": one in-process webtorrent client seeds every published file straight from
-// the data directory (no copy, no download). A file whose size and mtime match what the
-// sidecar recorded is trusted without re-hashing, so a restart resumes seeding at once.
+// the data directory (no copy). A file whose size and mtime match what the sidecar recorded
+// is trusted without re-hashing, so a restart resumes seeding at once. A mirror's downloads
+// (download.ts) run on the same client, so a copy is uploaded to its swarm while it arrives.
 import { stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import bencode from 'bencode'
 import WebTorrent, { type Torrent } from 'webtorrent'
 import type { Config } from './config.ts'
+import { downloadTorrent, type DownloadOptions } from './download.ts'
+import type { Events } from './events.ts'
 import type { Logger } from './log.ts'
-import { refuseSelfConnections, retireWires, shareUploadBudget } from './patches.ts'
+import { refuseSelfConnections, removeTorrent, shareUploadBudget } from './patches.ts'
 import { PeerProgress } from './peer-progress.ts'
+import type { PublishListener, Stage } from './stage.ts'
 import type { ItemRecord } from './store.ts'
 import { SuperSeeder } from './superseed.ts'
 import type { Uplink } from './uplink.ts'
@@ -20,24 +23,35 @@ export interface SeedStats {
   uploadSpeed: number
 }
 
-/** Stops seeding a torrent, keeping its file. */
-async function removeTorrent(client: WebTorrent, torrent: Torrent): Promise<void> {
-  retireWires(torrent)
-  await client.remove(torrent.infoHash, { destroyStore: false })
+export interface SeederDeps {
+  /** The one budget for everything this node sends. */
+  uplink: Uplink
+  /** Where the store keeps a published item's data. */
+  dataPath: (relPath: string) => string
+  events: Events
+  log: Logger
 }
 
-export class Seeder {
+export class Seeder implements Stage<{ port: number; torrents: number }>, PublishListener {
   private client: WebTorrent | undefined
-  /** what a mirror's copy uploaded while it was downloading, before add() took it over */
+  private readonly uplink: Uplink
+  private readonly log: Logger
+  /** what a mirror's copy uploaded while it was downloading, before published() took it over */
   private readonly uploadedBefore = new Map<string, number>()
   /** the peers of each torrent seeded in full, for the web-seed policy */
   private readonly swarms = new Map<string, PeerProgress>()
 
   constructor(
     private readonly options: Config['seed'],
-    private readonly uplink: Uplink,
-    private readonly log: Logger,
-  ) {}
+    private readonly deps: SeederDeps,
+  ) {
+    this.uplink = deps.uplink
+    this.log = deps.log
+  }
+
+  status() {
+    return { port: this.port, torrents: this.client?.torrents.length ?? 0 }
+  }
 
   get port(): number {
     return this.client?.torrentPort ?? 0
@@ -68,8 +82,9 @@ export class Seeder {
   }
 
   /** Starts seeding a published item; resolves once it is announced as complete. */
-  async add(item: ItemRecord, torrentFile: Uint8Array, dataPath: string): Promise<void> {
+  async published(item: ItemRecord, torrentFile: Uint8Array): Promise<void> {
     const client = this.requireClient()
+    const dataPath = this.deps.dataPath(item.relPath)
     const existing = await client.get(item.infoHash)
     if (existing && existing.path === dirname(dataPath)) return
     // A copy that download() left seeding from its temp directory: swapped for the published
@@ -101,61 +116,23 @@ export class Seeder {
     torrent.on('error', (err: Error) => this.log.error('torrent error', { relPath: item.relPath, error: err }))
     this.swarms.set(item.infoHash, peers!)
     this.log.debug('seeding', { relPath: item.relPath, infoHash: item.infoHash })
+    this.deps.events.emit('seeding', { item })
   }
 
   /**
-   * Downloads a torrent into `dir` from its swarm, uploading to it meanwhile, and goes on
-   * seeding from `dir` while the caller verifies the file: add() of the published file takes
-   * the torrent over, remove() lets go of it when the copy is refused. The torrent's web seeds are a fallback, added
-   * only once peers have given nothing for `webSeedAfterMs`: a copy that reads the origin's
-   * HTTP from the start would take from the origin what the swarm is there to spare it.
-   * Rejects on timeout or when `signal` aborts (the daemon is stopping).
+   * Downloads a torrent into `dir` from its swarm on this seeder's client (see download.ts),
+   * which goes on seeding it from `dir` while the caller verifies the file: published() takes
+   * the torrent over, remove() lets go of it when the copy is refused.
    */
-  async download(torrentFile: Uint8Array, dir: string, options: { timeoutMs: number; webSeedAfterMs: number; signal?: AbortSignal }): Promise<void> {
-    const { timeoutMs, webSeedAfterMs, signal } = options
-    signal?.throwIfAborted()
-    const client = this.requireClient()
-    const meta = bencode.decode(torrentFile)
-    const webSeeds = ([] as Uint8Array[]).concat(meta['url-list'] ?? []).map((url) => Buffer.from(url).toString())
-    const torrent = await new Promise<Torrent>((resolve, reject) => {
-      const added = client.add(torrentFile, { path: dir, storeCacheSlots: 0 }, resolve)
-      added.once('error', reject)
-      refuseSelfConnections(client, added)
-    })
-    let onAbort: (() => void) | undefined
-    let timer: NodeJS.Timeout | undefined
-    let stallCheck: NodeJS.Timeout | undefined
-    let complete = false
-    try {
-      if (!torrent.done) {
-        let downloadedBefore = 0
-        stallCheck = setInterval(() => {
-          if (torrent.downloaded > downloadedBefore) {
-            downloadedBefore = torrent.downloaded
-            return
-          }
-          clearInterval(stallCheck)
-          if (webSeeds.length === 0) return
-          this.log.info('no progress from peers, adding the web seeds', { name: torrent.name, peers: torrent.numPeers, webSeeds: webSeeds.length })
-          for (const url of webSeeds) torrent.addWebSeed(url)
-        }, webSeedAfterMs)
-        await new Promise<void>((resolve, reject) => {
-          timer = setTimeout(() => reject(new Error(`download of ${torrent.name} timed out after ${timeoutMs} ms (${Math.round(torrent.progress * 100)} %)`)), timeoutMs)
-          onAbort = () => reject(new Error(`download of ${torrent.name} cancelled: stopping`))
-          signal?.addEventListener('abort', onAbort, { once: true })
-          torrent.once('done', resolve)
-          torrent.once('error', reject)
-        })
-      }
-      complete = true
-    } finally {
-      clearTimeout(timer)
-      clearInterval(stallCheck)
-      if (onAbort) signal?.removeEventListener('abort', onAbort)
-      if (!complete) await removeTorrent(client, torrent)
-    }
+  download(torrentFile: Uint8Array, dir: string, options: DownloadOptions): Promise<void> {
+    return downloadTorrent(this.requireClient(), torrentFile, dir, options, this.log)
   }
 
+  expired(item: ItemRecord): Promise<void> {
+    return this.remove(item.infoHash)
+  }
+
+  /** Stops seeding a torrent (a refused copy, an expired item), keeping its file. */
   async remove(infoHash: string): Promise<void> {
     const client = this.client
     this.uploadedBefore.delete(infoHash)
@@ -186,10 +163,6 @@ export class Seeder {
   /** The swarm of a torrent this seeder holds in full and uploads; undefined otherwise. */
   swarm(infoHash: string): SwarmView | undefined {
     return this.client && this.swarms.get(infoHash)
-  }
-
-  get seeding(): number {
-    return this.client?.torrents.length ?? 0
   }
 
   async stop(): Promise<void> {

@@ -159,11 +159,21 @@ export async function listBucket(http: Got, bucketUrl: string, prefix: string, m
 }
 
 export class Source {
+  private readonly http: Got
+  private readonly log: Logger
+
   constructor(
     private readonly config: SourceConfig,
-    private readonly http: Got,
-    private readonly log: Logger,
-  ) {}
+    deps: { http: Got; log: Logger },
+  ) {
+    this.http = deps.http
+    this.log = deps.log
+  }
+
+  /** The runs a pass looks at by default: the newest source.lookbackRuns at `now`. */
+  recentRuns(now: Date): string[] {
+    return recentRuns(now, this.config.runHours, this.config.lookbackRuns)
+  }
 
   /** Files of these runs that exist upstream now. Tries each bucket URL in turn. */
   async discover(runs: string[], packages?: string[]): Promise<Candidate[]> {

@@ -1,5 +1,6 @@
-// Stage "torrent": builds the .torrent and magnet link of one file from the piece
-// hashes computed while it downloaded, so publishing never reads the file again.
+// Torrents: builds the .torrent and magnet link of one file from the piece hashes computed
+// while it downloaded (publishing never reads the file again), and reads the single-file
+// torrents other nodes publish. The only module that speaks bencode.
 import { createHash } from 'node:crypto'
 import bencode from 'bencode'
 
@@ -56,6 +57,36 @@ export function buildTorrent(spec: TorrentSpec): BuiltTorrent {
     torrent: Buffer.from(bencode.encode(meta)),
     infoHash,
     magnetURI: magnetURI({ infoHash, name: spec.name, length: spec.length, announce: spec.announce, webSeeds: spec.webSeeds }),
+  }
+}
+
+/** A single-file torrent as read from another node (announce: every tracker of announce-list, or announce, in order). */
+export type DecodedTorrent = Pick<TorrentSpec, 'name' | 'length' | 'pieceLength' | 'pieces' | 'announce' | 'webSeeds'> & { infoHash: string }
+
+/** Reads a single-file torrent; `where` (its URL) goes into the error. */
+export function decodeTorrent(torrent: Uint8Array, where: string): DecodedTorrent {
+  let meta: Record<string, unknown>
+  try {
+    meta = bencode.decode(torrent) as Record<string, unknown>
+  } catch (err) {
+    throw new Error(`${where}: not a bencoded torrent (${(err as Error).message})`)
+  }
+  const info = meta?.info as { name?: unknown; length?: unknown; 'piece length'?: unknown; pieces?: unknown } | undefined
+  if (!info || !(info.name instanceof Uint8Array) || !(info.pieces instanceof Uint8Array)) throw new Error(`${where}: no single-file info dictionary`)
+  const { length, 'piece length': pieceLength } = info
+  if (!Number.isSafeInteger(length) || !Number.isSafeInteger(pieceLength) || (pieceLength as number) <= 0) {
+    throw new Error(`${where}: bad length or piece length`)
+  }
+  const text = (value: unknown): string[] =>
+    value === undefined ? [] : ([] as unknown[]).concat(value).flat().filter((v) => v instanceof Uint8Array).map((v) => Buffer.from(v as Uint8Array).toString())
+  return {
+    infoHash: createHash('sha1').update(bencode.encode(info)).digest('hex'),
+    name: Buffer.from(info.name).toString(),
+    length: length as number,
+    pieceLength: pieceLength as number,
+    pieces: Buffer.from(info.pieces),
+    announce: text(meta['announce-list'] ?? meta.announce),
+    webSeeds: text(meta['url-list']),
   }
 }
 

@@ -5,6 +5,8 @@ import { Server } from 'bittorrent-tracker'
 import { createHmac, randomBytes } from 'node:crypto'
 import type { RemoteInfo } from 'node:dgram'
 import type { Logger } from './log.ts'
+import type { PublishListener, Stage } from './stage.ts'
+import type { ItemRecord } from './store.ts'
 import { normalizeAddress, type PeerView } from './webseed.ts'
 
 /** BEP 15: the constant a UDP client sends with its connect request. */
@@ -73,18 +75,35 @@ export interface SwarmStats {
   leechers: number
 }
 
-export class Tracker {
+export class Tracker implements Stage<{ port: number; swarms: number }>, PublishListener {
   private readonly allowed = new Set<string>()
   /** per published infohash: the addresses that announced it, for the web-seed policy */
   private readonly clients = new Map<string, Map<string, AnnouncedClient>>()
   private server: Server | undefined
   port = 0
 
+  private readonly log: Logger
+  private readonly onLeecher: LeecherListener
+
   constructor(
     private readonly options: TrackerOptions,
-    private readonly log: Logger,
-    private readonly onLeecher: LeecherListener = () => {},
-  ) {}
+    deps: { log: Logger; onLeecher?: LeecherListener },
+  ) {
+    this.log = deps.log
+    this.onLeecher = deps.onLeecher ?? (() => {})
+  }
+
+  status() {
+    return { port: this.port, swarms: this.swarms }
+  }
+
+  async published(item: ItemRecord): Promise<void> {
+    this.allow(item.infoHash)
+  }
+
+  async expired(item: ItemRecord): Promise<void> {
+    this.forget(item.infoHash)
+  }
 
   allow(infoHash: string): void {
     this.allowed.add(infoHash.toLowerCase())

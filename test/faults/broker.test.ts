@@ -5,13 +5,16 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { Daemon } from '../../src/daemon.ts'
+import { Events } from '../../src/events.ts'
+import { createLogger } from '../../src/log.ts'
 import { BROKER, publicationOrder, rabbitmqctl, subscribe } from '../kit/amqp.ts'
 import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
 
 const RANGES = ['000H012H', '013H024H', '025H036H']
+const log = createLogger('error')
 
 /** An upstream with three files, a durable subscriber, a daemon config; the broker restarted and everything closed at the end. */
-async function withBrokerFault(scenario: (s: { config: Awaited<ReturnType<typeof testConfig>>; log: ReturnType<typeof publicationOrder>['log']; brokerDown: (down: boolean) => Promise<void> }) => Promise<Daemon>) {
+async function withBrokerFault(scenario: (s: { config: Awaited<ReturnType<typeof testConfig>>; events: Events; brokerDown: (down: boolean) => Promise<void> }) => Promise<Daemon>) {
   const upstream = await upstreamServing(RANGES)
   const exchange = `xpublic-faults-${randomBytes(3).toString('hex')}`
   const sub = await subscribe(exchange, 'v03.#')
@@ -31,7 +34,7 @@ async function withBrokerFault(scenario: (s: { config: Awaited<ReturnType<typeof
     }
   }
   try {
-    daemon = await scenario({ config, log: published.log, brokerDown })
+    daemon = await scenario({ config, events: published.events, brokerDown })
     await waitFor('the three messages', () => sub.received.length >= 3, 90_000, 200)
     await waitFor('the outbox to empty', () => daemon!.notifier?.status().backlog === 0, 30_000)
     assert.equal(published.relPaths.length, 3)
@@ -45,8 +48,8 @@ async function withBrokerFault(scenario: (s: { config: Awaited<ReturnType<typeof
 }
 
 test('broker stopped mid-run: the pass does not stall, messages wait on disk, all arrive after', () =>
-  withBrokerFault(async ({ config, log, brokerDown }) => {
-    const daemon = await Daemon.start(config, log, { schedule: false })
+  withBrokerFault(async ({ config, events, brokerDown }) => {
+    const daemon = await Daemon.start(config, log, { schedule: false, events })
     await waitFor('the notifier to connect', () => daemon.notifier?.status().connected, 10_000)
     await brokerDown(true)
     await waitFor('the notifier to see the broker gone', () => !daemon.notifier?.status().connected, 10_000)
@@ -61,14 +64,14 @@ test('broker stopped mid-run: the pass does not stall, messages wait on disk, al
   }))
 
 test('broker down at start and across a daemon restart: the backlog survives on disk and arrives', () =>
-  withBrokerFault(async ({ config, log, brokerDown }) => {
+  withBrokerFault(async ({ config, events, brokerDown }) => {
     await brokerDown(true)
-    let daemon = await Daemon.start(config, log, { schedule: false })
+    let daemon = await Daemon.start(config, log, { schedule: false, events })
     const report = await daemon.runPass({ runs: [RUN] })
     assert.equal(report?.published.length, 3, 'published without a broker')
     assert.equal(daemon.notifier?.status().backlog, 3)
     await daemon.stop()
-    daemon = await Daemon.start(config, log, { schedule: false })
+    daemon = await Daemon.start(config, log, { schedule: false, events })
     assert.equal(daemon.notifier?.status().backlog, 3, 'the backlog survived the restart')
     await brokerDown(false)
     return daemon

@@ -148,7 +148,7 @@ test('with the seeder stopped, a client still completes from the web seed alone'
     assert.ok((await readFile(join(dir, 'out', item.fileName))).equals(files['013H024H']!))
     assert.ok((await stat(join(dir, 'out', item.fileName))).size === item.size)
   } finally {
-    await daemon.seeder.add(item, await readFile(daemon.store.torrentPath(item.relPath)), daemon.store.dataPath(item.relPath))
+    await daemon.seeder.published(item, await readFile(daemon.store.torrentPath(item.relPath)))
   }
 })
 

@@ -26,7 +26,7 @@ test('an item expires after its retention: gone from feeds, tracker, seeder and 
     const report = await daemon.runPass({ runs: [RUN] })
     assert.equal(report?.published.length, 2)
     const infoHash = report!.published[0]!.infoHash
-    assert.equal(daemon.seeder.seeding, 2)
+    assert.equal(daemon.seeder.status().torrents, 2)
     const rss = () => fetch(`${config.http.publicBaseUrl}/rss.xml`).then((r) => r.text())
     assert.ok((await rss()).includes(infoHash))
 
@@ -34,7 +34,7 @@ test('an item expires after its retention: gone from feeds, tracker, seeder and 
     const pubDir = join(config.dataDir, 'pub', '20261123T00Z/arpege/01/SP1')
     await waitFor('both items to expire and their files to go', async () => daemon.store.list().length === 0 && (await readdir(pubDir)).length === 0, 15_000)
     assert.ok(!(await rss()).includes('<item>'))
-    assert.equal(daemon.seeder.seeding, 0)
+    assert.equal(daemon.seeder.status().torrents, 0)
     assert.equal(daemon.tracker?.stats(infoHash).seeders, 0)
     assert.equal((await readdir(join(config.dataDir, 'expired', '20261123T00Z/arpege/01/SP1'))).length, 2)
     assert.equal((await fetch(`${config.http.publicBaseUrl}/data/${report!.published[0]!.relPath}`)).status, 404)
@@ -68,7 +68,7 @@ test('expiry times survive a restart; what expired while the daemon was down goe
   daemon = await Daemon.start(await testConfig(dataDir, upstream.bucketUrl, retention(3600)), log, { schedule: false })
   try {
     assert.equal(daemon.store.list().length, 0, 'expired during the downtime, removed at start')
-    assert.equal(daemon.seeder.seeding, 0)
+    assert.equal(daemon.seeder.status().torrents, 0)
   } finally {
     await daemon.stop()
     await upstream.stop()
@@ -90,7 +90,7 @@ test('a restarted daemon seeds without re-hashing files whose size and mtime are
   lines.length = 0
   daemon = await Daemon.start(await testConfig(dataDir, upstream.bucketUrl), log, { schedule: false })
   try {
-    assert.equal(daemon.seeder.seeding, 2)
+    assert.equal(daemon.seeder.status().torrents, 2)
     const rechecked = lines.filter((l) => l.includes('re-checking its pieces'))
     assert.equal(rechecked.length, 1, lines.join('\n'))
     assert.ok(rechecked[0]!.includes(touched.relPath))

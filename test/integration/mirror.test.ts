@@ -16,7 +16,7 @@ import { libtorrentDownload } from '../kit/peers.ts'
 import type { Config } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
-import { fromV03, parseFeed } from '../../src/mirror.ts'
+import { parseFeed } from '../../src/follow-feed.ts'
 import type { V03Message } from '../../src/notify.ts'
 import { fixture, freePort, onCleanup, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
@@ -92,18 +92,8 @@ before(async () => {
   })
   mirrorB = await startDaemon(configB)
   mirrorA = await startDaemon(configA)
-  await waitFor('both mirrors to follow their brokers', () => mirrorA.mirror!.stats.following + mirrorB.mirror!.stats.following === 2, 10_000)
-})
-
-test('feeds and v03 messages are read as announcements', () => {
-  const rss = '<rss><item><enclosure url="http://h:1/data/20261123T00Z/arpege/01/SP1/f.grib2.torrent" length="1" type="application/x-bittorrent"/></item></rss>'
-  assert.deepEqual(parseFeed(rss, 'http://h:1/rss.xml'), [{ relPath: '20261123T00Z/arpege/01/SP1/f.grib2', sidecarUrl: 'http://h:1/data/20261123T00Z/arpege/01/SP1/f.grib2.json', origin: 'http://h:1/rss.xml' }])
-  const remove = fromV03({ pubTime: 'x', baseUrl: 'http://h:1/data', relPath: 'a/b.grib2', fileOp: { remove: '' } }, 'amqp://h')
-  assert.equal(remove?.remove, true)
-  assert.equal(remove?.sidecarUrl, 'http://h:1/data/a/b.grib2.json')
-  // An older poster's `integrity` is read as the identity.
-  const post = fromV03({ pubTime: 'x', baseUrl: 'http://h:1/data', relPath: 'a/b.grib2', integrity: { method: 'sha512', value: 'abc=' } }, 'amqp://h')
-  assert.equal(post?.identity, 'abc=')
+  const following = (node: Daemon) => node.brokers.filter((b) => b.status().following).length
+  await waitFor('both mirrors to follow their brokers', () => following(mirrorA) + following(mirrorB) === 2, 10_000)
 })
 
 test('both mirrors copy every file once over BitTorrent, same infohash, byte for byte, kept until the origin\'s expiry', async () => {
@@ -120,13 +110,14 @@ test('both mirrors copy every file once over BitTorrent, same infohash, byte for
     }
   }
   // The cycle A ⇄ B: each copies each file once, whatever it hears again and from whom.
-  await Promise.all([mirrorA, mirrorB].map((m) => Promise.all(m.config.mirror.feeds.map((feed) => m.mirror!.pollFeed(feed)))))
+  await Promise.all([mirrorA, mirrorB].map((m) => Promise.all(m.feeds.map((feed) => feed.poll()))))
   await mirrorA.mirror!.whenIdle()
   await mirrorB.mirror!.whenIdle()
-  assert.equal(mirrorA.mirror!.stats.copied, 2)
-  assert.equal(mirrorB.mirror!.stats.copied, 2)
-  assert.equal(mirrorA.mirror!.stats.failed + mirrorB.mirror!.stats.failed, 0)
-  assert.deepEqual([...mirrorA.mirror!.copies(), ...mirrorB.mirror!.copies()], [], 'nothing left in progress')
+  const [a, b] = [mirrorA.mirror!.status(), mirrorB.mirror!.status()]
+  assert.equal(a.copied, 2)
+  assert.equal(b.copied, 2)
+  assert.equal(a.failed + b.failed, 0)
+  assert.deepEqual([...a.copying, ...b.copying], [], 'nothing left in progress')
   // Web seeds are only a fallback: the copies came from the swarm.
   const uploaded = (node: Daemon) => node.store.list().reduce((sum, i) => sum + node.seeder.stats(i.infoHash).uploaded, 0)
   const total = bodies.reduce((sum, b) => sum + b.length, 0)
@@ -142,6 +133,30 @@ test('a mirror re-announces what it copied with its own baseUrl, once per file',
     assert.equal(message.identity?.value, origin.store.get(message.relPath)!.sha512)
     assert.equal(message.expires, origin.store.get(message.relPath)!.expiresAt)
   }
+})
+
+test('copies under way count in the disk budget: two at once never exceed it together', async () => {
+  const sizes = mirrorA.store.list().map((i) => i.size)
+  assert.equal(sizes.length, 2)
+  // Room for either file, not for both.
+  const budgetBytes = Math.max(...sizes) + Math.min(...sizes) - 1
+  const config = await testConfig(await tempDir(), 'http://127.0.0.1:9', {
+    source: { enabled: false },
+    seed: { port: 0, dht: false, utp: false },
+    disk: { budgetBytes, minFreeBytes: 0 },
+    // Announcements are offered by hand below; the feed is only there to make this node a mirror.
+    mirror: { feeds: ['http://127.0.0.1:9/feed.json'], concurrency: 2, downloadTimeoutSeconds: 60, webSeedAfterSeconds: 5 },
+  })
+  const daemon = await startDaemon(config)
+  const feedUrl = `${mirrorA.config.http.publicBaseUrl}/feed.json`
+  const announcements = parseFeed(await (await fetch(feedUrl)).text(), feedUrl)
+  await Promise.all(announcements.map((a) => daemon.mirror!.offer(a)))
+  assert.equal(daemon.store.list().length, 1, 'one copy published, the other refused')
+  assert.ok(daemon.store.publishedBytes() <= budgetBytes)
+  const status = daemon.mirror!.status()
+  assert.equal(status.copied + status.failed, 2)
+  assert.equal(status.failed, 1)
+  await daemon.stop()
 })
 
 test('a mirror stopped with a copy running and another queued stops at once, publishes nothing, leaves no temp file', async () => {
@@ -169,7 +184,7 @@ test('a removal at the origin propagates everywhere, hop by hop, and nobody copi
   // B hears it from the origin's broker; A from B's re-announced removal.
   await waitFor('mirror B to remove it', () => !mirrorB.store.get(item.relPath), 20_000)
   await waitFor('mirror A to remove it', () => !mirrorA.store.get(item.relPath), 20_000)
-  await Promise.all([mirrorA, mirrorB].map((m) => Promise.all(m.config.mirror.feeds.map((feed) => m.mirror!.pollFeed(feed)))))
+  await Promise.all([mirrorA, mirrorB].map((m) => Promise.all(m.feeds.map((feed) => feed.poll()))))
   for (const mirror of [mirrorA, mirrorB]) {
     await mirror.mirror!.whenIdle()
     assert.ok(mirror.store.isDone(item.relPath) && !mirror.store.get(item.relPath), 'gone, and remembered as done')

@@ -111,7 +111,7 @@ test('with the seeder not holding the torrent, the web seed serves at once', asy
     assert.equal(response.headers.get('x-webseed'), 'no-seeder')
     assert.ok(Buffer.from(await response.arrayBuffer()).equals(data.subarray(0, 10000)))
   } finally {
-    await daemon.seeder.add(item, await readFile(daemon.store.torrentPath(item.relPath)), daemon.store.dataPath(item.relPath))
+    await daemon.seeder.published(item, await readFile(daemon.store.torrentPath(item.relPath)))
   }
 })
 

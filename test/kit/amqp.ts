@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import amqp from 'amqplib'
-import { createLogger } from '../../src/log.ts'
+import { Events } from '../../src/events.ts'
 import type { V03Message } from '../../src/notify.ts'
 
 export const BROKER = process.env.GRIBSWARM_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672'
@@ -51,17 +51,14 @@ export async function subscribe(exchange: string, pattern: string) {
 
 
 /**
- * A logger for a daemon under test that records the order in which files were published:
- * the pipeline logs "published" and queues the notification in the same synchronous step,
- * so this is the order the messages must arrive in (a pass's report lists files in the order
- * their last steps finished, which can differ when two files finish together).
+ * Events for a daemon under test that record the order in which files were published: the
+ * publish stage emits 'published' and queues the notification in the same step, so this is
+ * the order the messages must arrive in (a pass's report lists files in the order their last
+ * steps finished, which can differ when two files finish together).
  */
 export function publicationOrder() {
   const relPaths: string[] = []
-  const log = createLogger('info', (line) => {
-    const relPath = / INFO  published .*relPath=(\S+)/.exec(line)?.[1]
-    if (relPath) relPaths.push(relPath)
-    else if (/ ERROR /.test(line)) process.stderr.write(`${line}\n`)
-  })
-  return { log, relPaths }
+  const events = new Events()
+  events.on('published', ({ item }) => relPaths.push(item.relPath))
+  return { events, relPaths }
 }

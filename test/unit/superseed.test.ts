@@ -7,6 +7,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import Wire from 'bittorrent-protocol'
+import { Events } from '../../src/events.ts'
 import { createLogger } from '../../src/log.ts'
 import { Seeder } from '../../src/seed.ts'
 import { Uplink } from '../../src/uplink.ts'
@@ -25,11 +26,14 @@ async function seedRandomFile() {
   const hasher = new PieceHasher(PIECE)
   hasher.update(data)
   const built = buildTorrent({ name, length: data.length, pieceLength: PIECE, pieces: hasher.digest(), announce: [], webSeeds: [], createdBy: 'test' })
-  const seeder = new Seeder({ port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: true }, new Uplink(0), createLogger('error'))
+  const seeder = new Seeder(
+    { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: true },
+    { uplink: new Uplink(0), dataPath: (relPath) => join(dir, relPath.slice(relPath.lastIndexOf('/') + 1)), events: new Events(), log: createLogger('error') },
+  )
   await seeder.start()
   onCleanup(() => seeder.stop())
   const item = { relPath: `x/${name}`, fileName: name, size: data.length, pieceLength: PIECE, infoHash: built.infoHash, mtimeMs: 0 } as ItemRecord
-  await seeder.add(item, built.torrent, join(dir, name))
+  await seeder.published(item, built.torrent)
   return { seeder, data, infoHash: built.infoHash }
 }
 

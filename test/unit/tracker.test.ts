@@ -9,7 +9,7 @@ import { freePort, onCleanup, waitFor } from '../kit/helpers.ts'
 const encode = (hex: string) => [...Buffer.from(hex, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')
 
 test('the tracker knows which addresses announced a published torrent, and when they last gained pieces', async () => {
-  const tracker = new Tracker({ host: '127.0.0.1', port: await freePort() }, silentLogger)
+  const tracker = new Tracker({ host: '127.0.0.1', port: await freePort() }, { log: silentLogger })
   await tracker.start()
   onCleanup(() => tracker.stop())
   const published = 'ab'.repeat(20)

@@ -1,0 +1,91 @@
+// What /api/status answers: one typed report assembled from every stage's status(). The
+// status page, the demo and the benchmark read it; they import this type, never re-declare it.
+import type { BrokerFollowerStatus } from './follow-amqp.ts'
+import type { FeedFollowerStatus } from './follow-feed.ts'
+import type { HttpCounts } from './http.ts'
+import type { MirrorStatus } from './mirror.ts'
+import type { NotifierStatus } from './notify.ts'
+import type { PassState } from './schedule.ts'
+import type { SeedStats } from './seed.ts'
+import type { DataStore } from './store.ts'
+import type { SwarmStats } from './tracker.ts'
+import { dataUrl, torrentUrl } from './urls.ts'
+
+export interface ItemStatus extends SwarmStats, SeedStats {
+  relPath: string
+  fileName: string
+  run: string
+  package: string
+  range: string
+  size: number
+  publishedAt: string
+  expiresAt: string
+  ageSeconds: number
+  expiresInSeconds: number
+  infoHash: string
+  torrentUrl: string
+  httpUrl: string
+  magnetURI: string
+  /** What the origin sent of this file over HTTP; `uploaded` is BitTorrent's. */
+  http: HttpCounts
+}
+
+export interface StatusReport {
+  now: string
+  source: { enabled: boolean; model: string; grid: string; packages: string[] }
+  pass: PassState
+  disk: { publishedBytes: number; inFlightBytes: number; budgetBytes: number; freeBytes: number }
+  retentionSeconds: number
+  tracker?: { port: number; announce: string[] }
+  seeder: { port: number; torrents: number }
+  uplink: { bytesPerSec: number; webSeed: 'fallback' | 'always' }
+  http: HttpCounts
+  notify?: NotifierStatus
+  mirror?: MirrorStatus & {
+    /** The feeds and brokers (password hidden) followed. */
+    follows: string[]
+    brokers: number
+    /** Broker subscriptions bound now. */
+    following: number
+  }
+  items: ItemStatus[]
+}
+
+/** Per-item figures the stages keep. */
+export interface ItemFigures {
+  swarm(infoHash: string): SwarmStats
+  seed(infoHash: string): SeedStats
+  http(relPath: string): HttpCounts
+}
+
+export function itemStatuses(store: DataStore, publicBaseUrl: string, figures: ItemFigures, now: number): ItemStatus[] {
+  return store.list().map((item) => ({
+    relPath: item.relPath,
+    fileName: item.fileName,
+    run: item.run,
+    package: item.package,
+    range: item.range,
+    size: item.size,
+    publishedAt: item.publishedAt,
+    expiresAt: item.expiresAt,
+    ageSeconds: Math.round((now - Date.parse(item.publishedAt)) / 1000),
+    expiresInSeconds: Math.max(0, Math.round((Date.parse(item.expiresAt) - now) / 1000)),
+    infoHash: item.infoHash,
+    torrentUrl: torrentUrl(publicBaseUrl, item.relPath),
+    httpUrl: dataUrl(publicBaseUrl, item.relPath),
+    magnetURI: item.magnetURI,
+    ...figures.swarm(item.infoHash),
+    ...figures.seed(item.infoHash),
+    http: figures.http(item.relPath),
+  }))
+}
+
+/** The mirror's part: its copy queue and what its followers report. */
+export function mirrorStatus(queue: MirrorStatus, feeds: FeedFollowerStatus[], brokers: BrokerFollowerStatus[]): NonNullable<StatusReport['mirror']> {
+  return {
+    follows: [...feeds.map((f) => f.feed), ...brokers.map((b) => b.broker)],
+    brokers: brokers.length,
+    following: brokers.filter((b) => b.following).length,
+    ...queue,
+  }
+}
