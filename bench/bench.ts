@@ -114,7 +114,7 @@ async function main(): Promise<number> {
   }
   const scenarios = all.filter(([id]) => !only || only.includes(id)).map(([, name, run]) => [name, run] as const)
   const mode = quick ? 'quick' : 'full'
-  const res = new Resources(progress)
+  const res = new Resources({ report: progress })
 
   // Bounded in time: a hung step ends the run (after cleaning up) instead of hanging CI.
   const limitMs = (quick ? 12 : 60) * 60_000
@@ -139,7 +139,7 @@ async function main(): Promise<number> {
     for (const [name, run] of scenarios) {
       if (interrupted) break
       // Each scenario gets its own resources, released before the next one starts.
-      const scoped = new Resources(progress)
+      const scoped = new Resources({ report: progress })
       res.defer(`clean up after ${name}`, () => scoped.cleanup())
       try {
         const result = await run({ res: scoped, quick, daemon: runner })

@@ -4,16 +4,18 @@
 // from Debian (aria2c, libtorrent) download from it, and the bytes are compared. Then the
 // distributed half: a volunteer's mirror (npm run mirror) copies everything over BitTorrent,
 // and, when a RabbitMQ broker runs on loopback, the Sarracenia v03 messages are shown.
-import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import amqp from 'amqplib'
+import type { StatusReport } from '../src/daemon.ts'
 import { recentRuns } from '../src/source.ts'
+import { loopbackConfig } from '../test/kit/config.ts'
+import { cliCommand, startCli } from '../test/kit/daemon.ts'
 import { arpegeKey, FakeUpstream } from '../test/kit/fake-upstream.ts'
-import { fixtureFor } from '../test/kit/grib-fixtures.ts'
+import { sharedFixture } from '../test/kit/grib-fixtures.ts'
 import { aria2Download, libtorrentDownload } from '../test/kit/peers.ts'
+import { Resources } from '../test/kit/resources.ts'
 import { freePort, waitFor } from '../test/kit/wait.ts'
 
 const { values: args } = parseArgs({ options: { keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
@@ -23,21 +25,22 @@ if (args.help) {
 }
 
 const say = (text: string) => process.stdout.write(`\n== ${text}\n`)
-const work = await mkdtemp(join(tmpdir(), 'gribswarm-demo-'))
+// Undone at the end, children first: the daemon and the mirror, the subscriber, the upstream, the work directory.
+const res = new Resources()
+const work = await res.tempDir('gribswarm-demo-')
 const upstream = new FakeUpstream()
+res.defer('stop the upstream', () => upstream.stop())
 const BROKER = 'amqp://guest:guest@127.0.0.1:5672'
 const EXCHANGE = 'xpublic-demo'
-const children: Array<ReturnType<typeof spawn>> = []
 let subscriber: amqp.ChannelModel | undefined
+res.defer('close the subscriber', () => subscriber?.close().catch(() => {}))
 
-/** Runs one of the project's CLIs (src/cli/NAME.ts); rejects if it exits. */
-function startCli(name: string, args: string[], env: Record<string, string>): Promise<never> {
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL(`../src/cli/${name}.ts`, import.meta.url).pathname, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
+/** Runs one of the project's CLIs (src/cli/NAME.ts), its output on ours; rejects if it exits. */
+function runCli(name: string, args: string[], env: Record<string, string>): Promise<never> {
+  const child = startCli(res, cliCommand(name), args, { env, keepGribswarmEnv: true, output: 'inherit' })
+  return child.exited.then(({ code }) => {
+    throw new Error(`${name} exited (${code})`)
   })
-  children.push(child)
-  return new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`${name} exited (${code})`))))
 }
 
 /** The v03 messages the origin posts, if a broker runs here (scripts/broker.sh start). */
@@ -57,14 +60,6 @@ async function subscribe(): Promise<Array<{ topic: string; body: Record<string, 
   return received
 }
 
-async function cleanUp(): Promise<void> {
-  for (const child of children) child.kill('SIGTERM')
-  await Promise.all(children.map((child) => child.exitCode === null && new Promise((resolve) => child.once('exit', resolve))))
-  await subscriber?.close().catch(() => {})
-  await upstream.stop()
-  await rm(work, { recursive: true, force: true })
-}
-
 try {
   const run = recentRuns(new Date(), [0, 6, 12, 18], 1)[0]!
   say(`1. A local object store with ARPEGE 0.1° files for run ${run} (CCSDS-packed GRIB2 made with GDAL + ecCodes)`)
@@ -73,7 +68,7 @@ try {
   let seed = 1
   for (const pkg of ['SP1', 'SP2']) {
     for (const range of ['000H012H', '013H024H']) {
-      const path = await fixtureFor(join(tmpdir(), 'gribswarm-fixtures-v1'), `demo-${pkg}-${range}.grib2`, { seed: seed++, bands: 8 })
+      const path = await sharedFixture(`demo-${pkg}-${range}.grib2`, { seed: seed++, bands: 8 })
       const key = arpegeKey({ run, grid: '01', pkg, range })
       await upstream.put({ key, path })
       files.set(key.split('/').pop()!.replaceAll(':', ''), await readFile(path))
@@ -88,22 +83,14 @@ try {
       ? `   RabbitMQ found on 127.0.0.1:5672: the daemon posts v03 messages to exchange ${EXCHANGE}\n`
       : '   (no RabbitMQ on 127.0.0.1:5672, so no notifications: scripts/broker.sh start to see them)\n',
   )
-  const [httpPort, trackerPort] = [await freePort(), await freePort()]
-  const base = `http://127.0.0.1:${httpPort}`
+  const { values, publicBaseUrl: base } = await loopbackConfig(join(work, 'data'), {
+    source: { bucketUrl: upstream.bucketUrl, fallbackBucketUrls: [], ranges: ['000H012H', '013H024H'], lookbackRuns: 1 },
+    disk: { minFreeBytes: 0 },
+    ...(notifications ? { notify: { brokerUrl: BROKER, exchange: EXCHANGE, source: 'demo-origin' } } : {}),
+  })
   const configFile = join(work, 'config.json')
-  await writeFile(
-    configFile,
-    JSON.stringify({
-      dataDir: join(work, 'data'),
-      source: { bucketUrl: upstream.bucketUrl, fallbackBucketUrls: [], ranges: ['000H012H', '013H024H'], lookbackRuns: 1 },
-      tracker: { host: '127.0.0.1', port: trackerPort },
-      seed: { port: 0, dht: false },
-      http: { host: '127.0.0.1', port: httpPort, publicBaseUrl: base },
-      disk: { minFreeBytes: 0 },
-      ...(notifications ? { notify: { brokerUrl: BROKER, exchange: EXCHANGE, source: 'demo-origin' } } : {}),
-    }),
-  )
-  const exited = startCli('daemon', [], { GRIBSWARM_CONFIG: configFile })
+  await writeFile(configFile, JSON.stringify(values))
+  const exited = runCli('daemon', [], { GRIBSWARM_CONFIG: configFile })
 
   say(`3. Waiting for the 4 files in ${base}/rss.xml`)
   const rss = await Promise.race([
@@ -141,7 +128,7 @@ try {
   say('6. A volunteer\'s mirror: npm run mirror -- <the origin\'s feed URL> copies every file over BitTorrent')
   const mirrorPort = await freePort()
   const mirrorBase = `http://127.0.0.1:${mirrorPort}`
-  const mirrorExited = startCli('mirror', [`${base}/feed.json`, '--port', String(mirrorPort), '--public-url', mirrorBase, '--data-dir', join(work, 'mirror')], {
+  const mirrorExited = runCli('mirror', [`${base}/feed.json`, '--port', String(mirrorPort), '--public-url', mirrorBase, '--data-dir', join(work, 'mirror')], {
     GRIBSWARM_HTTP__HOST: '127.0.0.1',
     GRIBSWARM_TRACKER__HOST: '127.0.0.1',
     GRIBSWARM_TRACKER__PORT: String(await freePort()),
@@ -152,7 +139,7 @@ try {
     exited,
     mirrorExited,
     waitFor('4 files on the mirror', async () => {
-      const s = (await fetch(`${mirrorBase}/api/status`).then((r) => r.json())) as { items: Array<{ fileName: string; httpUrl: string; infoHash: string }> }
+      const s = (await fetch(`${mirrorBase}/api/status`).then((r) => r.json())) as StatusReport
       return s.items.length >= 4 ? s.items : undefined
     }, 120_000),
   ])
@@ -169,7 +156,7 @@ try {
     process.stdout.write(`   the first in full:\n${JSON.stringify(notifications[0]!.body, null, 2).replace(/^/gm, '     ')}\n`)
   }
 
-  const status = (await fetch(`${base}/api/status`).then((r) => r.json())) as { items: Array<{ fileName: string; uploaded: number; seeders: number }> }
+  const status = (await fetch(`${base}/api/status`).then((r) => r.json())) as StatusReport
   say('Summary')
   process.stdout.write(`   ${status.items.length} files published, validated with GDAL, seeded, listed in RSS/Atom/JSON feeds\n`)
   for (const item of status.items) process.stdout.write(`   ${item.fileName}: uploaded ${item.uploaded} bytes over BitTorrent, ${item.seeders} seeder(s) on the tracker\n`)
@@ -184,5 +171,5 @@ try {
   process.stderr.write(`\nDEMO FAILED: ${(err as Error).message}\n`)
   process.exitCode = 1
 } finally {
-  await cleanUp()
+  await res.cleanup()
 }

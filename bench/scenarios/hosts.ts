@@ -59,7 +59,7 @@ async function startClients(res: Resources, kind: ClientKind, hosts: NetHost[], 
 
 /** N clients of one kind start together on `torrentUrl`; a fresh daemon serves it (fresh counters, tracker and swarm). */
 async function swarmRun(lan: Lan, setup: NsOriginSetup, command: DaemonCommand, kind: ClientKind, clients: number, variant: Variant, torrentUrl: string, timeoutS: number): Promise<HostsRun> {
-  const scoped = new Resources(progress)
+  const scoped = new Resources({ report: progress })
   try {
     const origin = await startNsOrigin(scoped, setup, command)
     const dir = await scoped.tempDir('gribswarm-bench-hosts-')

@@ -1,12 +1,14 @@
-// The real daemon as a child process, for the benchmarks that measure it from outside: its
-// own config file (loopback ports, production defaults otherwise), started as `npm start`
-// does, and watched through /api/status.
+// gribswarm's CLIs as child processes: startCli() is the one way the kit, the demo and the
+// benchmark start them (in the repository root, this process's environment without its
+// GRIBSWARM_* variables, plus the caller's). For the daemon: the command that runs it as
+// `npm start` does (compiled) or from src/, its own config file (loopback ports, production
+// defaults otherwise), and startDaemon(), which waits for it through /api/status.
 import { stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { StatusReport } from '../../src/daemon.ts'
 import { loopbackConfig } from './config.ts'
-import type { Resources } from './resources.ts'
+import type { ChildHandle, Resources, StartOptions } from './resources.ts'
 import { waitFor } from './wait.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -21,13 +23,39 @@ export interface DaemonSetup {
 
 export type { StatusReport } from '../../src/daemon.ts'
 
-export type DaemonHandle = ReturnType<Resources['start']> & { pid: number; setup: DaemonSetup; status: () => Promise<StatusReport> }
+export type DaemonHandle = ChildHandle & { pid: number; setup: DaemonSetup; status: () => Promise<StatusReport> }
 
 /** How the daemon is run: 'build' as `npm start` does (compiled JavaScript), 'tsx' from src/. */
 export type DaemonRunner = 'build' | 'tsx'
+/** The node arguments that run a CLI, and how to say it in the notes. */
 export interface DaemonCommand {
   args: string[]
   how: string
+}
+
+/** One of the project's CLIs (src/cli/NAME.ts) through tsx, from the repository root. */
+export function cliCommand(name: string): DaemonCommand {
+  return { args: ['--import', 'tsx', `src/cli/${name}.ts`], how: `node --import tsx src/cli/${name}.ts` }
+}
+
+export interface CliOptions {
+  /** set for the child, over this process's environment */
+  env?: Record<string, string>
+  /** keep this process's GRIBSWARM_* variables (left out by default, so that a developer's settings cannot leak in) */
+  keepGribswarmEnv?: boolean
+  output?: StartOptions['output']
+  /** runs node through another command, e.g. inside a network namespace (netns.ts daemonInNs) */
+  wrap?: (command: string, args: string[]) => { command: string; args: string[] }
+}
+
+/** Starts `node <command.args> <args>` as a child of `res`, in the repository root. */
+export function startCli(res: Resources, command: DaemonCommand, args: string[], options: CliOptions = {}): ChildHandle {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [name, value] of Object.entries(process.env)) if (options.keepGribswarmEnv || !name.startsWith('GRIBSWARM_')) env[name] = value
+  Object.assign(env, options.env)
+  const node = [...command.args, ...args]
+  const run = options.wrap?.(process.execPath, node) ?? { command: process.execPath, args: node }
+  return res.start(run.command, run.args, { cwd: ROOT, env, output: options.output })
 }
 
 /**
@@ -37,7 +65,7 @@ export interface DaemonCommand {
  */
 export async function daemonCommand(res: Resources, runner?: DaemonRunner): Promise<DaemonCommand> {
   runner ??= (await stat(join(ROOT, 'tsconfig.build.json')).then(() => true, () => false)) ? 'build' : 'tsx'
-  if (runner === 'tsx') return { args: ['--import', 'tsx', 'src/cli/daemon.ts'], how: 'node --import tsx src/cli/daemon.ts' }
+  if (runner === 'tsx') return cliCommand('daemon')
   const dir = await res.tempDir('gribswarm-bench-build-')
   for (const name of ['package.json', 'node_modules', 'config', 'public']) await symlink(join(ROOT, name), join(dir, name))
   const tsc = await res.run(
@@ -78,10 +106,7 @@ export async function startDaemon(
   setup: DaemonSetup,
   ready: { what: string; check: (status: StatusReport) => boolean; timeoutMs: number },
 ): Promise<DaemonHandle> {
-  const env: NodeJS.ProcessEnv = {}
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('GRIBSWARM_')) env[name] = value
-  env.GRIBSWARM_CONFIG = setup.configPath
-  const handle = res.start(process.execPath, command.args, { cwd: ROOT, env })
+  const handle = startCli(res, command, [], { env: { GRIBSWARM_CONFIG: setup.configPath } })
   const pid = handle.child.pid
   if (pid === undefined) throw new Error('could not start the daemon')
   const status = async () => {

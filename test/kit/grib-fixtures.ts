@@ -10,6 +10,7 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { basename, dirname, extname, join } from 'node:path'
 import { promisify } from 'node:util'
 import gdal from 'gdal-async'
@@ -235,6 +236,15 @@ export async function fixtureFor(dir: string, name: string, opts?: GribFixtureOp
     inflight.set(path, job)
   }
   return job
+}
+
+/** Where the tests and the demo keep their small fixtures: made once per machine and reused (GDAL + grib_set take a moment). */
+export const SHARED_FIXTURE_DIR = join(tmpdir(), 'gribswarm-fixtures-v1')
+
+/** fixtureFor in SHARED_FIXTURE_DIR. */
+export async function sharedFixture(name: string, opts?: GribFixtureOptions): Promise<string> {
+  await mkdir(SHARED_FIXTURE_DIR, { recursive: true })
+  return fixtureFor(SHARED_FIXTURE_DIR, name, opts)
 }
 
 /** Offset of the body of Section 7 (data) of the GRIB2 message starting at `start`, and its length. */

@@ -1,40 +1,51 @@
-// Shared by the tests: temp directories, free loopback ports, a test configuration, fixtures,
-// and polling with a deadline (tests wait for events or conditions, never a bare sleep).
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+// test/kit/: the support code of the tests, which the demo (scripts/demo.ts) and the benchmark
+// (bench/) use too. The tests own it: a change here is checked by the tests first.
+//   helpers.ts       this file, for test files only (it registers a node:test after() hook):
+//                    onCleanup/tempDir, fixture, testConfig, upstreamServing, freePort, waitFor
+//   resources.ts     the one cleanup registry and child-process runner (Resources)
+//   config.ts        the one configuration builder: gribswarm on loopback, callers' sections over it
+//   daemon.ts        the one way to start a gribswarm CLI as a child (startCli), the daemon
+//                    among them (daemonCommand, writeDaemonConfig, startDaemon: ready by /api/status)
+//   fake-upstream.ts a local stand-in for Météo-France's object store, with scripted faults
+//   grib-fixtures.ts CCSDS GRIB2 files made with GDAL + ecCodes, and broken variants
+//   peers.ts         Debian's BitTorrent clients (aria2c, libtorrent through lt-*.py, lt_clients_common.py)
+//   wait.ts          free loopback ports, polling with a deadline
+//   measure.ts       /proc readers (memory, threads, fds, CPU), median and quantiles
+//   amqp.ts          the RabbitMQ the notification tests use
+//   crash-hook.ts    loaded into a daemon child to stop it at a chosen step
+//   netns.ts, ns-bridge.mjs, ns-clients.ts, ns-origin.ts, nginx-front.ts, stock-tools.ts
+//                    stock clients and the origin as separate hosts (network namespaces, or
+//                    loopback), nginx in front with the shipped nginx.conf, the tools' config files
+// Tests wait for events or conditions, never a bare sleep.
 import { after } from 'node:test'
 import type { Config } from '../../src/config.ts'
 import { loadLoopbackConfig, type ConfigSections } from './config.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
-import { fixtureFor, type GribFixtureOptions } from './grib-fixtures.ts'
+import { sharedFixture } from './grib-fixtures.ts'
+import { Resources } from './resources.ts'
 
 // What a test file started, undone when it ends, last made first undone: daemons stop before
 // their data directories go. One hook for all (root after() hooks run in the order they were
-// registered, so a test file's own hook would run after this module's).
-const cleanups: Array<() => Promise<unknown>> = []
+// registered, so a test file's own hook would run after this module's). Every step runs even
+// if one fails; the hook then fails with all of them. No time limit per step: the test's own.
+const resources = new Resources({ stepTimeoutMs: 0 })
 after(async () => {
-  for (let cleanup = cleanups.pop(); cleanup; cleanup = cleanups.pop()) await cleanup()
+  await resources.cleanup()
+  if (resources.failures.length) throw new Error(resources.failures.join('\n'))
 })
 
 export function onCleanup(cleanup: () => Promise<unknown>): void {
-  cleanups.push(cleanup)
+  resources.defer(cleanup.name || 'a test cleanup', cleanup)
 }
 
-export async function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix))
-  onCleanup(() => rm(dir, { recursive: true, force: true }))
-  return dir
+export function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
+  return resources.tempDir(prefix)
 }
 
 export { freePort, waitFor } from './wait.ts'
 
 /** Fixtures are made once per machine and reused (GDAL + grib_set take a moment). */
-const FIXTURE_DIR = join(tmpdir(), 'gribswarm-fixtures-v1')
-export async function fixture(name: string, options?: GribFixtureOptions): Promise<string> {
-  await mkdir(FIXTURE_DIR, { recursive: true })
-  return fixtureFor(FIXTURE_DIR, name, options)
-}
+export const fixture = sharedFixture
 
 export const RUN = '2026-11-23T00:00:00Z'
 

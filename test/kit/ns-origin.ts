@@ -5,19 +5,17 @@
 // published, and read what it sent from its own /api/status.
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../../src/config.ts'
 import { openPipeline, type StatusReport } from '../../src/daemon.ts'
 import { silentLogger } from '../../src/log.ts'
 import { mergeSections } from './config.ts'
-import type { DaemonCommand } from './daemon.ts'
+import { startCli, type DaemonCommand } from './daemon.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
-import { daemonInNs, nsHttp, openBridge, portOf, startInNs, type NetHost } from './netns.ts'
+import { daemonInNs, nsHttp, openBridge, portOf, type NetHost } from './netns.ts'
 import { startNginxFront } from './nginx-front.ts'
 import type { Resources } from './resources.ts'
 import { waitFor } from './wait.ts'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 /** The origin's ports in its namespace; portOf moves them on a loopback Lan, where they are the only ones of theirs on any address. */
 const PORTS = { http: 80, daemonBehindNginx: 8080, tracker: 6969, peer: 51413 } as const
 
@@ -98,10 +96,7 @@ export async function prepareNsOrigin(res: Resources, host: NetHost, options: Ns
 /** Starts the daemon on a prepared data directory inside its host, as `npm start` does, and nginx in front if asked. */
 export async function startNsOrigin(res: Resources, setup: NsOriginSetup, command: DaemonCommand): Promise<NsOrigin> {
   const { host, daemonPort } = setup
-  const env: NodeJS.ProcessEnv = {}
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('GRIBSWARM_')) env[name] = value
-  env.GRIBSWARM_CONFIG = setup.configPath
-  const daemon = startInNs(res, host, process.execPath, command.args, { cwd: ROOT, env })
+  const daemon = startCli(res, command, [], { env: { GRIBSWARM_CONFIG: setup.configPath }, wrap: (cmd, args) => daemonInNs(host, cmd, args) })
   const bridge = await openBridge(res, host, '127.0.0.1', daemonPort)
   const status = async () => {
     if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`the daemon in ${host.name} exited: ${daemon.stderr.slice(-2000)}`)

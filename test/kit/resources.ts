@@ -25,6 +25,13 @@ export interface StartOptions {
   output?: 'capture' | 'inherit'
 }
 
+export interface ResourcesOptions {
+  /** gets one line per cleanup step that failed; default: stderr */
+  report?: (message: string) => void
+  /** how long one cleanup step may take before it counts as failed and the next one starts; default 30 s, 0: no limit */
+  stepTimeoutMs?: number
+}
+
 /** A child started by Resources.start(). */
 export type ChildHandle = ReturnType<Resources['start']>
 
@@ -50,8 +57,13 @@ export class Resources {
   /** The steps of cleanup() that failed (each also reported through `report`). */
   readonly failures: string[] = []
 
-  /** `report` gets one line per cleanup step that failed (default: stderr). */
-  constructor(private readonly report: (message: string) => void = (message) => process.stderr.write(`${message}\n`)) {}
+  private readonly report: (message: string) => void
+  private readonly stepTimeoutMs: number
+
+  constructor(options: ResourcesOptions = {}) {
+    this.report = options.report ?? ((message) => process.stderr.write(`${message}\n`))
+    this.stepTimeoutMs = options.stepTimeoutMs ?? 30_000
+  }
 
   defer(what: string, fn: () => Promise<unknown> | unknown): void {
     this.undo.push({ what, fn })
@@ -134,13 +146,17 @@ export class Resources {
       )
       for (const { what, fn } of this.undo.reverse()) {
         try {
-          await Promise.race([
-            Promise.resolve().then(fn),
-            // unref'd: a finished cleanup must not keep the process alive for 30 s
-            delay(30_000, undefined, { ref: false }).then(() => {
-              throw new Error('timed out after 30 s')
-            }),
-          ])
+          const step = Promise.resolve().then(fn)
+          const limitMs = this.stepTimeoutMs
+          await (limitMs > 0
+            ? Promise.race([
+                step,
+                // unref'd: a finished cleanup must not keep the process alive for the limit
+                delay(limitMs, undefined, { ref: false }).then(() => {
+                  throw new Error(`timed out after ${limitMs / 1000} s`)
+                }),
+              ])
+            : step)
         } catch (err) {
           const failure = `cleanup: ${what} failed: ${(err as Error).message}`
           this.failures.push(failure)
