@@ -1,21 +1,34 @@
 // `npm run bench [-- --quick]`: measures gribswarm's targets, each against a reference
-// measured in the same run, on 127.0.0.1 only:
-//   1. seeding throughput to one libtorrent client over TCP (vs transmission-daemon, qbittorrent-nox)
-//   2. publishing latency, file listable upstream → item in RSS (vs curl, gdalinfo, mktorrent and
-//      transmission-daemon one after the other), and torrent creation from a file on disk (vs mktorrent)
-//   3. resident memory of the daemon seeding 40 torrents, idle and under 16 clients (vs transmission-daemon)
-//   4. origin offload: a capped origin, 8 and 32 clients (vs transmission-daemon, qbittorrent-nox, nginx
-//      as the origin), and the origin with 2 mirrors, 8 clients (vs the origin alone); chart in results/offload.svg
-//   5. notification latency, published → v03 message at a subscriber (vs a bare AMQP publish)
-//   6. tracker announces/s over HTTP and UDP, 10,000 peers over 40 torrents (vs opentracker)
-// Progress goes to stderr; the Markdown table to stdout and to results/bench.md (full mode; quick
-// mode, which the tests run, writes to results/quick/ so that the committed figures stay).
-// Exit status 0 when every scenario ran (targets missed or not), 1 when one crashed.
+// measured in the same run, on 127.0.0.1 only (the hosts scenario: on a LAN of network
+// namespaces). Progress goes to stderr; the Markdown table to stdout and to results/bench.md
+// (full mode; quick mode, which the tests run, writes to results/quick/ so that the committed
+// figures stay). Exit status 0 when every scenario ran (targets missed or not), 1 when one crashed.
+//
+// Layout. The benchmark owns bench/; what it shares with the tests is the test kit's (test/kit/,
+// see test/kit/helpers.ts), which the tests own.
+//   bench/bench.ts         this entry: options, the scenario list, the table, the machine facts
+//   bench/scenarios/       one module per scenario, each (ctx: ScenarioContext) => Promise<ScenarioResult>
+//     seeding.ts           seeding throughput to one libtorrent client (vs transmission-daemon, qbittorrent-nox)
+//     create.ts            torrent creation from a file on disk (vs mktorrent)
+//     publishing.ts        file listable upstream → item in RSS (vs curl, gdalinfo, mktorrent, transmission-daemon in turn)
+//     memory.ts            resident memory seeding 40 torrents, idle and under 16 clients (vs transmission-daemon)
+//     offload.ts           origin offload, a capped origin and 8/32 clients (vs transmission-daemon, qbittorrent-nox,
+//                          nginx), and with 2 mirrors; chart in results/offload.svg
+//     hosts.ts             origin offload with stock clients as separate hosts, web seed on and off
+//     notify.ts            published → v03 message at a subscriber (vs a bare AMQP publish)
+//     tracker.ts           tracker announces/s over HTTP and UDP, 10,000 peers over 40 torrents (vs opentracker)
+//   bench/lib/             what only the benchmark uses:
+//     util.ts              progress lines, Row/ScenarioContext/ScenarioResult, results directory, formatting
+//     references.ts        the reference tools (transmission-daemon, qbittorrent-nox, nginx, mktorrent), versions
+//     services.ts          the fixture cache, an upstream in its own process, the RabbitMQ broker
+//     upstream-server.ts, tracker-server.ts, announce-load.ts   child-process entry points
+//     offload-chart.ts     the offload scenario's SVG chart
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { Resources } from '../test/kit/resources.ts'
 import { benchCreate } from './scenarios/create.ts'
 import { benchHosts } from './scenarios/hosts.ts'
 import { benchMemory } from './scenarios/memory.ts'
@@ -24,7 +37,6 @@ import { benchOffload } from './scenarios/offload.ts'
 import { benchPublishing } from './scenarios/publishing.ts'
 import { benchSeeding } from './scenarios/seeding.ts'
 import { benchTracker } from './scenarios/tracker.ts'
-import { Resources } from '../test/kit/resources.ts'
 import { missingTools, referenceVersions } from './lib/references.ts'
 import { progress, resultsDir, type Row, type Scenario } from './lib/util.ts'
 

@@ -1,6 +1,6 @@
 // A BitTorrent tracker load generator, in its own process so that it does not share an event
 // loop with the tracker it measures. Started by the tracker benchmark:
-//   node --import tsx scripts/lib/announce-load.ts '<LoadOptions as JSON>'
+//   node --import tsx bench/lib/announce-load.ts '<LoadOptions as JSON>'
 // It simulates `peers` peers spread evenly over the given infohashes, each with its own peer_id,
 // port and key, announcing in turn (event=started until one succeeds, then periodic announces
 // with no event; compact=1, numwant=50, left 0 for one peer in five), with `inFlight` announces

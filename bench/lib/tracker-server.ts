@@ -1,7 +1,7 @@
 // gribswarm's tracker (src/tracker.ts) alone, in its own process, built as the daemon builds it:
 // the configuration defaults (src/config.ts) with only host and port changed, and the published
 // infohashes allowed one by one. Started by the tracker benchmark:
-//   node --import tsx scripts/lib/bench-tracker-server.ts PORT WHITELIST_FILE
+//   node --import tsx bench/lib/tracker-server.ts PORT WHITELIST_FILE
 // (the file holds one hex infohash per line, the same file opentracker gets with -w), prints one
 // JSON line {"port": ...} once HTTP, UDP and WebSocket listen on 127.0.0.1, and stops on
 // SIGTERM/SIGINT.
@@ -12,7 +12,7 @@ import { Tracker } from '../../src/tracker.ts'
 
 const [port, whitelistFile] = process.argv.slice(2)
 if (!(Number(port) > 0) || !whitelistFile) {
-  process.stderr.write('usage: bench-tracker-server.ts PORT WHITELIST_FILE\n')
+  process.stderr.write('usage: tracker-server.ts PORT WHITELIST_FILE\n')
   process.exit(2)
 }
 const config = loadConfig({ env: {}, overrides: { tracker: { host: '127.0.0.1', port: Number(port) } } })

@@ -1,13 +1,13 @@
 // A FakeUpstream in its own process, so that serving (and pacing) the bytes does not share an
 // event loop with the daemon being measured. Started by the publishing benchmark:
-//   node --import tsx scripts/lib/bench-upstream.ts PATH BYTES_PER_SECOND KEY...
+//   node --import tsx bench/lib/upstream-server.ts PATH BYTES_PER_SECOND KEY...
 // (every KEY serves the file at PATH), prints one JSON line {"bucketUrl": ...} once it listens
 // on 127.0.0.1, and stops on SIGTERM/SIGINT.
 import { FakeUpstream } from '../../test/kit/fake-upstream.ts'
 
 const [path, rate, ...keys] = process.argv.slice(2)
 if (!path || !(Number(rate) > 0) || keys.length === 0) {
-  process.stderr.write('usage: bench-upstream.ts PATH BYTES_PER_SECOND KEY...\n')
+  process.stderr.write('usage: upstream-server.ts PATH BYTES_PER_SECOND KEY...\n')
   process.exit(2)
 }
 const upstream = new FakeUpstream({ bytesPerSecond: Number(rate) })

@@ -1,4 +1,4 @@
-// Scenario "hosts" (issue 9): what the origin sends, and how long its clients wait, when stock
+// Scenario "hosts": what the origin sends, and how long its clients wait, when stock
 // BitTorrent clients download the torrent exactly as the daemon publishes it (web seed
 // included), each at its defaults and on a host of its own: a network namespace (netns.ts),
 // the origin in another whose uplink tc caps at 80 Mbit/s for BitTorrent and HTTP together,

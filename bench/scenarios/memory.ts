@@ -1,4 +1,4 @@
-// Scenario "memory" (issue 4, scenario 5): resident memory of the real daemon (a child process,
+// Scenario "memory": resident memory of the real daemon (a child process,
 // production settings: tracker on, uTP on, torrents with announce URLs and web seeds as the
 // pipeline writes them) seeding 40 published files of 80 MB–1 GB, idle and while 16 libtorrent
 // clients download, against transmission-daemon seeding the same 40 .torrent files over the same

@@ -1,4 +1,4 @@
-// Scenario "notify" (issue 3): from a file being published to its v03 message reaching a
+// Scenario "notify": notification latency, from a file being published to its v03 message reaching a
 // subscriber, on loopback. The daemon runs in this process (its log marks the moment each file
 // is published, after the atomic rename), fetching small CCSDS GRIB2 files one at a time from
 // a local upstream; a subscriber on its own AMQP connection binds to the daemon's exchange.

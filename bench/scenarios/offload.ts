@@ -1,4 +1,4 @@
-// Scenario "offload" (issue 4, scenario 1): how much a small origin capped at 10 MB/s upload has
+// Scenario "offload": how much a small origin capped at 10 MB/s upload has
 // to send, and how long its clients wait, when N libtorrent clients start together on one
 // ~257 MB CCSDS GRIB2 file (N = 8 and 32; 4 and a ~33 MB file in quick mode). The origin is, in
 // turn and on the same file, .torrent and tracker:
@@ -9,8 +9,8 @@
 // The tracker is always the code and port in the .torrent's announce URLs: the daemon's own
 // while gribswarm seeds, and the same src/tracker.ts on the same port, started on its own in this
 // process, while the daemon is stopped and a reference tool seeds (so the daemon never seeds to a
-// reference's clients). In full mode, issue 3's figure is kept as an extra run: gribswarm's origin
-// with two mirrors following it over AMQP, N = 8.
+// reference's clients). In full mode, one extra run: gribswarm's origin with two mirrors
+// following it over AMQP, N = 8, against the origin alone.
 import { randomBytes } from 'node:crypto'
 import { readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'

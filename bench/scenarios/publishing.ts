@@ -69,7 +69,7 @@ interface PipelineSample {
 }
 
 export async function benchPublishing({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
-  // quick: one ~37 MB file (mktorrent takes pieces of 32 KiB or more: 33 MB and up); full: the issue's 80 MB and
+  // quick: one ~37 MB file (mktorrent takes pieces of 32 KiB or more: 33 MB and up); full: 80 MB and
   // 1 GB, median of 3 each (a 1 GB sample takes about 2 × 20 s at 50 MB/s).
   const sizes: Size[] = quick ? [{ repeat: 8, samples: 1 }] : [{ repeat: 17, samples: 3 }, { repeat: 214, samples: 3 }]
   progress('publishing: starting transmission-daemon for the sequential pipeline')
@@ -91,7 +91,7 @@ export async function benchPublishing({ res, quick }: ScenarioContext): Promise<
       `as it streams in, decodes each one (CCSDS, in libuv's pool while the download goes on) and checks the size and the MD5 ETag. Then \`mktorrent -t ${cpus().length} -l <gribswarm's piece length> -a <gribswarm's tracker URLs>\`, ` +
       `the torrent allowed on gribswarm's tracker, and added to a running ${transmission.name} (${transmission.settings}) with the download directory holding the file: ` +
       `done when its RPC reports the torrent verified and seeding (status polled every 100 ms, so up to 100 ms late), then one RSS item appended to a file. ` +
-      `Both pipelines built the same infohash for each file (checked). Files: CCSDS GRIB2 from scripts/lib/grib-fixtures.ts (8 messages on the EURAT01 grid, repeated), ` +
+      `Both pipelines built the same infohash for each file (checked). Files: CCSDS GRIB2 from test/kit/grib-fixtures.ts (8 messages on the EURAT01 grid, repeated), ` +
       `cached in ${FIXTURE_CACHE}. gribswarm fsyncs what it writes (part of its latency), curl does not; GDALInfo, mktorrent and transmission read the new file from the page cache. The upstream is a FakeUpstream in its own process; it serves every key from its start, but nothing asks it ` +
       `about run i before that sample's t0.`,
   )

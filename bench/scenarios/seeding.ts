@@ -1,4 +1,4 @@
-// Scenario "seeding" (issue 4, scenario 2): seeding throughput to one standard BitTorrent client
+// Scenario "seeding": seeding throughput to one standard BitTorrent client
 // (libtorrent, lt-download.py) over loopback TCP, 1 GiB of random bytes (64 MiB in quick mode),
 // no cap: from gribswarm's seeder (src/seed.ts, in this process, as the daemon runs it), then from
 // transmission-daemon and from qbittorrent-nox seeding the same file and .torrent. The same client

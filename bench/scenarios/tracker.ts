@@ -1,8 +1,8 @@
-// Scenario 6 ("tracker"): announces per second sustained on loopback, over HTTP and over UDP
+// Scenario "tracker": announces per second sustained on loopback, over HTTP and over UDP
 // (BEP 15), 10 000 simulated peers over 40 torrents, gribswarm's tracker (bittorrent-tracker
 // through src/tracker.ts) against opentracker (Debian, whitelist mode).
 // Each tracker runs in its own process, started fresh for each protocol; the load comes from
-// scripts/lib/announce-load.ts in another process, with the same peers, the same number of
+// bench/lib/announce-load.ts in another process, with the same peers, the same number of
 // announces in flight and the same measured window for both trackers.
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
@@ -41,7 +41,7 @@ interface Measured {
 }
 
 /**
- * bench-tracker-server.ts and the src/ modules it imports, compiled to JavaScript the way
+ * tracker-server.ts and the src/ modules it imports, compiled to JavaScript the way
  * `npm start` runs the daemon: tsx's loader alone would add ~37 MB to the tracker's memory.
  * Returns the path of the compiled script.
  */
@@ -71,7 +71,7 @@ function exitedWith(tool: string, handle: ChildHandle): Error | undefined {
 async function startGribswarm(res: Resources, serverJs: string, whitelist: string): Promise<TrackerProcess> {
   const port = await freePort()
   const handle = res.start(process.execPath, [serverJs, String(port), whitelist], { cwd: dirname(serverJs) })
-  await waitFor(`gribswarm's tracker (bench-tracker-server.js) on 127.0.0.1:${port}`, () => {
+  await waitFor(`gribswarm's tracker (tracker-server.js) on 127.0.0.1:${port}`, () => {
     const exited = exitedWith("gribswarm's tracker", handle)
     if (exited) throw exited
     return handle.stdout.includes('{"port"')
@@ -220,12 +220,12 @@ export async function benchTracker({ res, quick }: ScenarioContext): Promise<Sce
   const notes = [
     `Tracker: ${setup}, each with its own peer_id, port and key, announcing in turn: event=started until it succeeds, then periodic announces (no event); ` +
       `compact=1, numwant=50, one peer in five a seeder (left=0). A closed loop keeps ${IN_FLIGHT.http} HTTP or ${IN_FLIGHT.udp} UDP announces in flight ` +
-      `(scripts/lib/announce-load.ts, one Node process, raw sockets); warm-up until every peer has started and at least ${warmupSeconds} s, then the announces ` +
+      `(bench/lib/announce-load.ts, one Node process, raw sockets); warm-up until every peer has started and at least ${warmupSeconds} s, then the announces ` +
       `completed in ${measureSeconds} s are counted if the answer parses (HTTP: a bencoded dict with compact peers and no failure reason; UDP: action 1 and our transaction id). ` +
       `No answer within ${TIMEOUT_MS / 1000} s is a failure (no retransmission). Latency: from connect (HTTP) or send (UDP) to the parsed answer, so it includes queueing behind the other announces in flight. ` +
       `Each tracker is started fresh for each protocol; the same generator, peers and window for both.`,
     `Tracker setups: gribswarm's is src/tracker.ts (bittorrent-tracker ${trackerLibVersion}) built as the daemon builds it, configuration defaults (HTTP, UDP and WebSocket on one port, ` +
-      `announce interval 5 min, only the ${TORRENTS} allowed infohashes accepted) with host 127.0.0.1, in its own process (scripts/lib/bench-tracker-server.ts compiled to JavaScript, as npm start runs the daemon). ` +
+      `announce interval 5 min, only the ${TORRENTS} allowed infohashes accepted) with host 127.0.0.1, in its own process (bench/lib/tracker-server.ts compiled to JavaScript, as npm start runs the daemon). ` +
       `opentracker: Debian's build (whitelist mode), \`opentracker ${opentrackerArgs('DIR', 'PORT').join(' ')}\` with the ${TORRENTS} infohashes in DIR/whitelist; ` +
       `run as root it chroots to DIR and drops to user nobody (its defaults); nothing else set.`,
     `Tracker HTTP: opentracker answers without keep-alive (it closes the connection after every answer, without saying so in a header), so the HTTP figures use one TCP connection per ` +

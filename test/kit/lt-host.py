@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A stock libtorrent client (the engine of qBittorrent and Deluge) as a long-running host,
-started inside a network namespace by scripts/lib/ns-clients.ts. Default settings except what a
+started inside a network namespace by test/kit/ns-clients.ts. Default settings except what a
 closed test network needs: no DHT, no local service discovery, no UPnP or NAT-PMP. It listens
 for peers on libtorrent's default interfaces (0.0.0.0:6881 and [::]:6881), uses uTP, encryption,
 PEX and web seeds as shipped, and keeps seeding after completion until it is stopped.

@@ -24,7 +24,7 @@ export interface FrontOptions {
 export async function renderFrontConfig(options: FrontOptions): Promise<string[]> {
   let text = await readFile(SHIPPED, 'utf8')
   const replace = (from: string, to: string) => {
-    if (!text.includes(from)) throw new Error(`nginx.conf no longer contains "${from}": update scripts/lib/nginx-front.ts with it`)
+    if (!text.includes(from)) throw new Error(`nginx.conf no longer contains "${from}": update test/kit/nginx-front.ts with it`)
     text = text.replaceAll(from, to)
   }
   replace('server 127.0.0.1:8080;', `server 127.0.0.1:${options.httpPort};`)
