@@ -10,8 +10,8 @@ export interface GribswarmEvents {
   validated: [{ relPath: string; size: number; messages: number; bands: number }]
   /** An item is published: its sidecar is on disk and it is in the feeds. `from` is 'upstream' or the node it was copied from. */
   published: [{ item: ItemRecord; from: string }]
-  /** The seeder holds the item in full and announces it. */
-  seeding: [{ item: ItemRecord }]
+  /** The seeder holds the item in full and announces it; `rehashed`: its pieces were checked again (the file changed since it was published). */
+  seeding: [{ item: ItemRecord; rehashed: boolean }]
   /** An item left the feeds and its files are deleted. */
   expired: [{ item: ItemRecord; reason: string }]
   /** An upstream pass ended (a failed pass reports its error). */

@@ -116,7 +116,7 @@ export class Seeder implements Stage<{ port: number; torrents: number }>, Publis
     torrent.on('error', (err: Error) => this.log.error('torrent error', { relPath: item.relPath, error: err }))
     this.swarms.set(item.infoHash, peers!)
     this.log.debug('seeding', { relPath: item.relPath, infoHash: item.infoHash })
-    this.deps.events.emit('seeding', { item })
+    this.deps.events.emit('seeding', { item, rehashed: !unchanged })
   }
 
   /**
