@@ -17,7 +17,7 @@ if (!(Number(port) > 0) || !whitelistFile) {
 }
 const config = loadConfig({ env: {}, overrides: { tracker: { host: '127.0.0.1', port: Number(port) } } })
 const log = createLogger(config.log.level)
-const tracker = new Tracker(config.tracker, log.child({ stage: 'tracker' }))
+const tracker = new Tracker(config.tracker, { log: log.child({ stage: 'tracker' }) })
 for (const infoHash of (await readFile(whitelistFile, 'utf8')).split('\n').filter(Boolean)) tracker.allow(infoHash)
 await tracker.start()
 process.stdout.write(`${JSON.stringify({ port: tracker.port })}\n`)

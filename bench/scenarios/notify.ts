@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { stat } from 'node:fs/promises'
 import amqp from 'amqplib'
 import { Daemon } from '../../src/daemon.ts'
+import { Events } from '../../src/events.ts'
 import { createLogger } from '../../src/log.ts'
 import { loadLoopbackConfig } from '../../test/kit/config.ts'
 import { arpegeKey, FakeUpstream } from '../../test/kit/fake-upstream.ts'
@@ -58,15 +59,12 @@ export async function benchNotify({ res, quick }: ScenarioContext): Promise<Scen
     fetch: { concurrency: 1 },
     seed: { utp: false },
     notify: { brokerUrl: BENCH_BROKER, exchange, source: 'bench' },
-    log: { level: 'info' },
+    log: { level: 'warn' },
   })
-  // The pipeline logs "published" right after the store's atomic rename: the moment the file is public.
-  const log = createLogger('info', (line) => {
-    const relPath = / INFO  published .*relPath=(\S+)/.exec(line)?.[1]
-    if (relPath) published.set(relPath, performance.now())
-    else if (/ (WARN |ERROR) /.test(line)) process.stderr.write(`${line}\n`)
-  })
-  const daemon = await Daemon.start(config, log, { schedule: false })
+  // 'published' is emitted right after the store's atomic rename: the moment the file is public.
+  const events = new Events()
+  events.on('published', ({ item }) => published.set(item.relPath, performance.now()))
+  const daemon = await Daemon.start(config, createLogger('warn'), { schedule: false, events })
   res.defer('stop the in-process daemon', () => daemon.stop())
   await waitFor('the notifier to connect', () => daemon.notifier!.status().connected, 30_000)
   progress(`notify: daemon publishing ${count} small files one at a time, subscriber on ${exchange}`)

@@ -167,7 +167,7 @@ async function referenceRun(
   clients: number,
   timeoutS: number,
 ): Promise<{ run: OffloadRun; settings: string }> {
-  const tracker = new Tracker({ host: '127.0.0.1', port: target.trackerPort }, silentLogger)
+  const tracker = new Tracker({ host: '127.0.0.1', port: target.trackerPort }, { log: silentLogger })
   tracker.allow(target.infoHash)
   await tracker.start()
   res.defer(`stop the tracker on port ${target.trackerPort}`, () => tracker.stop())

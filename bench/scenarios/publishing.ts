@@ -15,6 +15,7 @@ import gdal from 'gdal-async'
 import { announceUrls, type Config } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { xml } from '../../src/feed.ts'
+import { Events } from '../../src/events.ts'
 import { createLogger } from '../../src/log.ts'
 import { expectedFiles, objectUrl } from '../../src/source.ts'
 import { pieceLengthFor } from '../../src/torrent.ts'
@@ -130,16 +131,13 @@ async function measureSize(res: Resources, transmission: ReferenceSeeder, size: 
   const pieceLength = pieceLengthFor(fileSize, config.torrent.minPieces)
 
   const samples = new Map<string, GribswarmSample>() // by relPath
-  // The daemon's own log lines mark the steps after the last byte (warnings and errors still shown).
-  const log = createLogger('debug', (line) => {
-    const now = performance.now()
-    const sample = samples.get(/ relPath=(\S+)/.exec(line)?.[1] ?? '')
-    if (sample && line.includes(' DEBUG valid GRIB ')) sample.validated ??= now
-    else if (sample && line.includes(' INFO  published ')) sample.stored ??= now
-    else if (sample && line.includes(' DEBUG seeding ')) sample.seeding ??= now
-    else if (/ (WARN |ERROR) /.test(line)) process.stderr.write(`${line}\n`)
-  })
-  const daemon = await Daemon.start(config, log, { schedule: false })
+  // The daemon's events mark the steps after the last byte (its warnings and errors still shown).
+  const events = new Events()
+  const sampleOf = (relPath: string) => samples.get(relPath) ?? ({} as Partial<GribswarmSample>)
+  events.on('validated', ({ relPath }) => (sampleOf(relPath).validated ??= performance.now()))
+  events.on('published', ({ item }) => (sampleOf(item.relPath).stored ??= performance.now()))
+  events.on('seeding', ({ item }) => (sampleOf(item.relPath).seeding ??= performance.now()))
+  const daemon = await Daemon.start(config, createLogger('warn'), { schedule: false, events })
   let stopped = false
   const stopDaemon = async () => {
     if (stopped) return
@@ -182,7 +180,7 @@ async function gribswarmSample(daemon: Daemon, config: Config, run: string, samp
   const watchFeed = async (): Promise<void> => {
     const marker = `<fileName>${xml(fileName)}</fileName>`
     while (sample.inRss === undefined) {
-      if (Date.now() > deadline) throw new Error(`${fileName} did not appear in ${rssUrl} in time (pass: ${JSON.stringify(daemon.passState)})`)
+      if (Date.now() > deadline) throw new Error(`${fileName} did not appear in ${rssUrl} in time (pass: ${JSON.stringify(daemon.scheduler.status())})`)
       const text = await fetch(rssUrl).then((r) => r.text())
       if (text.includes(marker)) {
         sample.inRss = performance.now()
@@ -213,7 +211,7 @@ async function gribswarmSample(daemon: Daemon, config: Config, run: string, samp
   )
   const item = report?.published[0]
   if (!item || report.published.length !== 1 || !watcher) {
-    throw new Error(`the pass over run ${run} published ${report?.published.length ?? 0} files, not 1: ${JSON.stringify(report?.failed ?? daemon.passState.lastError)}`)
+    throw new Error(`the pass over run ${run} published ${report?.published.length ?? 0} files, not 1: ${JSON.stringify(report?.failed ?? daemon.scheduler.status().lastError)}`)
   }
   await watcher
   sample.cpuSeconds = ((await cpuSeconds(process.pid)) ?? 0) - cpuBefore

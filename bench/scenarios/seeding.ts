@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Events } from '../../src/events.ts'
 import { createLogger } from '../../src/log.ts'
 import { Seeder } from '../../src/seed.ts'
 import { Uplink } from '../../src/uplink.ts'
@@ -140,12 +141,11 @@ export async function benchSeeding({ res, quick }: ScenarioContext): Promise<Sce
 
   const seeder = new Seeder(
     { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: true },
-    new Uplink(0),
-    createLogger('warn').child({ bench: 'seed' }),
+    { uplink: new Uplink(0), dataPath: () => path, events: new Events(), log: createLogger('warn').child({ bench: 'seed' }) },
   )
   await seeder.start()
   res.defer('stop the seeder', () => seeder.stop())
-  await seeder.add(item, built.torrent, path)
+  await seeder.published(item, built.torrent)
   const ours = await downloadFrom(res, 'gribswarm', seeder.port, file, timeoutS)
   await seeder.stop()
   if (!ours.done) throw new Error(`libtorrent did not finish downloading from gribswarm's seeder in ${timeoutS} s`)
