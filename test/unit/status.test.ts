@@ -1,0 +1,55 @@
+// The /api/status report's parts that are computed, not copied: per-item ages and URLs, and
+// the mirror's view of its followers.
+import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
+import { test } from 'node:test'
+import { silentLogger } from '../../src/log.ts'
+import { itemStatuses, mirrorStatus } from '../../src/status.ts'
+import { DataStore } from '../../src/store.ts'
+import { tempDir } from '../kit/helpers.ts'
+
+test('each item gets its age, time to expiry, URLs and the figures of every stage', async () => {
+  const store = new DataStore(await tempDir(), silentLogger)
+  await store.open()
+  const relPath = '20261123T00Z/arpege/01/SP1/f_1.grib2'
+  const temp = store.tempPath(relPath)
+  await writeFile(temp, 'GRIB')
+  await store.publish(temp, Buffer.from('d4:infoe'), {
+    version: 1, relPath, fileName: 'f_1.grib2', sourceUrl: 'http://upstream.test/x', run: '2026-11-23T00:00:00Z', model: 'arpege', grid: '01',
+    package: 'SP1', range: '000H012H', size: 4, md5: '', sha512: 'AA==', infoHash: 'ab'.repeat(20), pieceLength: 16384, magnetURI: 'magnet:?x',
+    publishedAt: '2026-11-23T03:00:00.000Z', expiresAt: '2026-11-23T15:00:00.000Z',
+  })
+  const http = { dataRequests: 1, dataBytes: 4, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 2 }
+  const [item] = itemStatuses(store, 'http://node.test', {
+    swarm: () => ({ seeders: 3, leechers: 1 }),
+    seed: () => ({ peers: 2, uploaded: 10, uploadSpeed: 0 }),
+    http: () => http,
+  }, Date.parse('2026-11-23T16:00:00Z'))
+  assert.equal(item!.ageSeconds, 13 * 3600)
+  assert.equal(item!.expiresInSeconds, 0, 'never negative')
+  assert.equal(item!.torrentUrl, `http://node.test/data/${relPath}.torrent`)
+  assert.equal(item!.httpUrl, `http://node.test/data/${relPath}`)
+  assert.equal(item!.seeders, 3)
+  assert.equal(item!.uploaded, 10)
+  assert.deepEqual(item!.http, http)
+})
+
+test("the mirror's status counts the broker subscriptions bound now and lists what it follows", () => {
+  const status = mirrorStatus(
+    { copied: 2, dropped: 1, failed: 0, copying: [] },
+    [{ feed: 'http://a.test/feed.json', polls: 3 }],
+    [
+      { broker: 'amqp://guest:***@b.test/', exchange: 'xpublic', following: true },
+      { broker: 'amqp://c.test/', exchange: 'xpublic', following: false },
+    ],
+  )
+  assert.deepEqual(status, {
+    follows: ['http://a.test/feed.json', 'amqp://guest:***@b.test/', 'amqp://c.test/'],
+    brokers: 2,
+    following: 1,
+    copied: 2,
+    dropped: 1,
+    failed: 0,
+    copying: [],
+  })
+})
