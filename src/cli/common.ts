@@ -1,4 +1,5 @@
-// What both commands share: loading the configuration once, and failing with one clear line.
+// What the three commands (daemon, fetch, mirror) share: loading the configuration once, failing
+// with one clear line, and running the daemon until it is told to stop.
 import { ConfigError, loadConfig, type Config, type LoadOptions } from '../config.ts'
 import { Daemon } from '../daemon.ts'
 import { createLogger, type Logger } from '../log.ts'
@@ -23,7 +24,27 @@ export const CONFIG_HELP = `Configuration: config/default.json, then the file gi
 then environment variables GRIBSWARM_<SECTION>__<KEY> (e.g. GRIBSWARM_HTTP__PORT=8081,
 GRIBSWARM_SOURCE__PACKAGES=SP1,SP2). See README.md for every key.`
 
-/** Starts the daemon and runs it until SIGINT/SIGTERM (a second signal does not wait). */
+/** Node has no parent-death signal: the parent is polled. */
+const PARENT_CHECK_MS = 1000
+
+/** Calls `then` once this process's parent has exited (it is then re-parented). */
+function whenParentExits(then: () => void): void {
+  const parent = process.ppid
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return
+    clearInterval(timer)
+    then()
+  }, PARENT_CHECK_MS)
+  timer.unref()
+}
+
+/**
+ * Starts the daemon and runs it until SIGINT/SIGTERM (a second signal does not wait). Under npm
+ * (npm start, npm run mirror, npx gribswarm) it also stops when its parent exits: npm runs the
+ * command through `sh -c` and forwards SIGTERM to that shell, which dies without passing it on,
+ * so `kill <npm>` left the daemon running under init with its ports and the data directory's
+ * lock. Elsewhere (systemd, nohup, setsid) a parent going away is no reason to stop.
+ */
 export async function runDaemon(config: Config, log: Logger, what: string, context: Record<string, unknown>): Promise<void> {
   let daemon: Daemon
   try {
@@ -33,15 +54,15 @@ export async function runDaemon(config: Config, log: Logger, what: string, conte
   }
   log.info(`${what} running`, { dataDir: config.dataDir, ...context, status: `${config.http.publicBaseUrl}/` })
   let stopping = false
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      if (stopping) process.exit(1)
-      stopping = true
-      log.info('stopping', { signal })
-      daemon.stop().then(
-        () => process.exit(0),
-        (err: Error) => fail(`stopping: ${err.message}`),
-      )
-    })
+  const stop = (why: Record<string, unknown>) => {
+    if (stopping) process.exit(1)
+    stopping = true
+    log.info('stopping', why)
+    daemon.stop().then(
+      () => process.exit(0),
+      (err: Error) => fail(`stopping: ${err.message}`),
+    )
   }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop({ signal }))
+  if (process.env.npm_lifecycle_event) whenParentExits(() => stop({ reason: 'the parent process (npm or its shell) exited' }))
 }
