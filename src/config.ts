@@ -88,7 +88,9 @@ const schema = z.strictObject({
   http: z.strictObject({
     host: z.string(),
     port,
-    publicBaseUrl: httpUrl,
+    // Base of every URL in torrents, feeds and notifications: how others reach this node.
+    // '' = http://localhost:<http.port>, which only this machine can use.
+    publicBaseUrl: z.union([z.literal(''), httpUrl]),
     trustProxy: z.boolean(),
     // nginx's internal location for the published tree: the daemon answers with X-Accel-Redirect
     // and nginx sends the bytes ('' = the daemon sends them).
@@ -251,7 +253,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   if (!result.success) throw new ConfigError(`invalid configuration: ${describeIssues(result.error)}`)
   const config = result.data
   config.dataDir = resolve(options.cwd ?? process.cwd(), config.dataDir)
-  config.http.publicBaseUrl = config.http.publicBaseUrl.replace(/\/+$/, '')
+  config.http.publicBaseUrl = (config.http.publicBaseUrl || `http://localhost:${config.http.port}`).replace(/\/+$/, '')
   return config
 }
 

@@ -60,7 +60,8 @@ const { config, log } = loadOrExit(args.config, {
   dataDir: args['data-dir'] ?? './var/mirror',
   source: { enabled: false },
   mirror: { feeds: [positionals[0]!], ...(args.accept ? { accept: args.accept } : {}) },
-  http: { port, publicBaseUrl: args['public-url'] ?? `http://localhost:${port}` },
+  // Without --public-url, the configuration's (by default http://localhost:<port>).
+  http: { port, ...(args['public-url'] ? { publicBaseUrl: args['public-url'] } : {}) },
   disk: { budgetBytes: Math.round(number('budget-gb', args['budget-gb'], 20) * 1e9) },
   uplink: { bytesPerSec: Math.round((number('upload-mbps', args['upload-mbps'], 50) * 1e6) / 8) },
 })

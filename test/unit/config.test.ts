@@ -25,6 +25,18 @@ test('environment variables override keys at any depth, lists by comma', () => {
   assert.equal(config.dataDir, '/srv/grib')
 })
 
+test('http.publicBaseUrl follows http.port unless it is set', async () => {
+  assert.equal(loadConfig({ env: {} }).http.publicBaseUrl, 'http://localhost:8080')
+  const moved = loadConfig({ env: { GRIBSWARM_HTTP__PORT: '18080' } })
+  assert.equal(moved.http.publicBaseUrl, 'http://localhost:18080')
+  const dir = await tempDir()
+  const file = join(dir, 'public.json')
+  await writeFile(file, JSON.stringify({ http: { publicBaseUrl: 'https://grib.example.org/' } }))
+  const set = loadConfig({ file, env: { GRIBSWARM_HTTP__PORT: '18080' } })
+  assert.equal(set.http.publicBaseUrl, 'https://grib.example.org')
+  assert.deepEqual(announceUrls(set), ['http://grib.example.org:6969/announce', 'udp://grib.example.org:6969'])
+})
+
 test('a config file is merged over the defaults, then the environment over it', async () => {
   const dir = await tempDir()
   const file = join(dir, 'local.json')
@@ -44,6 +56,7 @@ test('a bad value stops with one message naming the key and what was expected', 
     [{ schedule: { cron: 'every minute' } }, /schedule\.cron: not a valid cron expression/],
     [{ source: { packages: [] } }, /source\.packages: /],
     [{ source: { bucketUrl: 'ftp://x' } }, /source\.bucketUrl: /],
+    [{ http: { publicBaseUrl: 'grib.example.org' } }, /http\.publicBaseUrl: /],
     [{ retention: { publishSeconds: -1 } }, /retention\.publishSeconds: /],
     [{ http: { prot: 1 } }, /http: unknown key "prot"/],
     [{ colour: 'blue' }, /unknown key "colour"/],
