@@ -2,14 +2,15 @@
 // type, and every number an out-of-range one, is refused with one message that names the key;
 // the CLIs then exit non-zero having started nothing (no data directory, no port).
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { ConfigError, loadConfig } from '../../src/config.ts'
-import { tempDir } from '../kit/helpers.ts'
+import { cliCommand, startCli } from '../kit/daemon.ts'
+import { onCleanup, tempDir } from '../kit/helpers.ts'
+import { Resources } from '../kit/resources.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const defaults = JSON.parse(readFileSync(join(ROOT, 'config/default.json'), 'utf8')) as Record<string, unknown>
@@ -75,19 +76,19 @@ test('an unknown key at any level is refused, naming it', () => {
   }
 })
 
-const withoutOurs = (env: NodeJS.ProcessEnv) => Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('GRIBSWARM_')))
-
-for (const cli of ['src/cli/daemon.ts', 'src/cli/fetch.ts', 'src/cli/mirror.ts']) {
-  test(`${cli} with a bad value exits 2 with one line and starts nothing`, async () => {
+for (const cli of ['daemon', 'fetch', 'mirror']) {
+  test(`src/cli/${cli}.ts with a bad value exits 2 with one line and starts nothing`, async () => {
     const dataDir = join(await tempDir(), 'data')
-    const args = cli.endsWith('mirror.ts') ? ['http://127.0.0.1:9/feed.json', '--data-dir', dataDir] : []
-    const result = spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], {
-      cwd: ROOT,
-      env: { ...withoutOurs(process.env), GRIBSWARM_DATADIR: dataDir, GRIBSWARM_FETCH__CONCURRENCY: 'lots' },
-      encoding: 'utf8',
-      timeout: 60_000,
+    const args = cli === 'mirror' ? ['http://127.0.0.1:9/feed.json', '--data-dir', dataDir] : []
+    const res = new Resources()
+    onCleanup(function stopTheCli() {
+      return res.cleanup()
     })
-    assert.equal(result.status, 2, `exit status; stderr: ${result.stderr}`)
+    // startCli leaves this process's GRIBSWARM_* variables out.
+    const result = await startCli(res, cliCommand(cli), args, {
+      env: { GRIBSWARM_DATADIR: dataDir, GRIBSWARM_FETCH__CONCURRENCY: 'lots' },
+    }).finished(60_000)
+    assert.equal(result.code, 2, `exit status; stderr: ${result.stderr}`)
     const lines = result.stderr.trim().split('\n')
     assert.equal(lines.length, 1, result.stderr)
     assert.match(lines[0]!, /fetch\.concurrency/)

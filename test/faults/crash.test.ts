@@ -11,7 +11,6 @@
 //   - an expiry cut short is finished at the next start, nothing is deleted before its time and
 //     an expired file is never fetched again.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -20,9 +19,10 @@ import { arpegeKey, FakeUpstream } from '../kit/fake-upstream.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import type { CrashPoint } from '../kit/crash-hook.ts'
 import { recentRuns } from '../../src/source.ts'
-import { fixture, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
+import { cliCommand, startCli } from '../kit/daemon.ts'
+import { fixture, onCleanup, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
+import { Resources } from '../kit/resources.ts'
 
-const DAEMON_CLI = new URL('../../src/cli/daemon.ts', import.meta.url).pathname
 const HOOK = new URL('../kit/crash-hook.ts', import.meta.url).href
 const RANGES = ['000H012H', '013H024H']
 /** GRIB messages per fixture file: a GDAL open per message. */
@@ -68,21 +68,21 @@ async function setup(retention?: { publishSeconds: number; checkEverySeconds: nu
 const sha1 = (data: Buffer) => createHash('sha1').update(data).digest('hex')
 
 function startDaemon(s: Setup, crashAt?: CrashPoint) {
-  const hook = crashAt ? ['--import', HOOK] : []
-  const child = spawn(process.execPath, ['--import', 'tsx', ...hook, DAEMON_CLI, '--config', s.configFile], {
-    env: { ...process.env, CRASH_HOOK_AT: crashAt ? JSON.stringify(crashAt) : '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // Its own registry, stopped by the test file's cleanup before the directories made so far go.
+  const res = new Resources()
+  onCleanup(function stopTheDaemon() {
+    return res.cleanup()
   })
-  let output = ''
-  child.stdout.on('data', (d) => (output += d))
-  child.stderr.on('data', (d) => (output += d))
+  const daemon = startCli(res, cliCommand('daemon', crashAt ? [HOOK] : []), ['--config', s.configFile], {
+    env: { CRASH_HOOK_AT: crashAt ? JSON.stringify(crashAt) : '' },
+  })
   let exited = false
-  const exit = new Promise<void>((resolve) => child.on('exit', () => resolve((exited = true) && undefined)))
+  void daemon.exited.then(() => (exited = true))
   /** Fails a wait at once when the daemon died on its own. */
   const alive = () => {
-    if (exited) throw new Error(`the daemon exited:\n${output}`)
+    if (exited) throw new Error(`the daemon exited:\n${daemon.output}`)
   }
-  return { child, exit, alive, output: () => output }
+  return Object.assign(daemon, { alive })
 }
 
 interface Status {
@@ -115,10 +115,10 @@ async function crashAt(s: Setup, point: Omit<CrashPoint, 'marker'>) {
     await waitFor(`the daemon to reach ${JSON.stringify(point)}`, () => (daemon.alive(), stat(marker).then(() => true, () => false)), 60_000)
   } catch (err) {
     daemon.child.kill('SIGKILL')
-    throw new Error(`${(err as Error).message}\n${daemon.output()}`)
+    throw new Error(`${(err as Error).message}\n${daemon.output}`)
   }
   daemon.child.kill('SIGKILL')
-  await daemon.exit
+  await daemon.exited
   return { publishedBefore: await sidecars(s, 'pub'), reached: await readFile(marker, 'utf8'), getsBefore: dataGets(s) }
 }
 
@@ -150,13 +150,13 @@ async function restartAndFinish(s: Setup) {
     return { daemon, status: await status(s) }
   } catch (err) {
     daemon.child.kill('SIGKILL')
-    throw new Error(`${(err as Error).message}\n${daemon.output()}`)
+    throw new Error(`${(err as Error).message}\n${daemon.output}`)
   }
 }
 
 async function stopDaemon(daemon: ReturnType<typeof startDaemon>) {
   daemon.child.kill('SIGTERM')
-  await daemon.exit
+  await daemon.exited
 }
 
 
@@ -188,7 +188,7 @@ for (const { step, point, firstFetchedAgain } of PUBLISH_STEPS) {
         // The first file again only if its publication had not been journalled; the second once.
         assert.equal(dataGets(s) - crash.getsBefore, firstFetchedAgain ? 2 : 1, `GETs after the restart (crashed at ${crash.reached})`)
         await stopDaemon(daemon)
-        await assertConsistent(s, crash.publishedBefore, daemon.output())
+        await assertConsistent(s, crash.publishedBefore, daemon.output)
       } finally {
         daemon.child.kill('SIGKILL')
       }

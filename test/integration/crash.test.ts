@@ -1,25 +1,22 @@
 // Real crashes: `npm run fetch` killed with SIGKILL in the middle of a download, then run
 // again. Nothing partial is ever published, nothing valid is lost, no temp file survives.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { arpegeKey, FakeUpstream } from '../kit/fake-upstream.ts'
-import { fixture, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
+import { cliCommand, startCli } from '../kit/daemon.ts'
+import { fixture, onCleanup, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
+import { Resources } from '../kit/resources.ts'
 
-const FETCH_CLI = new URL('../../src/cli/fetch.ts', import.meta.url).pathname
-
+/** `npm run fetch -- --run RUN <args>`; finished() runs it to its exit. */
 function runFetch(configFile: string, args: string[] = []) {
-  const child = spawn(process.execPath, ['--import', 'tsx', FETCH_CLI, '--run', RUN, ...args], {
-    env: { ...process.env, GRIBSWARM_CONFIG: configFile },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // Its own registry, stopped by the test file's cleanup before the directories made so far go.
+  const res = new Resources()
+  onCleanup(function stopTheFetch() {
+    return res.cleanup()
   })
-  let output = ''
-  child.stdout.on('data', (d) => (output += d))
-  child.stderr.on('data', (d) => (output += d))
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-  return { child, exit, output: () => output }
+  return startCli(res, cliCommand('fetch'), ['--run', RUN, ...args], { env: { GRIBSWARM_CONFIG: configFile } })
 }
 
 async function listAll(dir: string): Promise<string[]> {
@@ -47,22 +44,22 @@ test('SIGKILL mid-download, then a new pass: no partial file published, everythi
       return false
     }, 30_000)
     first.child.kill('SIGKILL')
-    await first.exit
+    await first.exited
     assert.ok(!(await listAll(dataDir)).some((f) => f.startsWith('pub/') && f.endsWith('.grib2')), 'nothing published yet')
 
     upstream.setRate(undefined)
-    const second = runFetch(configFile)
-    assert.equal(await second.exit, 0, second.output())
-    assert.match(second.output(), /published 2, failed 0/)
+    const second = await runFetch(configFile).finished()
+    assert.equal(second.code, 0, second.output)
+    assert.match(second.output, /published 2, failed 0/)
     const files = await listAll(dataDir)
     assert.deepEqual(files.filter((f) => !f.startsWith('pub/')), [], 'no temp file, no lock left')
     const published = files.filter((f) => f.endsWith('.grib2'))
     assert.equal(published.length, 2)
     for (const [i, file] of published.entries()) assert.ok((await readFile(join(dataDir, file))).equals(bodies[i]!), file)
 
-    const third = runFetch(configFile, ['--dry-run'])
-    assert.equal(await third.exit, 0)
-    assert.match(third.output(), /0 to fetch, 2 already done/)
+    const third = await runFetch(configFile, ['--dry-run']).finished()
+    assert.equal(third.code, 0)
+    assert.match(third.output, /0 to fetch, 2 already done/)
   } finally {
     await upstream.stop()
   }
@@ -70,15 +67,15 @@ test('SIGKILL mid-download, then a new pass: no partial file published, everythi
 
 test('fetch --help explains the options; a bad --run or config value exits non-zero with one clear line', async () => {
   const dir = await tempDir()
-  const help = runFetch('/nonexistent', ['--help'])
-  assert.equal(await help.exit, 0)
-  assert.match(help.output(), /--dry-run/)
-  const badRun = runFetch(join(dir, 'none.json'), ['--run', 'yesterday'])
-  assert.equal(await badRun.exit, 1)
-  assert.match(badRun.output(), /run "yesterday": expected a UTC run time/)
+  const help = await runFetch('/nonexistent', ['--help']).finished()
+  assert.equal(help.code, 0)
+  assert.match(help.output, /--dry-run/)
+  const badRun = await runFetch(join(dir, 'none.json'), ['--run', 'yesterday']).finished()
+  assert.equal(badRun.code, 1)
+  assert.match(badRun.output, /run "yesterday": expected a UTC run time/)
   const badConfig = join(dir, 'bad.json')
   await writeFile(badConfig, JSON.stringify({ fetch: { concurrency: 0 } }))
-  const bad = runFetch(badConfig)
-  assert.equal(await bad.exit, 2)
-  assert.match(bad.output(), /^gribswarm: invalid configuration: fetch\.concurrency: .*\n$/)
+  const bad = await runFetch(badConfig).finished()
+  assert.equal(bad.code, 2)
+  assert.match(bad.output, /^gribswarm: invalid configuration: fetch\.concurrency: .*\n$/)
 })

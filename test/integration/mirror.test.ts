@@ -4,7 +4,6 @@
 // follow each other, a cycle. Then a third mirror, the volunteer quick start, copies from A
 // once the origin is gone. Real RabbitMQ, real webtorrent swarms, libtorrent from Debian.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -13,6 +12,8 @@ import { before, test } from 'node:test'
 import amqp from 'amqplib'
 import { arpegeKey, FakeUpstream } from '../kit/fake-upstream.ts'
 import { libtorrentDownload } from '../kit/peers.ts'
+import { cliCommand, startCli } from '../kit/daemon.ts'
+import { Resources } from '../kit/resources.ts'
 import type { Config } from '../../src/config.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
@@ -209,22 +210,16 @@ test('the volunteer quick start: npm run mirror with a node\'s feed URL copies f
   const uploadedBefore = uploadedByMirrors()
   const port = await freePort()
   const dataDir = await tempDir()
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../src/cli/mirror.ts', import.meta.url).pathname, `${mirrorA.config.http.publicBaseUrl}/rss.xml`,
+  const res = new Resources()
+  onCleanup(() => res.cleanup())
+  const child = startCli(res, cliCommand('mirror'), [`${mirrorA.config.http.publicBaseUrl}/rss.xml`,
     '--port', String(port), '--public-url', `http://127.0.0.1:${port}`, '--data-dir', dataDir, '--accept', item.range], {
-    env: { ...process.env, GRIBSWARM_HTTP__HOST: '127.0.0.1', GRIBSWARM_TRACKER__HOST: '127.0.0.1', GRIBSWARM_TRACKER__PORT: String(await freePort()), GRIBSWARM_SEED__PORT: '0', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_SEED__UTP: 'false', GRIBSWARM_LOG__LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
-  let stderr = ''
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  onCleanup(async () => {
-    child.kill('SIGTERM')
-    await exited
+    env: { GRIBSWARM_HTTP__HOST: '127.0.0.1', GRIBSWARM_TRACKER__HOST: '127.0.0.1', GRIBSWARM_TRACKER__PORT: String(await freePort()), GRIBSWARM_SEED__PORT: '0', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_SEED__UTP: 'false', GRIBSWARM_LOG__LEVEL: 'warn' },
   })
   const status = await waitFor('the new mirror to serve the file', async () => {
     const s = (await (await fetch(`http://127.0.0.1:${port}/api/status`)).json()) as { items: Array<{ relPath: string; httpUrl: string }> }
     return s.items.length === 1 ? s : undefined
-  }, 60_000).catch((err: Error) => assert.fail(`${err.message}; the mirror's log:\n${stderr}`))
+  }, 60_000).catch((err: Error) => assert.fail(`${err.message}; the mirror's log:\n${child.stderr}`))
   assert.equal(status.items[0]!.relPath, item.relPath)
   const bytes = Buffer.from(await (await fetch(status.items[0]!.httpUrl)).arrayBuffer())
   assert.ok(bytes.equals(bodies[RANGES.indexOf(item.range)]!))

@@ -33,9 +33,10 @@ export interface DaemonCommand {
   how: string
 }
 
-/** One of the project's CLIs (src/cli/NAME.ts) through tsx, from the repository root. */
-export function cliCommand(name: string): DaemonCommand {
-  return { args: ['--import', 'tsx', `src/cli/${name}.ts`], how: `node --import tsx src/cli/${name}.ts` }
+/** One of the project's CLIs (src/cli/NAME.ts) through tsx, from the repository root; `imports`: modules node loads before it, after tsx (e.g. crash-hook.ts). */
+export function cliCommand(name: string, imports: string[] = []): DaemonCommand {
+  const args = ['--import', 'tsx', ...imports.flatMap((module) => ['--import', module]), `src/cli/${name}.ts`]
+  return { args, how: `node ${args.join(' ')}` }
 }
 
 export interface CliOptions {

@@ -15,13 +15,15 @@ export interface ChildResult {
   timedOut: boolean
   stdout: string
   stderr: string
+  /** stdout and stderr interleaved as they arrived */
+  output: string
   seconds: number
 }
 
 export interface StartOptions {
   cwd?: string
   env?: NodeJS.ProcessEnv
-  /** 'capture' (the default): the last 64 KiB of stdout and stderr are kept for the caller; 'inherit': they go to this process's */
+  /** 'capture' (the default): the last 64 KiB of stdout, of stderr and of both interleaved are kept for the caller; 'inherit': they go to this process's */
   output?: 'capture' | 'inherit'
 }
 
@@ -78,12 +80,16 @@ export class Resources {
 
   /** Starts a long-running child; cleanup() stops it if it is still there. */
   start(command: string, args: string[], options: StartOptions = {}) {
+    const begin = performance.now()
     const inherit = options.output === 'inherit'
     const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', inherit ? 'inherit' : 'pipe', inherit ? 'inherit' : 'pipe'] })
     const stdout = tail(64 * 1024)
     const stderr = tail(64 * 1024)
-    child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk))
-    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk))
+    const output = tail(64 * 1024)
+    child.stdout?.on('data', (chunk: Buffer) => (stdout.push(chunk), output.push(chunk)))
+    child.stderr?.on('data', (chunk: Buffer) => (stderr.push(chunk), output.push(chunk)))
+    // 'exit' can come before the last of the output: 'close' is when the pipes are drained.
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()))
     this.children.add(child)
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.once('exit', (code, signal) => {
@@ -95,6 +101,7 @@ export class Resources {
         resolve({ code: -1, signal: null })
       })
     })
+    const stop = (graceMs = 10_000) => this.stopChild(child, exited, graceMs)
     return {
       child,
       exited,
@@ -104,23 +111,45 @@ export class Resources {
       get stderr() {
         return stderr.text
       },
+      /** stdout and stderr interleaved as they arrived */
+      get output() {
+        return output.text
+      },
       /** SIGTERM, then SIGKILL if it has not exited after graceMs. */
-      stop: (graceMs = 10_000) => this.stopChild(child, exited, graceMs),
+      stop,
+      /**
+       * Waits until the child exits, stopped (stop(2000)) if it is still there after timeoutMs
+       * (no limit without one), and for the rest of its output (at most 1 s more: a grandchild
+       * may hold the pipes).
+       */
+      finished: async (timeoutMs?: number): Promise<ChildResult> => {
+        let timedOut = false
+        const timer =
+          timeoutMs === undefined
+            ? undefined
+            : setTimeout(() => {
+                timedOut = true
+                void stop(2000)
+              }, timeoutMs)
+        const { code, signal } = await exited
+        clearTimeout(timer)
+        await Promise.race([closed, delay(1000, undefined, { ref: false })])
+        return {
+          code,
+          signal,
+          timedOut,
+          stdout: stdout.text,
+          stderr: stderr.text,
+          output: output.text,
+          seconds: (performance.now() - begin) / 1000,
+        }
+      },
     }
   }
 
   /** Runs a child to completion or until timeoutMs (then it is killed). */
-  async run(command: string, args: string[], timeoutMs: number, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
-    const begin = performance.now()
-    const handle = this.start(command, args, options)
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      void handle.stop(2000)
-    }, timeoutMs)
-    const { code, signal } = await handle.exited
-    clearTimeout(timer)
-    return { code, signal, timedOut, stdout: handle.stdout, stderr: handle.stderr, seconds: (performance.now() - begin) / 1000 }
+  run(command: string, args: string[], timeoutMs: number, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ChildResult> {
+    return this.start(command, args, options).finished(timeoutMs)
   }
 
   private async stopChild(child: ChildProcess, exited: Promise<unknown>, graceMs: number): Promise<void> {
