@@ -155,7 +155,7 @@ export async function benchCreate({ res, quick }: ScenarioContext): Promise<Scen
   }
 
   notes.push(
-    `Torrent creation${quick ? ' (quick mode: small files, not the issue\'s 1 GB and 3.6 GB)' : ''}: one file of random bytes per size, written once and fsynced. ` +
+    `Torrent creation${quick ? ' (quick mode: small files, not the full run\'s 1 GB and 3.6 GB)' : ''}: one file of random bytes per size, written once and fsynced. ` +
       `gribswarm = src/torrent.ts PieceHasher fed by a 1 MiB read stream, then buildTorrent, in the benchmark's own Node process ` +
       `(one thread: Node hashes on the main thread); mktorrent 1.1 as a child, \`mktorrent -t ${threads} -l <log2 piece length> -a <url> -o out.torrent FILE\`. ` +
       `Piece length from gribswarm's pieceLengthFor(size, minPieces ${minPieces}) for both; both gave the same infohash (checked on every run). ` +

@@ -393,7 +393,7 @@ function report(runs: Map<number, OffloadRun[]>, size: number, meshed: { run: Of
         met: last !== undefined && last / ideal <= TIME_TARGET ? 'yes' : 'no',
       },
     )
-    notes.push(`Offload with 2 mirrors (issue 3's setting; the mirrors are webtorrent daemons on the same 2 cores): ${runNote(meshed.run, size)} The mirrors sent ${meshed.mirrorUploads.map(fmtMB).join(' and ')}.`)
+    notes.push(`Offload with 2 mirrors (a fresh origin, and 2 mirrors following its AMQP notifications; the mirrors are webtorrent daemons on the same 2 cores): ${runNote(meshed.run, size)} The mirrors sent ${meshed.mirrorUploads.map(fmtMB).join(' and ')}.`)
   }
   notes.unshift(
     `Offload, how: the clients are libtorrent 2.0 sessions in one process (lt-swarm.py), each on its own loopback address (127.0.0.2, .3, ...: as N machines; ` +

@@ -1,4 +1,4 @@
-// Smoke test of the separate-hosts harness (scripts/lib/netns.ts, ns-clients.ts): a LAN of
+// Smoke test of the separate-hosts harness (test/kit/netns.ts, ns-clients.ts): a LAN of
 // network namespaces with the origin's uplink capped, nginx in the origin serving one file and a
 // trackerless .torrent whose url-list points at it, and each stock client (libtorrent,
 // qbittorrent-nox, transmission-daemon, aria2c) in its own host completing the file from that
