@@ -3,7 +3,8 @@
 // people's torrents.
 import { Server } from 'bittorrent-tracker'
 import { createHmac, randomBytes } from 'node:crypto'
-import type { RemoteInfo } from 'node:dgram'
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
+import { isIPv6 } from 'node:net'
 import type { Logger } from './log.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import type { ItemRecord } from './store.ts'
@@ -58,6 +59,21 @@ class UdpConnectionGate {
     PROTOCOL_ID.copy(msg, 0)
     return { action: 'pass' }
   }
+}
+
+/**
+ * Where the UDP tracker listens for tracker.host: an unspecified host ('', 0.0.0.0, ::) on every
+ * address of both families, any other host on itself only. bittorrent-tracker's own sockets
+ * bound IPv6 to every address whatever the host: with 127.0.0.1 it still answered on [::1].
+ */
+function udpBindings(host: string): Array<{ type: 'udp4' | 'udp6'; address: string }> {
+  if (host === '' || host === '0.0.0.0' || host === '::') {
+    return [
+      { type: 'udp4', address: '0.0.0.0' },
+      { type: 'udp6', address: '::' },
+    ]
+  }
+  return [{ type: isIPv6(host) ? 'udp6' : 'udp4', address: host }]
 }
 
 export interface TrackerOptions {
@@ -162,7 +178,8 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
   async start(): Promise<void> {
     const server = new Server({
       http: true,
-      udp: true,
+      // The UDP sockets are ours (listenUdp): bound as tracker.host says, behind the gate.
+      udp: false,
       ws: true,
       stats: true,
       trustProxy: this.options.trustProxy ?? false,
@@ -174,31 +191,51 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
     server.on('error', (err: Error) => this.log.error('tracker error', { error: err }))
     server.on('warning', (err: Error) => this.log.debug('tracker refused a request', { reason: err.message }))
     for (const event of ['start', 'update', 'complete', 'stop']) server.on(event, (_addr: string, params) => this.recordAnnounce(params))
+    const { host, port } = this.options
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(this.options.port, { http: this.options.host, udp: this.options.host }, () => {
+      server.listen(port, host, () => {
         server.off('error', reject)
         resolve()
       })
     })
-    this.guardUdp(server)
-    this.server = server
     this.port = (server.http?.address() as { port: number }).port
-    this.log.info('tracker listening', { host: this.options.host, port: this.port })
+    const bindings = udpBindings(host)
+    const gate = new UdpConnectionGate()
+    try {
+      for (const { type, address } of bindings) server[type] = await this.listenUdp(server, gate, type, address)
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      throw err
+    }
+    this.server = server
+    this.log.info('tracker listening', { host, port: this.port, udp: bindings.map((b) => b.address).join(' ') })
   }
 
-  /** Puts the connection-id gate in front of bittorrent-tracker's UDP handler. */
-  private guardUdp(server: Server): void {
-    const gate = new UdpConnectionGate()
-    for (const socket of [server.udp4, server.udp6]) {
-      if (!socket) continue
-      socket.removeAllListeners('message')
-      socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
-        const verdict = gate.check(msg, rinfo)
-        if (verdict.action === 'reply') socket.send(verdict.reply, rinfo.port, rinfo.address)
-        else if (verdict.action === 'pass') server.onUdpRequest(msg, rinfo)
+  /**
+   * One UDP socket of the tracker on the HTTP port, the connection-id gate in front of
+   * bittorrent-tracker's handler (which replies through server.udp4/udp6). IPv6 only: an IPv4
+   * client reaches the udp4 socket alone, under one address for its connection ids.
+   */
+  private async listenUdp(server: Server, gate: UdpConnectionGate, type: 'udp4' | 'udp6', address: string): Promise<Socket> {
+    const socket = createSocket({ type, ipv6Only: type === 'udp6' })
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) => {
+        socket.close()
+        reject(err)
       })
-    }
+      socket.bind(this.port, address, () => {
+        socket.removeAllListeners('error')
+        resolve()
+      })
+    })
+    socket.on('error', (err) => server.emit('error', err))
+    socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
+      const verdict = gate.check(msg, rinfo)
+      if (verdict.action === 'reply') socket.send(verdict.reply, rinfo.port, rinfo.address)
+      else if (verdict.action === 'pass') server.onUdpRequest(msg, rinfo)
+    })
+    return socket
   }
 
   async stop(): Promise<void> {

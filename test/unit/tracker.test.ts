@@ -1,6 +1,10 @@
 // The tracker's view of who is in a swarm, by address: what the web-seed policy asks about
-// clients that are not connected to our seeder. Real HTTP announces on loopback.
+// clients that are not connected to our seeder; and the addresses its UDP tracker answers on.
+// Real HTTP and UDP announces on loopback (127.0.0.1 and ::1).
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { createSocket } from 'node:dgram'
+import { isIPv6 } from 'node:net'
 import { test } from 'node:test'
 import { silentLogger } from '../../src/log.ts'
 import { Tracker } from '../../src/tracker.ts'
@@ -41,4 +45,78 @@ test('the tracker knows which addresses announced a published torrent, and when 
 
   await announce(published, 400, 'stopped')
   assert.equal(tracker.client(published, '127.0.0.1'), undefined, 'stopped: gone')
+})
+
+const PROTOCOL_ID = Buffer.from('0000041727101980', 'hex')
+
+/** A BEP 15 request: connect (action 0), or announce (1) of `infoHash` as a leecher on port 6881. */
+function udpRequest(connectionId: Buffer, action: 0 | 1, transactionId: Buffer, infoHash = ''): Buffer {
+  const head = Buffer.concat([connectionId, Buffer.alloc(4), transactionId])
+  head.writeUInt32BE(action, 8)
+  if (action === 0) return head
+  const body = Buffer.alloc(82)
+  Buffer.from(infoHash, 'hex').copy(body, 0)
+  randomBytes(20).copy(body, 20) // peer id
+  body.writeBigUInt64BE(1000n, 48) // left
+  body.writeInt32BE(-1, 76) // numwant: default
+  body.writeUInt16BE(6881, 80)
+  return Buffer.concat([head, body])
+}
+
+/**
+ * Sends BEP 15 requests to address:port from one connected socket, each built with the reply to
+ * the one before: the last reply; 'refused' when nothing listens there (the kernel's ICMP port
+ * unreachable, at once); or 'silent' when `withinMs` passed without either, the bound on how
+ * long an absence is waited for.
+ */
+async function udpExchange(address: string, port: number, requests: Array<(previous?: Buffer) => Buffer>, withinMs = 2000) {
+  const socket = createSocket(isIPv6(address) ? 'udp6' : 'udp4')
+  const outcome = new Promise<Buffer | 'refused' | 'silent'>((resolve, reject) => {
+    const timer = setTimeout(() => resolve('silent'), withinMs)
+    let next = 0
+    const send = (previous?: Buffer) => socket.send(requests[next++]!(previous))
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer)
+      if (err.code === 'ECONNREFUSED') resolve('refused')
+      else reject(err)
+    })
+    socket.on('message', (msg) => {
+      if (next < requests.length) return send(msg)
+      clearTimeout(timer)
+      resolve(msg)
+    })
+    socket.connect(port, address, () => send())
+  })
+  try {
+    return await outcome
+  } finally {
+    socket.close()
+  }
+}
+
+test('the UDP tracker answers on tracker.host only, not on every address of the other family', async () => {
+  const published = 'ab'.repeat(20)
+  const transactionId = randomBytes(4)
+  const connect = () => udpRequest(PROTOCOL_ID, 0, transactionId)
+  const announce = (connected?: Buffer) => udpRequest(connected!.subarray(8, 16), 1, transactionId, published)
+  const cases: Array<[host: string, answers: string[], silent: string[]]> = [
+    ['127.0.0.1', ['127.0.0.1'], ['::1']],
+    ['::1', ['::1'], ['127.0.0.1']],
+    ['0.0.0.0', ['127.0.0.1', '::1'], []],
+  ]
+  for (const [host, answers, silent] of cases) {
+    const tracker = new Tracker({ host, port: await freePort() }, { log: silentLogger })
+    await tracker.start()
+    onCleanup(() => tracker.stop())
+    tracker.allow(published)
+    for (const address of answers) {
+      const reply = await udpExchange(address, tracker.port, [connect, announce])
+      assert.ok(Buffer.isBuffer(reply), `tracker.host ${host}: an announce to ${address} got ${reply}`)
+      assert.equal(reply.readUInt32BE(0), 1, `tracker.host ${host}: an announce reply from ${address}, not an error`)
+    }
+    for (const address of silent) {
+      const reply = await udpExchange(address, tracker.port, [connect])
+      assert.ok(!Buffer.isBuffer(reply), `tracker.host ${host}: a connect to ${address} was answered`)
+    }
+  }
 })
