@@ -1,11 +1,32 @@
 // The register of what gribswarm changes in its dependencies, each with the pinned version it
-// was written against (package.json pins them exactly) and why. Anything that reaches into a
-// dependency's internals lives here, nowhere else.
+// was written against (package.json pins them exactly), why, and the test that fails without
+// it (PATCHES below; test/unit/patches.test.ts checks the versions installed are these). Anything
+// that reaches into a dependency's internals lives here, nowhere else. Before upgrading one of
+// these dependencies, run the tests named for it with the patch removed: drop it if they pass.
 import type { EventEmitter } from 'node:events'
 import Wire from 'bittorrent-protocol'
 import type WebTorrent from 'webtorrent'
 import type { Torrent } from 'webtorrent'
 import type { ThrottleGroup } from 'speed-limiter'
+
+export interface Patch {
+  dependency: string
+  /** The exact version the patch was written against and package.json pins. */
+  version: string
+  patch: string
+  /** The test (file: title) that fails without the patch. */
+  neededBy: string
+}
+
+export const PATCHES: Patch[] = [
+  { dependency: 'bittorrent-protocol', version: '4.1.21', patch: 'Wire._onMessageLength: a message announced longer than 1 MiB drops the wire', neededBy: 'test/faults/network.test.ts: BitTorrent peers sending garbage, bad requests or oversized blocks are dropped' },
+  { dependency: 'webtorrent', version: '2.8.5', patch: 'removeTorrent: the wires of a removed torrent answer no more requests, their timers disarmed', neededBy: 'test/faults/soak.test.ts: soak' },
+  { dependency: 'webtorrent', version: '2.8.5', patch: 'refuseSelfConnections: each torrent gets the client\'s peer id', neededBy: 'test/unit/patches.test.ts: a seeder dialling its own address does not connect to itself' },
+  { dependency: 'webtorrent', version: '2.8.5', patch: 'shareUploadBudget: the client\'s upload throttle group is the uplink\'s', neededBy: 'test/integration/webseed-http.test.ts: BitTorrent and HTTP draw on one uplink budget' },
+  { dependency: 'webtorrent', version: '2.8.5', patch: 'sentBytesOf: the upload events of a wire\'s connection', neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission' },
+  { dependency: 'webtorrent', version: '2.8.5', patch: 'replaceInitialAnnounce: no bitfield or have-all after the handshake', neededBy: 'test/unit/superseed.test.ts: super-seeding reveals a few distinct pieces per peer' },
+  { dependency: 'bittorrent-protocol', version: '4.1.21', patch: 'watchPieces: each piece message seen as it is queued', neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission' },
+]
 
 /**
  * bittorrent-protocol 4.1.21: the longest message a peer may announce. The library trusts the
@@ -83,4 +104,27 @@ export function sentBytesOf(torrent: Torrent, wire: unknown): EventEmitter | und
   const peers = (torrent as unknown as { _peers?: Map<string, EventEmitter & { wire?: unknown }> })._peers
   for (const peer of peers?.values() ?? []) if (peer.wire === wire) return peer
   return undefined
+}
+
+/**
+ * webtorrent 2.8.5 announces what a seeder has right after the handshake, with wire.haveAll()
+ * (peers with the fast extension) or wire.bitfield() (torrent.js, _onWireWithMetadata). A
+ * super-seeder announces nothing at first: `announce` is called instead of either, with the
+ * library's own sender for the message the peer understands (haveNone only with the fast
+ * extension).
+ */
+export function replaceInitialAnnounce(wire: Wire, announce: (send: { bitfield(bits: Uint8Array): void; haveNone?: () => void }) => void): void {
+  const bitfield = wire.bitfield.bind(wire)
+  const haveNone = wire.haveNone.bind(wire)
+  wire.bitfield = () => announce({ bitfield })
+  wire.haveAll = () => announce({ bitfield, haveNone })
+}
+
+/** bittorrent-protocol 4.1.21: every piece message leaves through wire.piece(); `onPiece` sees each as it is queued. */
+export function watchPieces(wire: Wire, onPiece: (index: number, block: Uint8Array) => void): void {
+  const send = wire.piece.bind(wire)
+  wire.piece = (index: number, offset: number, block: Uint8Array) => {
+    onPiece(index, block)
+    send(index, offset, block)
+  }
 }

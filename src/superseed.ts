@@ -6,7 +6,7 @@
 // origin at once. Peers need nothing special: they see a seeder that "has" a few pieces.
 import type ProtocolWire from 'bittorrent-protocol'
 import type { Torrent, Wire } from 'webtorrent'
-import { sentBytesOf } from './patches.ts'
+import { replaceInitialAnnounce, sentBytesOf, watchPieces } from './patches.ts'
 
 /** Bytes of pieces revealed to one peer and not yet confirmed by it: enough to keep its pipe full. */
 const REVEAL_BYTES = 2 * 1024 * 1024
@@ -81,26 +81,17 @@ export class SuperSeeder {
   private manage(wire: ProtocolWire): void {
     const peer: Peer = { wire, has: new Set(), revealed: new Set(), taken: new Set(), sending: [], sent: new Map(), unspread: new Set(), seeder: false }
     this.peers.add(peer)
-    // webtorrent sends its bitfield (or have-all) first thing after the handshake: send an empty one.
+    // Where webtorrent would announce every piece: an empty bitfield, then the first reveals.
     const emptyBitfield = new Uint8Array(Math.ceil(this.pieceCount / 8))
-    const sendBitfield = wire.bitfield.bind(wire)
-    const sendHaveNone = wire.haveNone.bind(wire)
-    wire.bitfield = () => {
-      sendBitfield(emptyBitfield)
+    replaceInitialAnnounce(wire, (send) => {
+      if (send.haveNone) send.haveNone()
+      else send.bitfield(emptyBitfield)
       this.reveal(peer)
-    }
-    wire.haveAll = () => {
-      sendHaveNone()
-      this.reveal(peer)
-    }
+    })
     if (BATCHES_HAVES.test(Buffer.from(wire.peerId ?? '', 'hex').toString('latin1'))) {
       // A piece message is 13 bytes of header and the block; other messages between them are
       // counted against the piece before them, which only lets a piece leave a little early.
-      const sendBlock = wire.piece.bind(wire)
-      wire.piece = (index: number, offset: number, block: Uint8Array) => {
-        peer.sending.push({ index, bytes: 13 + block.length, block: block.length })
-        sendBlock(index, offset, block)
-      }
+      watchPieces(wire, (index, block) => peer.sending.push({ index, bytes: 13 + block.length, block: block.length }))
       sentBytesOf(this.torrent, wire)?.on('upload', (bytes: number) => this.left(peer, bytes))
     }
     wire.on('bitfield', () => {
