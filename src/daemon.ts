@@ -154,7 +154,11 @@ export class Daemon {
 
     this.http = new HttpServer(config.http, {
       store,
-      feed: { publicBaseUrl: config.http.publicBaseUrl, title: `gribswarm: ${config.source.model} ${config.source.grid} ${config.source.packages.join(' ')}` },
+      feed: {
+        publicBaseUrl: config.http.publicBaseUrl,
+        title: `gribswarm: ${config.source.model} ${config.source.grid} ${config.source.packages.join(' ')}`,
+        torrentSize: (relPath) => store.torrentSize(relPath),
+      },
       publicDir: PUBLIC_DIR,
       uplink,
       webSeed: {

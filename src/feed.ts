@@ -14,6 +14,8 @@ export const TORRENT_TYPE = 'application/x-bittorrent'
 export interface FeedContext {
   publicBaseUrl: string
   title: string
+  /** Bytes of a listed item's .torrent: the enclosure's length, where item.size is the data's. */
+  torrentSize(relPath: string): number
 }
 
 export function itemTitle(item: ItemRecord): string {
@@ -47,7 +49,7 @@ export function renderRss(items: ItemRecord[], context: FeedContext): string {
       <pubDate>${new Date(item.publishedAt).toUTCString()}</pubDate>
       <description>${xml(describe(item, base))}</description>
       <category>${xml(item.package)}</category>
-      <enclosure url="${link}" length="${item.size}" type="${TORRENT_TYPE}"/>
+      <enclosure url="${link}" length="${context.torrentSize(item.relPath)}" type="${TORRENT_TYPE}"/>
       <torrent xmlns="${TORRENT_NS}">
         <fileName>${xml(item.fileName)}</fileName>
         <contentLength>${item.size}</contentLength>
@@ -82,7 +84,7 @@ export function renderAtom(items: ItemRecord[], context: FeedContext): string {
     <title>${xml(itemTitle(item))}</title>
     <updated>${item.publishedAt}</updated>
     <link rel="alternate" href="${xml(dataUrl(context.publicBaseUrl, item.relPath))}"/>
-    <link rel="enclosure" href="${link}" type="${TORRENT_TYPE}" length="${item.size}"/>
+    <link rel="enclosure" href="${link}" type="${TORRENT_TYPE}" length="${context.torrentSize(item.relPath)}"/>
     <summary>${xml(describe(item, context.publicBaseUrl))}</summary>
     <gs:expires>${item.expiresAt}</gs:expires>
   </entry>`
@@ -118,7 +120,12 @@ export function renderJsonFeed(items: ItemRecord[], context: FeedContext): strin
         date_published: item.publishedAt,
         tags: [item.model, item.grid, item.package, item.range, item.run],
         attachments: [
-          { url: torrentUrl(base, item.relPath), mime_type: TORRENT_TYPE, size_in_bytes: item.size, title: 'torrent' },
+          {
+            url: torrentUrl(base, item.relPath),
+            mime_type: TORRENT_TYPE,
+            size_in_bytes: context.torrentSize(item.relPath),
+            title: 'torrent',
+          },
           { url: dataUrl(base, item.relPath), mime_type: 'application/octet-stream', size_in_bytes: item.size, title: 'HTTP' },
         ],
         _gribswarm: {

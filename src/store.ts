@@ -72,6 +72,13 @@ async function exists(path: string): Promise<boolean> {
   )
 }
 
+async function fileSize(path: string): Promise<number | undefined> {
+  return stat(path).then(
+    (s) => s.size,
+    () => undefined,
+  )
+}
+
 async function* walk(dir: string): AsyncGenerator<string> {
   let entries
   try {
@@ -107,6 +114,8 @@ export class DataStore {
   readonly tmpDir: string
   readonly expiredDir: string
   private readonly items = new Map<string, ItemRecord>()
+  /** relPath → size of its .torrent: the feeds' enclosures are the .torrent files. */
+  private readonly torrentSizes = new Map<string, number>()
   /** relPath → sha512 of what was published there and has expired. */
   private readonly tombstones = new Map<string, string>()
 
@@ -142,6 +151,11 @@ export class DataStore {
   }
   get(relPath: string): ItemRecord | undefined {
     return this.items.get(relPath)
+  }
+  torrentSize(relPath: string): number {
+    const size = this.torrentSizes.get(relPath)
+    if (size === undefined) throw new Error(`no published item ${relPath}`)
+    return size
   }
   /** Published now, or published earlier and expired: either way, not to be fetched again. */
   isDone(relPath: string): boolean {
@@ -213,15 +227,17 @@ export class DataStore {
 
   private async loadPublished(): Promise<void> {
     this.items.clear()
+    this.torrentSizes.clear()
     const files: string[] = []
     for await (const path of walk(this.pubDir)) files.push(path)
     const sidecars = new Set(files.filter((f) => f.endsWith('.json')))
     for (const sidecar of sidecars) {
       const record = await this.readRecord(sidecar)
       const dataOk = record && (await stat(this.dataPath(record.relPath)).then((s) => s.size === record.size, () => false))
-      const torrentOk = record && (await exists(this.torrentPath(record.relPath)))
-      if (record && dataOk && torrentOk) {
+      const torrentSize = record && (await fileSize(this.torrentPath(record.relPath)))
+      if (record && dataOk && torrentSize !== undefined) {
         this.items.set(record.relPath, record)
+        this.torrentSizes.set(record.relPath, torrentSize)
       } else {
         this.log.warn('dropping a published item whose files are incomplete', { sidecar })
         await unlink(sidecar)
@@ -286,7 +302,8 @@ export class DataStore {
       await rename(intent.tempData, dataPath)
     }
     const published = await stat(dataPath).catch(() => undefined)
-    if (!published || published.size !== record.size || !(await exists(this.torrentPath(record.relPath)))) {
+    const torrentSize = await fileSize(this.torrentPath(record.relPath))
+    if (!published || published.size !== record.size || torrentSize === undefined) {
       this.log.warn('abandoning an interrupted publication whose files are missing', { relPath: record.relPath })
       await unlink(intentPath)
       return record
@@ -295,6 +312,7 @@ export class DataStore {
     await writeFileAtomic(this.sidecarPath(record.relPath), JSON.stringify(final, null, 2))
     await unlink(intentPath)
     this.items.set(record.relPath, final)
+    this.torrentSizes.set(record.relPath, torrentSize)
     this.tombstones.delete(record.relPath)
     return final
   }
@@ -307,6 +325,7 @@ export class DataStore {
     await mkdir(dirname(tombstone), { recursive: true })
     await rename(this.sidecarPath(relPath), tombstone)
     this.items.delete(relPath)
+    this.torrentSizes.delete(relPath)
     this.tombstones.set(relPath, record.sha512)
     return record
   }
