@@ -7,6 +7,8 @@ import type { EventEmitter } from 'node:events'
 import Wire from 'bittorrent-protocol'
 import type WebTorrent from 'webtorrent'
 import type { Torrent } from 'webtorrent'
+import type { RemoteInfo, Socket } from 'node:dgram'
+import type { Server } from 'bittorrent-tracker'
 import type { ThrottleGroup } from 'speed-limiter'
 
 export interface Patch {
@@ -26,6 +28,7 @@ export const PATCHES: Patch[] = [
   { dependency: 'webtorrent', version: '2.8.5', patch: 'sentBytesOf: the upload events of a wire\'s connection', neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission' },
   { dependency: 'webtorrent', version: '2.8.5', patch: 'replaceInitialAnnounce: no bitfield or have-all after the handshake', neededBy: 'test/unit/superseed.test.ts: super-seeding reveals a few distinct pieces per peer' },
   { dependency: 'bittorrent-protocol', version: '4.1.21', patch: 'watchPieces: each piece message seen as it is queued', neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission' },
+  { dependency: 'bittorrent-tracker', version: '11.2.3', patch: 'serveUdpThrough, handleUdpRequest: our own UDP sockets, bound per family, fed through the BEP 15 connection-id gate', neededBy: 'test/faults/network.test.ts: UDP (BEP 15): announces need a connection id issued to that address' },
 ]
 
 /**
@@ -127,4 +130,18 @@ export function watchPieces(wire: Wire, onPiece: (index: number, block: Uint8Arr
     onPiece(index, block)
     send(index, offset, block)
   }
+}
+
+/**
+ * bittorrent-tracker 11.2.3 opens its UDP sockets itself, the IPv6 one bound to every address
+ * whatever the host, and hands every datagram to its handler, forged connection ids included.
+ * Created with `udp: false`, it gets ours instead: it replies through server.udp4/udp6...
+ */
+export function serveUdpThrough(server: Server, type: 'udp4' | 'udp6', socket: Socket): void {
+  server[type] = socket
+}
+
+/** ...and this is its handler for one datagram that passed our gate (tracker.ts). */
+export function handleUdpRequest(server: Server, msg: Buffer, rinfo: RemoteInfo): void {
+  server.onUdpRequest(msg, rinfo)
 }

@@ -6,6 +6,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Logger } from './log.ts'
+import { handleUdpRequest, serveUdpThrough } from './patches.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import type { ItemRecord } from './store.ts'
 import { normalizeAddress, type PeerView } from './webseed.ts'
@@ -203,7 +204,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
     const bindings = udpBindings(host)
     const gate = new UdpConnectionGate()
     try {
-      for (const { type, address } of bindings) server[type] = await this.listenUdp(server, gate, type, address)
+      for (const { type, address } of bindings) serveUdpThrough(server, type, await this.listenUdp(server, gate, type, address))
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()))
       throw err
@@ -233,7 +234,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
     socket.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
       const verdict = gate.check(msg, rinfo)
       if (verdict.action === 'reply') socket.send(verdict.reply, rinfo.port, rinfo.address)
-      else if (verdict.action === 'pass') server.onUdpRequest(msg, rinfo)
+      else if (verdict.action === 'pass') handleUdpRequest(server, msg, rinfo)
     })
     return socket
   }
