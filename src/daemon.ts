@@ -78,11 +78,21 @@ function publishPath(config: Config, store: DataStore, listeners: PublishListene
   return { publisher, pipeline, http }
 }
 
-/** What `npm run fetch` needs: the store, opened and locked, and a pipeline over it (nothing seeds). */
-export async function openPipeline(config: Config, log: Logger, events = new Events()) {
-  const { store, unlock } = await openStore(config, log)
-  const { pipeline } = publishPath(config, store, [], events, log)
-  return { store, pipeline, unlock }
+/**
+ * What `npm run fetch` needs: the store, opened and locked, and a pipeline over it (nothing
+ * seeds). A dry run writes nothing: the store is read as it is, without the lock.
+ */
+export async function openPipeline(config: Config, log: Logger, options: { dryRun?: boolean; events?: Events } = {}) {
+  let opened: { store: DataStore; unlock: () => Promise<void> }
+  if (options.dryRun) {
+    const store = new DataStore(config.dataDir, log)
+    await store.openReadOnly(new Date(), config.retention.forgetExpiredAfterDays * 86400_000)
+    opened = { store, unlock: async () => {} }
+  } else {
+    opened = await openStore(config, log)
+  }
+  const { pipeline } = publishPath(config, opened.store, [], options.events ?? new Events(), log)
+  return { ...opened, pipeline }
 }
 
 /**

@@ -221,11 +221,21 @@ export class DataStore {
       this.log.info('removing partial download left by an earlier run', { file: name })
       await rm(join(this.tmpDir, name), { recursive: true, force: true })
     }
-    await this.loadPublished()
-    await this.loadTombstones(now, forgetTombstonesAfterMs)
+    await this.loadPublished('repair')
+    await this.loadTombstones(now, forgetTombstonesAfterMs, 'repair')
   }
 
-  private async loadPublished(): Promise<void> {
+  /**
+   * Loads what is published and what expired without writing anything, not even the
+   * directories: what a dry run, which may look at a tree a daemon holds, needs. Items with
+   * missing files are left out, not removed.
+   */
+  async openReadOnly(now = new Date(), forgetTombstonesAfterMs = 16 * 86400_000): Promise<void> {
+    await this.loadPublished('read')
+    await this.loadTombstones(now, forgetTombstonesAfterMs, 'read')
+  }
+
+  private async loadPublished(mode: 'repair' | 'read'): Promise<void> {
     this.items.clear()
     this.torrentSizes.clear()
     const files: string[] = []
@@ -238,11 +248,12 @@ export class DataStore {
       if (record && dataOk && torrentSize !== undefined) {
         this.items.set(record.relPath, record)
         this.torrentSizes.set(record.relPath, torrentSize)
-      } else {
+      } else if (mode === 'repair') {
         this.log.warn('dropping a published item whose files are incomplete', { sidecar })
         await unlink(sidecar)
       }
     }
+    if (mode === 'read') return
     for (const file of files) {
       if (file.endsWith('.json') || file.endsWith('.tmp')) {
         if (file.endsWith('.tmp')) await rm(file, { force: true })
@@ -267,14 +278,14 @@ export class DataStore {
     }
   }
 
-  private async loadTombstones(now: Date, forgetAfterMs: number): Promise<void> {
+  private async loadTombstones(now: Date, forgetAfterMs: number, mode: 'repair' | 'read'): Promise<void> {
     this.tombstones.clear()
     for await (const path of walk(this.expiredDir)) {
       const record = await readFile(path, 'utf8')
         .then((text) => JSON.parse(text) as ItemRecord)
         .catch(() => undefined)
       if (!record || now.getTime() - Date.parse(record.expiresAt) > forgetAfterMs) {
-        await rm(path, { force: true })
+        if (mode === 'repair') await rm(path, { force: true })
       } else {
         this.tombstones.set(record.relPath, record.sha512)
       }

@@ -81,7 +81,7 @@ function progressBars(): { observer: PassObserver; stop(): void } {
 
 let opened
 try {
-  opened = await openPipeline(config, log)
+  opened = await openPipeline(config, log, { dryRun: args['dry-run'] })
 } catch (err) {
   fail((err as Error).message)
 }

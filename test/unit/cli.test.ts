@@ -1,11 +1,11 @@
 // The installed command (bin/gribswarm.js, running build/ as `npm ci` leaves it), and how a
 // daemon ends when whoever started it goes away. Children on loopback, no upstream.
 import assert from 'node:assert/strict'
-import { access, readFile } from 'node:fs/promises'
+import { access, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { setTimeout as delay } from 'node:timers/promises'
 import { cliCommand, startCli, writeDaemonConfig, type DaemonCommand, type DaemonSetup } from '../kit/daemon.ts'
+import { arpegeKey, FakeUpstream } from '../kit/fake-upstream.ts'
 import { onCleanup, waitFor } from '../kit/helpers.ts'
 import { Resources } from '../kit/resources.ts'
 
@@ -62,26 +62,38 @@ async function daemonPid(setup: DaemonSetup): Promise<number> {
   return pid
 }
 
-test("a daemon started by npm stops cleanly when npm's shell dies of the SIGTERM npm forwards it", async () => {
+test("a daemon started by npm stops cleanly when npm's shell dies of the SIGTERM npm forwards it; one started otherwise keeps running", async () => {
   const res = resources()
-  const setup = await writeDaemonConfig(res, 'npm-parent', { source: { enabled: false } })
-  const shell = daemonUnderShell(res, setup, { npm_lifecycle_event: 'start' })
-  const pid = await daemonPid(setup)
-  shell.child.kill('SIGTERM')
-  await waitFor('the daemon to stop', () => !isAlive(pid), 15_000)
-  await assert.rejects(access(join(setup.dataDir, 'lock')), 'a clean stop releases the data directory')
+  const [npmSetup, otherSetup] = [await writeDaemonConfig(res, 'npm-parent', { source: { enabled: false } }), await writeDaemonConfig(res, 'other-parent', { source: { enabled: false } })]
+  const npmShell = daemonUnderShell(res, npmSetup, { npm_lifecycle_event: 'start' })
+  // systemd, nohup: a parent that goes is no reason to stop.
+  const otherShell = daemonUnderShell(res, otherSetup, { npm_lifecycle_event: '' })
+  const [npmPid, otherPid] = [await daemonPid(npmSetup), await daemonPid(otherSetup)]
+  npmShell.child.kill('SIGTERM')
+  otherShell.child.kill('SIGTERM')
+  await otherShell.exited
+  await waitFor('the daemon started by npm to stop', () => !isAlive(npmPid), 15_000)
+  await assert.rejects(access(join(npmSetup.dataDir, 'lock')), 'a clean stop releases the data directory')
+  // Both daemons watched for the same time, the one started by npm long enough to stop.
+  assert.ok(isAlive(otherPid), 'the daemon not started by npm stopped with its parent')
+  process.kill(otherPid, 'SIGTERM')
+  await waitFor('the other daemon to stop on SIGTERM', () => !isAlive(otherPid), 15_000)
 })
 
-test('a daemon not started by npm (systemd, nohup) keeps running when its parent goes', async () => {
+test('fetch --dry-run lists what a pass would fetch and writes nothing, not even the data directory', async () => {
   const res = resources()
-  const setup = await writeDaemonConfig(res, 'other-parent', { source: { enabled: false } })
-  const shell = daemonUnderShell(res, setup, { npm_lifecycle_event: '' })
-  const pid = await daemonPid(setup)
-  shell.child.kill('SIGTERM')
-  await shell.exited
-  // An absence: the daemon checks its parent every second; after three checks it is still there.
-  await delay(3000)
-  assert.ok(isAlive(pid), 'the daemon stopped with its parent')
-  process.kill(pid, 'SIGTERM')
-  await waitFor('the daemon to stop on SIGTERM', () => !isAlive(pid), 15_000)
+  const upstream = new FakeUpstream()
+  await upstream.start()
+  onCleanup(() => upstream.stop())
+  const body = await res.tempDir('gribswarm-dry-run-')
+  await writeFile(join(body, 'f.grib2'), 'GRIB')
+  const run = '2026-11-23T00:00:00Z'
+  await upstream.put({ key: arpegeKey({ run, grid: '01', pkg: 'SP1', range: '000H012H' }), path: join(body, 'f.grib2') })
+  const dataDir = join(await res.tempDir('gribswarm-dry-run-'), 'never-made')
+  const dryRun = await startCli(res, cliCommand('fetch'), ['--dry-run', '--run', run, '--package', 'SP1'], {
+    env: { GRIBSWARM_DATADIR: dataDir, GRIBSWARM_SOURCE__BUCKETURL: upstream.bucketUrl, GRIBSWARM_SOURCE__FALLBACKBUCKETURLS: '[]', GRIBSWARM_SOURCE__RANGES: '000H012H' },
+  }).finished(60_000)
+  assert.equal(dryRun.code, 0, dryRun.output)
+  assert.match(dryRun.stdout, /^1 to fetch, 0 already done/m)
+  await assert.rejects(access(dataDir), 'no data directory made')
 })
