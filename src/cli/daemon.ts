@@ -2,7 +2,8 @@
 import { parseArgs } from 'node:util'
 import { CONFIG_HELP, fail, loadOrExit, runDaemon } from './common.ts'
 
-const HELP = `Usage: npm start -- [--config FILE]
+const HELP = `Usage: gribswarm daemon [--config FILE]
+       npm start -- [--config FILE]           (from a checkout)
 
 Runs the gribswarm daemon: a pipeline pass on the schedule.cron expression (never two at
 once), the bundled tracker, the seeder, and the HTTP server with the data, .torrent files,

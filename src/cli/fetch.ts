@@ -6,7 +6,8 @@ import type { PassObserver } from '../pipeline.ts'
 import { parseRun, type Candidate } from '../source.ts'
 import { CONFIG_HELP, fail, loadOrExit } from './common.ts'
 
-const HELP = `Usage: npm run fetch -- [--run TIME]... [--package NAME]... [--dry-run] [--config FILE]
+const HELP = `Usage: gribswarm fetch [--run TIME]... [--package NAME]... [--dry-run] [--config FILE]
+       npm run fetch -- [options]             (from a checkout)
 
 Runs one pipeline pass now: finds new upstream files, downloads them, validates them with
 GDAL, makes their torrents and publishes them in the data directory, then exits. A running

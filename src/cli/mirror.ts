@@ -4,7 +4,8 @@
 import { parseArgs } from 'node:util'
 import { CONFIG_HELP, fail, loadOrExit, runDaemon } from './common.ts'
 
-const HELP = `Usage: npm run mirror -- FEED_URL [options]
+const HELP = `Usage: gribswarm mirror FEED_URL [options]
+       npm run mirror -- FEED_URL [options]   (from a checkout)
 
 Turns this machine into a mirror of a gribswarm node: follows FEED_URL (the node's
 /feed.json or /rss.xml), downloads each new file over BitTorrent (joining the origin's
