@@ -189,7 +189,8 @@ print(json.dumps({"bozo": bool(feed.bozo), "items": [{"id": e.id, "enclosures": 
   assert.equal(parsed.items.length, 2)
   for (const entry of parsed.items) {
     const item = daemon.store.list().find((i) => i.infoHash === entry.id)!
-    assert.deepEqual(entry.enclosures, [[`${base()}/data/${item.relPath}.torrent`, 'application/x-bittorrent', String(item.size)]])
+    const torrentSize = (await stat(daemon.store.torrentPath(item.relPath))).size
+    assert.deepEqual(entry.enclosures, [[`${base()}/data/${item.relPath}.torrent`, 'application/x-bittorrent', String(torrentSize)]])
     assert.equal(entry.infohash, item.infoHash)
   }
 })
