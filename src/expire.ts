@@ -68,9 +68,11 @@ export class Expirer implements Stage<{ expired: number }> {
     const { store, log } = this.deps
     if (!(await store.unpublish(item.relPath))) return // expired meanwhile
     for (const listener of [...this.deps.listeners].reverse()) {
-      await listener.expired(item).catch((err: Error) =>
-        log.error('a stage failed to let go of an expired item', { relPath: item.relPath, stage: listener.constructor.name, error: err }),
-      )
+      try {
+        await listener.expired(item)
+      } catch (err) {
+        log.error('a stage failed to let go of an expired item', { relPath: item.relPath, stage: listener.constructor.name, error: err })
+      }
     }
     await store.deleteFiles(item.relPath)
     this.expiredCount++

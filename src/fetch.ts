@@ -110,7 +110,8 @@ export async function fetchFile<W extends ChunkWatcher>(
         throw new Error(`body ended after ${digests.received} of ${expectedSize} bytes`)
       } catch (err) {
         if (digests.watcher?.error) throw digests.watcher.error
-        if (err instanceof NotFoundError || err instanceof FatalHttpError || options.signal?.aborted) throw err
+        // A wrong size is the object's, not the transfer's: the caller re-fetches it as an invalid download.
+        if (err instanceof NotFoundError || err instanceof FatalHttpError || err instanceof IntegrityError || options.signal?.aborted) throw err
         if (attempt >= options.attempts) {
           throw new Error(`GET ${candidate.url}: gave up after ${attempt} attempts: ${(err as Error).message}`, { cause: err })
         }

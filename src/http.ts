@@ -96,7 +96,9 @@ const STATIC_TYPES: Record<string, string> = {
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
   const value = header?.trim()
   if (!value || !/^bytes=/i.test(value)) return undefined
-  const specs = value.slice('bytes='.length).split(',').map((spec) => spec.trim())
+  // Empty list elements ("bytes=0-1,") are ignored (RFC 9110 5.6.1.2).
+  const specs = value.slice('bytes='.length).split(',').map((spec) => spec.trim()).filter(Boolean)
+  if (specs.length === 0) return 'unsatisfiable'
   if (specs.length > 1) return specs.every((spec) => /^(\d+-\d*|-\d+)$/.test(spec)) ? undefined : 'unsatisfiable'
   const m = /^(\d*)-(\d*)$/.exec(specs[0]!)
   if (!m) return 'unsatisfiable'
@@ -117,6 +119,17 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return { start, end }
 }
 
+/**
+ * If-Range (RFC 9110 13.1.5): a Range applies only while the client's copy is this one, by
+ * strong ETag (the MD5) or by the exact Last-Modified date; otherwise the whole file is sent.
+ */
+function rangeStillApplies(ifRange: string | string[] | undefined, item: ItemRecord): boolean {
+  const validator = typeof ifRange === 'string' ? ifRange.trim() : undefined
+  if (!validator) return true
+  if (validator.startsWith('"') || validator.startsWith('W/')) return item.md5 !== '' && validator === `"${item.md5}"`
+  return validator === new Date(item.publishedAt).toUTCString()
+}
+
 function sendFile(reply: FastifyReply, path: string, item: ItemRecord, channel: Channel, options: HttpOptions) {
   const { size } = item
   reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream')
@@ -125,7 +138,7 @@ function sendFile(reply: FastifyReply, path: string, item: ItemRecord, channel: 
   const maxAge = Math.max(0, Math.floor((Date.parse(item.expiresAt) - Date.now()) / 1000))
   reply.header('cache-control', `public, max-age=${maxAge}, immutable`)
   if (item.md5) reply.header('etag', `"${item.md5}"`)
-  const range = parseRange(reply.request.headers.range, size)
+  const range = rangeStillApplies(reply.request.headers['if-range'], item) ? parseRange(reply.request.headers.range, size) : undefined
   if (range === 'unsatisfiable') {
     return reply.code(416).header('content-range', `bytes */${size}`).send()
   }

@@ -12,9 +12,18 @@ export interface Logger {
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 }
 
+/** JSON, or what String() makes of a value JSON cannot write (a BigInt, a cycle): logging never throws. */
+function toText(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value)
+  } catch {
+    return String(value)
+  }
+}
+
 function formatValue(value: unknown): string {
   if (value instanceof Error) return JSON.stringify(value.message)
-  const text = typeof value === 'string' ? value : JSON.stringify(value)
+  const text = typeof value === 'string' ? value : toText(value)
   return /[\s"=]/.test(text ?? '') ? JSON.stringify(text) : String(text)
 }
 

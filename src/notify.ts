@@ -130,8 +130,13 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
    * files published together must not be announced in the order their writes happened to end.
    */
   enqueue(body: V03Message): Promise<void> {
+    let entry: string
+    try {
+      entry = JSON.stringify({ topic: topicFor(body.relPath), body } satisfies OutboxEntry)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
     const name = `${String(this.sequence++).padStart(16, '0')}.json`
-    const entry = JSON.stringify({ topic: topicFor(body.relPath), body } satisfies OutboxEntry)
     const written = this.writes.then(async () => {
       await writeFileAtomic(join(this.dir, name), entry)
       this.files.push(name)

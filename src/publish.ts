@@ -116,9 +116,11 @@ export class Publisher {
     log.info('published', { relPath, size, infoHash: item.infoHash, from })
     events.emit('published', { item, from })
     for (const listener of this.deps.listeners) {
-      await listener.published(item, built.torrent).catch((err: Error) =>
-        log.error('published, but a downstream stage failed on it', { relPath, stage: listener.constructor.name, error: err }),
-      )
+      try {
+        await listener.published(item, built.torrent)
+      } catch (err) {
+        log.error('published, but a downstream stage failed on it', { relPath, stage: listener.constructor.name, error: err })
+      }
     }
     return item
   }

@@ -52,7 +52,8 @@ export function parseRun(text: string): string {
   if (!m) throw new Error(`run "${text}": expected a UTC run time like 2026-11-23T00:00:00Z`)
   const [, y, mo, d, h, mi = '00', s = '00'] = m
   const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}Z`)
-  if (Number.isNaN(date.getTime())) throw new Error(`run "${text}": not a valid date`)
+  // Date rolls 2026-02-30 over to 2026-03-02: a day the month does not have is refused, not moved.
+  if (Number.isNaN(date.getTime()) || date.getUTCDate() !== Number(d) || date.getUTCHours() !== Number(h)) throw new Error(`run "${text}": not a valid date`)
   return formatRun(date)
 }
 

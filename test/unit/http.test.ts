@@ -78,7 +78,7 @@ test('parseRange: nothing in an empty file can be asked for', () => {
   assert.equal(parseRange(undefined, 0), undefined)
 })
 
-test('parseRange: empty elements of the range list are ignored (RFC 9110 5.6.1.2)', { todo: 'src/http.ts parseRange: "bytes=0-1," answers 416 where it is the range 0-1' }, () => {
+test('parseRange: empty elements of the range list are ignored (RFC 9110 5.6.1.2)', () => {
   assert.deepEqual(parseRange('bytes=0-1,', 1000), { start: 0, end: 1 })
   assert.deepEqual(parseRange('bytes=, 0-1', 1000), { start: 0, end: 1 })
 })
@@ -222,9 +222,7 @@ test('GET /data/ with several ranges or another unit: the whole file, 200', asyn
   }
 })
 
-test('GET /data/ with a Range and an If-Range that does not match: the whole file (RFC 9110 13.1.5)', {
-  todo: 'src/http.ts sendFile ignores If-Range: a client resuming an older copy is sent a 206 part of another file',
-}, async () => {
+test('GET /data/ with a Range and an If-Range that does not match: the whole file (RFC 9110 13.1.5)', async () => {
   const { request } = await appWith()
   const matching = await request({ url: `/data/${A}`, headers: { range: 'bytes=10-19', 'if-range': `"${itemA.md5}"` } })
   assert.equal(matching.statusCode, 206)

@@ -82,7 +82,7 @@ test('silentLogger writes nothing and takes any call', () => {
   silentLogger.child({ a: 1 }).debug('nothing')
 })
 
-test('a value JSON cannot write does not make the log call throw', { todo: 'src/log.ts formatValue: JSON.stringify throws on a BigInt or a circular object, and the caller gets the exception' }, () => {
+test('a value JSON cannot write does not make the log call throw', () => {
   const { lines, log } = capture()
   const circular: Record<string, unknown> = {}
   circular.self = circular
