@@ -13,7 +13,7 @@ import { refuseSelfConnections, removeTorrent, shareUploadBudget } from './patch
 import { PeerProgress } from './peer-progress.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import type { ItemRecord } from './store.ts'
-import { SuperSeeder } from './superseed.ts'
+import { SuperSeeder, type SuperSeedTiming } from './superseed.ts'
 import type { Uplink } from './uplink.ts'
 import { normalizeAddress, type SwarmView } from './webseed.ts'
 
@@ -30,6 +30,8 @@ export interface SeederDeps {
   dataPath: (relPath: string) => string
   events: Events
   log: Logger
+  /** Super-seeding's waits (default: superseed.ts's), shorter in tests. */
+  superSeedTiming?: SuperSeedTiming
 }
 
 export class Seeder implements Stage<{ port: number; torrents: number }>, PublishListener {
@@ -105,7 +107,7 @@ export class Seeder implements Stage<{ port: number; torrents: number }>, Publis
       added.once('error', reject)
       refuseSelfConnections(client, added)
       peers = new PeerProgress(added)
-      if (this.options.superSeed) new SuperSeeder(added, item.size, item.pieceLength)
+      if (this.options.superSeed) new SuperSeeder(added, item.size, item.pieceLength, this.deps.superSeedTiming)
     })
     if (!torrent.done) {
       await new Promise<void>((resolve, reject) => {

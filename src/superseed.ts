@@ -55,6 +55,12 @@ interface Peer {
   release?: NodeJS.Timeout
 }
 
+/** The two waits above, shorter in tests. */
+export interface SuperSeedTiming {
+  releaseAfterMs?: number
+  haveGraceMs?: number
+}
+
 export class SuperSeeder {
   /** per piece: connected peers that have it, plus peers it was revealed to that have not confirmed it */
   private readonly holders: Uint16Array
@@ -68,7 +74,7 @@ export class SuperSeeder {
     private readonly torrent: Torrent,
     private readonly length: number,
     private readonly pieceLength: number,
-    private readonly releaseAfterMs = RELEASE_AFTER_MS,
+    private readonly timing: SuperSeedTiming = {},
   ) {
     this.pieceCount = Math.ceil(length / pieceLength)
     this.holders = new Uint16Array(this.pieceCount)
@@ -134,7 +140,7 @@ export class SuperSeeder {
         if (!peer.revealed.delete(index)) return // announced meanwhile
         peer.taken.add(index)
         this.reveal(peer)
-      }, HAVE_GRACE_MS).unref()
+      }, this.timing.haveGraceMs ?? HAVE_GRACE_MS).unref()
     }
   }
 
@@ -188,7 +194,7 @@ export class SuperSeeder {
     this.watchWaiting(peer)
   }
 
-  /** A peer holding only unspread pieces waits for them to spread, releaseAfterMs at most. */
+  /** A peer holding only unspread pieces waits for them to spread, RELEASE_AFTER_MS at most. */
   private watchWaiting(peer: Peer): void {
     const waiting = peer.revealed.size === 0 && peer.unspread.size > 0 && !peer.wire.destroyed
     if (!waiting) {
@@ -200,7 +206,7 @@ export class SuperSeeder {
       peer.release = undefined
       peer.unspread.clear()
       this.reveal(peer)
-    }, this.releaseAfterMs).unref()
+    }, this.timing.releaseAfterMs ?? RELEASE_AFTER_MS).unref()
   }
 
   /** The piece the swarm holds least that this peer lacks; ties broken at random. */

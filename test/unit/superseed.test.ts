@@ -26,9 +26,10 @@ async function seedRandomFile() {
   const hasher = new PieceHasher(PIECE)
   hasher.update(data)
   const built = buildTorrent({ name, length: data.length, pieceLength: PIECE, pieces: hasher.digest(), announce: [], webSeeds: [], createdBy: 'test' })
+  // Super-seeding's waits shortened (10 s and 2 s), with room for the steps a test takes before them.
   const seeder = new Seeder(
     { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: true },
-    { uplink: new Uplink(0), dataPath: (relPath) => join(dir, relPath.slice(relPath.lastIndexOf('/') + 1)), events: new Events(), log: createLogger('error') },
+    { uplink: new Uplink(0), dataPath: (relPath) => join(dir, relPath.slice(relPath.lastIndexOf('/') + 1)), events: new Events(), log: createLogger('error'), superSeedTiming: { releaseAfterMs: 3000, haveGraceMs: 1000 } },
   )
   await seeder.start()
   onCleanup(() => seeder.stop())
