@@ -21,7 +21,7 @@ import { after } from 'node:test'
 import type { Config } from '../../src/config.ts'
 import { loadLoopbackConfig, type ConfigSections } from './config.ts'
 import { arpegeKey, FakeUpstream } from './fake-upstream.ts'
-import { sharedFixture } from './grib-fixtures.ts'
+import type { GribFixtureOptions } from './grib-fixtures.ts'
 import { Resources } from './resources.ts'
 
 // What a test file started, undone when it ends, last made first undone: daemons stop before
@@ -44,8 +44,13 @@ export function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
 
 export { freePort, waitFor } from './wait.ts'
 
-/** Fixtures are made once per machine and reused (GDAL + grib_set take a moment). */
-export const fixture = sharedFixture
+/**
+ * Fixtures are made once per machine and reused (GDAL + grib_set take a moment). Loaded on
+ * first use: gdal-async costs the unit tests, which need no fixture, half a second per file.
+ */
+export async function fixture(name: string, options?: GribFixtureOptions): Promise<string> {
+  return (await import('./grib-fixtures.ts')).sharedFixture(name, options)
+}
 
 export const RUN = '2026-11-23T00:00:00Z'
 
