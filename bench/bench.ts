@@ -61,7 +61,7 @@ Options:
 
 async function machineFacts(): Promise<string[]> {
   const version = async (pkg: string) =>
-    ((JSON.parse(await readFile(new URL(`../node_modules/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string }).version)
+    (JSON.parse(await readFile(new URL(`../node_modules/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string }).version
   const cpu = cpus()
   return [
     `CPU: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown'}), RAM ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}`,
@@ -84,7 +84,9 @@ function table(rows: Row[]): string {
 async function main(): Promise<number> {
   let args
   try {
-    args = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, daemon: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }).values
+    args = parseArgs({
+      options: { quick: { type: 'boolean' }, only: { type: 'string' }, daemon: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }).values
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n\n${HELP}`)
     return 2
@@ -118,7 +120,10 @@ async function main(): Promise<number> {
     ['notify', 'Notification latency', benchNotify],
     ['tracker', 'Tracker announces', benchTracker],
   ]
-  const only = args.only?.split(',').map((s) => s.trim()).filter(Boolean)
+  const only = args.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   const unknown = only?.filter((id) => !all.some(([known]) => known === id))
   if (unknown?.length) {
     process.stderr.write(`unknown scenario ${unknown.join(', ')}\n\n${HELP}`)

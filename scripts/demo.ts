@@ -20,7 +20,9 @@ import { freePort, waitFor } from '../test/kit/wait.ts'
 
 const { values: args } = parseArgs({ options: { keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
 if (args.help) {
-  process.stdout.write(`Usage: npm run demo [-- --keep]\n\nRuns the whole gribswarm flow offline and prints a summary.\n--keep leaves the daemon running so you can open its status page (Ctrl-C to stop).\n`)
+  process.stdout.write(
+    `Usage: npm run demo [-- --keep]\n\nRuns the whole gribswarm flow offline and prints a summary.\n--keep leaves the daemon running so you can open its status page (Ctrl-C to stop).\n`,
+  )
   process.exit(0)
 }
 
@@ -56,7 +58,9 @@ async function subscribe(): Promise<Array<{ topic: string; body: Record<string, 
   await channel.assertExchange(EXCHANGE, 'topic', { durable: true })
   const { queue } = await channel.assertQueue('', { exclusive: true })
   await channel.bindQueue(queue, EXCHANGE, 'v03.#')
-  await channel.consume(queue, (m) => m && received.push({ topic: m.fields.routingKey, body: JSON.parse(m.content.toString()) }), { noAck: true })
+  await channel.consume(queue, (m) => m && received.push({ topic: m.fields.routingKey, body: JSON.parse(m.content.toString()) }), {
+    noAck: true,
+  })
   return received
 }
 
@@ -95,12 +99,18 @@ try {
   say(`3. Waiting for the 4 files in ${base}/rss.xml`)
   const rss = await Promise.race([
     exited,
-    waitFor('4 items in the RSS feed', async () => {
-      const text = await fetch(`${base}/rss.xml`).then((r) => r.text())
-      return (text.match(/<item>/g)?.length ?? 0) >= 4 ? text : undefined
-    }, 120_000),
+    waitFor(
+      '4 items in the RSS feed',
+      async () => {
+        const text = await fetch(`${base}/rss.xml`).then((r) => r.text())
+        return (text.match(/<item>/g)?.length ?? 0) >= 4 ? text : undefined
+      },
+      120_000,
+    ),
   ])
-  const items = [...rss.matchAll(/<item>[\s\S]*?<enclosure url="([^"]+)"[\s\S]*?<fileName>([^<]+)<\/fileName>[\s\S]*?<magnetURI>([^<]+)<\/magnetURI>/g)].map((m) => ({
+  const items = [
+    ...rss.matchAll(/<item>[\s\S]*?<enclosure url="([^"]+)"[\s\S]*?<fileName>([^<]+)<\/fileName>[\s\S]*?<magnetURI>([^<]+)<\/magnetURI>/g),
+  ].map((m) => ({
     torrentUrl: m[1]!,
     fileName: m[2]!,
     magnet: m[3]!.replaceAll('&amp;', '&'),
@@ -109,7 +119,9 @@ try {
 
   const check = async (label: string, path: string, fileName: string) => {
     const same = (await readFile(path)).equals(files.get(fileName)!)
-    process.stdout.write(`   ${label}: ${fileName} ${same ? 'identical to the upstream file, byte for byte' : 'DIFFERS from the upstream file'}\n`)
+    process.stdout.write(
+      `   ${label}: ${fileName} ${same ? 'identical to the upstream file, byte for byte' : 'DIFFERS from the upstream file'}\n`,
+    )
     if (!same) throw new Error(`${label}: downloaded ${fileName} differs`)
   }
 
@@ -119,29 +131,37 @@ try {
   if (!aria.ok) throw new Error(`aria2c failed: ${aria.output}`)
   await check(`aria2c, ${aria.seconds.toFixed(1)} s`, join(work, 'aria2', first.fileName), first.fileName)
 
-  say('5. libtorrent (Debian; qBittorrent\'s engine) downloads the second from its magnet link alone, web seed ignored')
+  say("5. libtorrent (Debian; qBittorrent's engine) downloads the second from its magnet link alone, web seed ignored")
   const second = items[1]!
   const lt = await libtorrentDownload(second.magnet.replace(/&ws=[^&]*/g, ''), join(work, 'libtorrent'), 60_000)
   if (!lt.ok) throw new Error(`libtorrent failed: ${lt.output}`)
   await check(`libtorrent, ${lt.seconds.toFixed(1)} s`, join(work, 'libtorrent', second.fileName), second.fileName)
 
-  say('6. A volunteer\'s mirror: npm run mirror -- <the origin\'s feed URL> copies every file over BitTorrent')
+  say("6. A volunteer's mirror: npm run mirror -- <the origin's feed URL> copies every file over BitTorrent")
   const mirrorPort = await freePort()
   const mirrorBase = `http://127.0.0.1:${mirrorPort}`
-  const mirrorExited = runCli('mirror', [`${base}/feed.json`, '--port', String(mirrorPort), '--public-url', mirrorBase, '--data-dir', join(work, 'mirror')], {
-    GRIBSWARM_HTTP__HOST: '127.0.0.1',
-    GRIBSWARM_TRACKER__HOST: '127.0.0.1',
-    GRIBSWARM_TRACKER__PORT: String(await freePort()),
-    GRIBSWARM_SEED__PORT: '0',
-    GRIBSWARM_SEED__DHT: 'false',
-  })
+  const mirrorExited = runCli(
+    'mirror',
+    [`${base}/feed.json`, '--port', String(mirrorPort), '--public-url', mirrorBase, '--data-dir', join(work, 'mirror')],
+    {
+      GRIBSWARM_HTTP__HOST: '127.0.0.1',
+      GRIBSWARM_TRACKER__HOST: '127.0.0.1',
+      GRIBSWARM_TRACKER__PORT: String(await freePort()),
+      GRIBSWARM_SEED__PORT: '0',
+      GRIBSWARM_SEED__DHT: 'false',
+    },
+  )
   const mirrored = await Promise.race([
     exited,
     mirrorExited,
-    waitFor('4 files on the mirror', async () => {
-      const s = (await fetch(`${mirrorBase}/api/status`).then((r) => r.json())) as StatusReport
-      return s.items.length >= 4 ? s.items : undefined
-    }, 120_000),
+    waitFor(
+      '4 files on the mirror',
+      async () => {
+        const s = (await fetch(`${mirrorBase}/api/status`).then((r) => r.json())) as StatusReport
+        return s.items.length >= 4 ? s.items : undefined
+      },
+      120_000,
+    ),
   ])
   for (const item of mirrored) {
     const path = join(work, `mirrored-${item.fileName}`)
@@ -159,7 +179,8 @@ try {
   const status = (await fetch(`${base}/api/status`).then((r) => r.json())) as StatusReport
   say('Summary')
   process.stdout.write(`   ${status.items.length} files published, validated with GDAL, seeded, listed in RSS/Atom/JSON feeds\n`)
-  for (const item of status.items) process.stdout.write(`   ${item.fileName}: uploaded ${item.uploaded} bytes over BitTorrent, ${item.seeders} seeder(s) on the tracker\n`)
+  for (const item of status.items)
+    process.stdout.write(`   ${item.fileName}: uploaded ${item.uploaded} bytes over BitTorrent, ${item.seeders} seeder(s) on the tracker\n`)
   process.stdout.write(`   Status page: ${base}/   Feeds: ${base}/rss.xml ${base}/atom.xml ${base}/feed.json\n`)
   process.stdout.write(`   The mirror: ${mirrorBase}/ serves the same ${mirrored.length} files, seeds them in the same swarms\n`)
   process.stdout.write('\nDEMO OK\n')

@@ -25,7 +25,7 @@ export interface KeepConnectedOptions {
 
 /** Runs `session` on a connection to `url` again and again until `signal` aborts. */
 export async function keepConnected(url: string, session: AmqpSession, { signal, onFailure }: KeepConnectedOptions): Promise<void> {
-  for (let failures = 0; !signal.aborted; ) {
+  for (let failures = 0; !signal.aborted;) {
     let connection: amqp.ChannelModel | undefined
     const close = () => void connection?.close().catch(() => {})
     signal.addEventListener('abort', close)

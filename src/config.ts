@@ -11,9 +11,16 @@ const positiveInt = z.number().int().positive()
 const port = z.number().int().min(0).max(65535)
 const httpUrl = z.url({ protocol: /^https?$/ })
 // Node's timers take at most 2^31 - 1 ms and fire after 1 ms instead beyond that (a busy loop).
-const timerSeconds = z.number().positive().max(2_147_483, { message: 'at most 2147483 seconds (24 days): the longest timer Node.js can set' })
+const timerSeconds = z
+  .number()
+  .positive()
+  .max(2_147_483, { message: 'at most 2147483 seconds (24 days): the longest timer Node.js can set' })
 const TEN_YEARS = 10 * 365 * 86400
-const timerMs = z.number().int().nonnegative().max(2_147_483_647, { message: 'at most 2147483647 ms (24 days): the longest timer Node.js can set' })
+const timerMs = z
+  .number()
+  .int()
+  .nonnegative()
+  .max(2_147_483_647, { message: 'at most 2147483647 ms (24 days): the longest timer Node.js can set' })
 
 function isRegExp(text: string): boolean {
   try {
@@ -94,12 +101,18 @@ const schema = z.strictObject({
     trustProxy: z.boolean(),
     // nginx's internal location for the published tree: the daemon answers with X-Accel-Redirect
     // and nginx sends the bytes ('' = the daemon sends them).
-    accelRedirect: z.union([z.literal(''), z.string().regex(/^\/[\w./-]*\/$/, { message: 'an absolute path ending in "/", e.g. "/_published/"' })]),
+    accelRedirect: z.union([
+      z.literal(''),
+      z.string().regex(/^\/[\w./-]*\/$/, { message: 'an absolute path ending in "/", e.g. "/_published/"' }),
+    ]),
   }),
   retention: z.strictObject({
     publishSeconds: z.number().positive().max(TEN_YEARS),
     checkEverySeconds: timerSeconds,
-    forgetExpiredAfterDays: z.number().positive().max(TEN_YEARS / 86400),
+    forgetExpiredAfterDays: z
+      .number()
+      .positive()
+      .max(TEN_YEARS / 86400),
   }),
   disk: z.strictObject({
     budgetBytes: positiveInt,
@@ -124,7 +137,11 @@ const schema = z.strictObject({
         topics: z.array(z.string().min(1)).min(1),
         // A durable queue of this name keeps what is announced while we are away; '' = a
         // temporary one. Sarracenia names them q_<user>.<what>; the user needs the right to declare it.
-        queue: z.string().regex(/^[\w.:-]*$/).max(200).default(''),
+        queue: z
+          .string()
+          .regex(/^[\w.:-]*$/)
+          .max(200)
+          .default(''),
       }),
     ),
     // Client-side filters on relPath, as Sarracenia's accept/reject: regular expressions.
@@ -213,7 +230,11 @@ function parseEnvValue(raw: string, expectList: boolean): Json {
   try {
     return JSON.parse(raw) as Json
   } catch {
-    if (expectList) return raw.split(',').map((s) => s.trim()).filter(Boolean)
+    if (expectList)
+      return raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
     return raw
   }
 }

@@ -137,12 +137,21 @@ export class Daemon {
     const events = (this.events = options.events ?? new Events())
     this.store = store
     const uplink = new Uplink(config.uplink.bytesPerSec)
-    const seeder = (this.seeder = new Seeder(config.seed, { uplink, dataPath: (relPath) => store.dataPath(relPath), events, log: log.child({ stage: 'seed' }) }))
+    const seeder = (this.seeder = new Seeder(config.seed, {
+      uplink,
+      dataPath: (relPath) => store.dataPath(relPath),
+      events,
+      log: log.child({ stage: 'seed' }),
+    }))
     const tracker = (this.tracker = config.tracker.enabled
       ? new Tracker(config.tracker, { log: log.child({ stage: 'tracker' }), onLeecher: (infoHash, addr) => seeder.dial(infoHash, addr) })
       : undefined)
     this.notifier = config.notify.brokerUrl
-      ? new Notifier(config.notify, { dataDir: config.dataDir, publicBaseUrl: config.http.publicBaseUrl, log: log.child({ stage: 'notify' }) })
+      ? new Notifier(config.notify, {
+          dataDir: config.dataDir,
+          publicBaseUrl: config.http.publicBaseUrl,
+          log: log.child({ stage: 'notify' }),
+        })
       : undefined
     // Told in this order of each published item, in the reverse order of each expired one.
     const listeners: PublishListener[] = [tracker, this.notifier, seeder, this.httpTraffic].filter((l) => l !== undefined)
@@ -154,12 +163,22 @@ export class Daemon {
     const { mirror: follow } = config
     const mirror = (this.mirror =
       follow.feeds.length + follow.brokers.length > 0
-        ? new Mirror(follow, { store, publisher, seeder, http, remove: (relPath, reason) => expirer.remove(relPath, reason), log: log.child({ stage: 'mirror' }) })
+        ? new Mirror(follow, {
+            store,
+            publisher,
+            seeder,
+            http,
+            remove: (relPath, reason) => expirer.remove(relPath, reason),
+            log: log.child({ stage: 'mirror' }),
+          })
         : undefined)
     const offer = mirror ? mirror.offer.bind(mirror) : async () => {}
-    this.feeds = follow.feeds.map((feed) => new FeedFollower(feed, { pollSeconds: follow.pollSeconds, http, offer, log: log.child({ stage: 'mirror' }) }))
+    this.feeds = follow.feeds.map(
+      (feed) => new FeedFollower(feed, { pollSeconds: follow.pollSeconds, http, offer, log: log.child({ stage: 'mirror' }) }),
+    )
     this.brokers = follow.brokers.map(
-      (broker) => new BrokerFollower(broker, { retentionSeconds: config.retention.publishSeconds, offer, log: log.child({ stage: 'mirror' }) }),
+      (broker) =>
+        new BrokerFollower(broker, { retentionSeconds: config.retention.publishSeconds, offer, log: log.child({ stage: 'mirror' }) }),
     )
 
     this.http = new HttpServer(config.http, {
@@ -182,7 +201,12 @@ export class Daemon {
       log: log.child({ stage: 'http' }),
       status: () => this.status(),
     })
-    this.scheduler = new Scheduler(config.schedule, { pipeline, enabled: options.schedule !== false && config.source.enabled, events, log: log.child({ stage: 'schedule' }) })
+    this.scheduler = new Scheduler(config.schedule, {
+      pipeline,
+      enabled: options.schedule !== false && config.source.enabled,
+      events,
+      log: log.child({ stage: 'schedule' }),
+    })
 
     const seedPublished: Stage = { start: () => this.seedPublished(), stop: async () => {}, status: () => undefined }
     // The outbox first (expiry posts removals), expiry before seeding (nothing expired is seeded
@@ -258,11 +282,16 @@ export class Daemon {
             this.brokers.map((b) => b.status()),
           )
         : undefined,
-      items: itemStatuses(this.store, config.http.publicBaseUrl, {
-        swarm: (infoHash) => tracker?.stats(infoHash) ?? { seeders: 0, leechers: 0 },
-        seed: (infoHash) => this.seeder.stats(infoHash),
-        http: (relPath) => this.httpTraffic.of(relPath),
-      }, now),
+      items: itemStatuses(
+        this.store,
+        config.http.publicBaseUrl,
+        {
+          swarm: (infoHash) => tracker?.stats(infoHash) ?? { seeders: 0, leechers: 0 },
+          seed: (infoHash) => this.seeder.stats(infoHash),
+          http: (relPath) => this.httpTraffic.of(relPath),
+        },
+        now,
+      ),
     }
   }
 

@@ -21,7 +21,13 @@ export interface DownloadOptions {
  * start would take from the origin what the swarm is there to spare it. Rejects on timeout or
  * when `signal` aborts (the daemon is stopping); a download that fails is removed from `client`.
  */
-export async function downloadTorrent(client: WebTorrent, torrentFile: Uint8Array, dir: string, options: DownloadOptions, log: Logger): Promise<void> {
+export async function downloadTorrent(
+  client: WebTorrent,
+  torrentFile: Uint8Array,
+  dir: string,
+  options: DownloadOptions,
+  log: Logger,
+): Promise<void> {
   const { timeoutMs, webSeedAfterMs, signal } = options
   signal?.throwIfAborted()
   const { webSeeds } = decodeTorrent(torrentFile, dir)
@@ -48,7 +54,10 @@ export async function downloadTorrent(client: WebTorrent, torrentFile: Uint8Arra
         for (const url of webSeeds) torrent.addWebSeed(url)
       }, webSeedAfterMs)
       await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`download of ${torrent.name} timed out after ${timeoutMs} ms (${Math.round(torrent.progress * 100)} %)`)), timeoutMs)
+        timer = setTimeout(
+          () => reject(new Error(`download of ${torrent.name} timed out after ${timeoutMs} ms (${Math.round(torrent.progress * 100)} %)`)),
+          timeoutMs,
+        )
         onAbort = () => reject(new Error(`download of ${torrent.name} cancelled: stopping`))
         signal?.addEventListener('abort', onAbort, { once: true })
         torrent.once('done', resolve)

@@ -60,7 +60,10 @@ class Digests<W extends ChunkWatcher> {
   pieces: PieceHasher
   received = 0
   readonly watcher: W | undefined
-  constructor(readonly pieceLength: number, watch?: () => W) {
+  constructor(
+    readonly pieceLength: number,
+    watch?: () => W,
+  ) {
     this.pieces = new PieceHasher(pieceLength)
     this.watcher = watch?.()
   }
@@ -98,7 +101,9 @@ export async function fetchFile<W extends ChunkWatcher>(
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await withOwnSignal(options.signal, (signal) => transfer(http, candidate, file, digests, expectedSize, { ...options, signal }))
+        const outcome = await withOwnSignal(options.signal, (signal) =>
+          transfer(http, candidate, file, digests, expectedSize, { ...options, signal }),
+        )
         if (outcome === 'restart') {
           // The server ignored our Range (or the object changed): start again from zero.
           digests = new Digests(options.pieceLength, options.watch)
@@ -111,7 +116,8 @@ export async function fetchFile<W extends ChunkWatcher>(
       } catch (err) {
         if (digests.watcher?.error) throw digests.watcher.error
         // A wrong size is the object's, not the transfer's: the caller re-fetches it as an invalid download.
-        if (err instanceof NotFoundError || err instanceof FatalHttpError || err instanceof IntegrityError || options.signal?.aborted) throw err
+        if (err instanceof NotFoundError || err instanceof FatalHttpError || err instanceof IntegrityError || options.signal?.aborted)
+          throw err
         if (attempt >= options.attempts) {
           throw new Error(`GET ${candidate.url}: gave up after ${attempt} attempts: ${(err as Error).message}`, { cause: err })
         }

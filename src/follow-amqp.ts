@@ -49,7 +49,12 @@ export class BrokerFollower implements Stage<BrokerFollowerStatus> {
       signal: this.stopping.signal,
       onFailure: (err, retryInMs) => {
         this.state.lastError = err.message
-        this.deps.log.warn('cannot follow a broker, retrying', { broker: this.state.broker, exchange: this.config.exchange, retryInMs, error: err })
+        this.deps.log.warn('cannot follow a broker, retrying', {
+          broker: this.state.broker,
+          exchange: this.config.exchange,
+          retryInMs,
+          error: err,
+        })
       },
     })
   }

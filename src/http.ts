@@ -97,7 +97,11 @@ export function parseRange(header: string | undefined, size: number): { start: n
   const value = header?.trim()
   if (!value || !/^bytes=/i.test(value)) return undefined
   // Empty list elements ("bytes=0-1,") are ignored (RFC 9110 5.6.1.2).
-  const specs = value.slice('bytes='.length).split(',').map((spec) => spec.trim()).filter(Boolean)
+  const specs = value
+    .slice('bytes='.length)
+    .split(',')
+    .map((spec) => spec.trim())
+    .filter(Boolean)
   if (specs.length === 0) return 'unsatisfiable'
   if (specs.length > 1) return specs.every((spec) => /^(\d+-\d*|-\d+)$/.test(spec)) ? undefined : 'unsatisfiable'
   const m = /^(\d*)-(\d*)$/.exec(specs[0]!)
@@ -189,7 +193,10 @@ function declineWebSeed(reply: FastifyReply, path: string, item: ItemRecord, ret
   const range = parseRange(reply.request.headers.range, item.size)
   const userAgent = reply.request.headers['user-agent']
   if (!range || range === 'unsatisfiable' || (userAgent && !SHORT_RANGE_CLIENTS.test(userAgent))) {
-    return reply.code(503).type('text/plain').send(`web seed deferred: peers are serving ${item.fileName}, retry in ${retryAfterSeconds} s or use BitTorrent\n`)
+    return reply
+      .code(503)
+      .type('text/plain')
+      .send(`web seed deferred: peers are serving ${item.fileName}, retry in ${retryAfterSeconds} s or use BitTorrent\n`)
   }
   traffic.count(item.relPath, (c) => c.webSeedBytes++)
   return reply
@@ -243,7 +250,10 @@ export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstanc
       if (kind === 'data') return sendFile(reply, store.dataPath(relPath), item, 'data', options)
       if (kind === 'torrent') {
         return readFile(store.torrentPath(relPath)).then((body) =>
-          reply.type('application/x-bittorrent').header('content-disposition', `attachment; filename="${item.fileName}.torrent"`).send(body),
+          reply
+            .type('application/x-bittorrent')
+            .header('content-disposition', `attachment; filename="${item.fileName}.torrent"`)
+            .send(body),
         )
       }
       return reply.type('application/json').send(item)
@@ -262,7 +272,13 @@ export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstanc
       if (webSeed.mode === 'fallback') {
         const decision = await decideWebSeed(webSeed.swarm(item.infoHash), req.ip, webSeed)
         reply.header('x-webseed', decision.reason)
-        options.log.debug(decision.serve ? 'web seed served' : 'web seed declined', { relPath: item.relPath, client: req.ip, range: req.headers.range, reason: decision.reason, userAgent: req.headers['user-agent'] })
+        options.log.debug(decision.serve ? 'web seed served' : 'web seed declined', {
+          relPath: item.relPath,
+          client: req.ip,
+          range: req.headers.range,
+          reason: decision.reason,
+          userAgent: req.headers['user-agent'],
+        })
         if (!decision.serve) return declineWebSeed(reply, path, item, decision.retryAfterSeconds, options.traffic)
       }
       return sendFile(reply, path, item, 'webSeed', options)

@@ -32,13 +32,15 @@ export function createLogger(
   write: (line: string) => void = (line) => process.stderr.write(line + '\n'),
   bound: LogContext = {},
 ): Logger {
-  const emit = (at: LogLevel) => (message: string, context: LogContext = {}) => {
-    if (ORDER[at] < ORDER[level]) return
-    const fields = Object.entries({ ...bound, ...context })
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${formatValue(v)}`)
-    write([new Date().toISOString(), at.toUpperCase().padEnd(5), message, ...fields].join(' '))
-  }
+  const emit =
+    (at: LogLevel) =>
+    (message: string, context: LogContext = {}) => {
+      if (ORDER[at] < ORDER[level]) return
+      const fields = Object.entries({ ...bound, ...context })
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${formatValue(v)}`)
+      write([new Date().toISOString(), at.toUpperCase().padEnd(5), message, ...fields].join(' '))
+    }
   return {
     debug: emit('debug'),
     info: emit('info'),

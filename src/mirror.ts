@@ -103,7 +103,10 @@ export class Mirror implements Stage<MirrorStatus> {
   }
 
   status(): MirrorStatus {
-    return { ...this.counts, copying: [...this.downloading].map(([relPath, infoHash]) => ({ relPath, ...this.deps.seeder.stats(infoHash) })) }
+    return {
+      ...this.counts,
+      copying: [...this.downloading].map(([relPath, infoHash]) => ({ relPath, ...this.deps.seeder.stats(infoHash) })),
+    }
   }
 
   /** Resolves when nothing is queued or being copied (tests, one-shot runs). */
@@ -121,12 +124,15 @@ export class Mirror implements Stage<MirrorStatus> {
     if (this.stopping.signal.aborted) return Promise.resolve()
     if (a.remove) {
       if (!store.get(a.relPath)) return Promise.resolve()
-      return this.deps.remove(a.relPath, `removed by its origin (${a.origin})`).catch((err: Error) =>
-        log.error('could not remove a file its origin removed', { relPath: a.relPath, origin: a.origin, error: err }),
-      )
+      return this.deps
+        .remove(a.relPath, `removed by its origin (${a.origin})`)
+        .catch((err: Error) =>
+          log.error('could not remove a file its origin removed', { relPath: a.relPath, origin: a.origin, error: err }),
+        )
     }
     const { accept, reject } = this.config
-    const wanted = (accept.length === 0 || accept.some((re) => new RegExp(re).test(a.relPath))) && !reject.some((re) => new RegExp(re).test(a.relPath))
+    const wanted =
+      (accept.length === 0 || accept.some((re) => new RegExp(re).test(a.relPath))) && !reject.some((re) => new RegExp(re).test(a.relPath))
     if (!wanted || store.isDone(a.relPath) || (a.identity && store.hasIdentity(a.identity))) return Promise.resolve()
     const known = this.pending.get(a.relPath)
     if (known) {
@@ -201,8 +207,10 @@ export class Mirror implements Stage<MirrorStatus> {
       const torrentUrl = a.sidecarUrl.replace(/\.json$/, '.torrent')
       const originTorrent = await this.get(torrentUrl).buffer()
       const torrent = decodeTorrent(originTorrent, torrentUrl)
-      if (torrent.infoHash !== origin.infoHash) throw new Error(`${torrentUrl}: infohash ${torrent.infoHash}, the sidecar says ${origin.infoHash}`)
-      if (torrent.name !== origin.fileName || torrent.length !== origin.size) throw new Error(`${torrentUrl}: name or length differs from the sidecar`)
+      if (torrent.infoHash !== origin.infoHash)
+        throw new Error(`${torrentUrl}: infohash ${torrent.infoHash}, the sidecar says ${origin.infoHash}`)
+      if (torrent.name !== origin.fileName || torrent.length !== origin.size)
+        throw new Error(`${torrentUrl}: name or length differs from the sidecar`)
 
       this.downloading.set(a.relPath, torrent.infoHash)
       await seeder.download(originTorrent, dir, {

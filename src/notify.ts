@@ -33,7 +33,10 @@ export function v03Time(date: Date): string {
 
 /** v03 + the directories of relPath; `#` and `*` inside a segment are escaped. */
 export function topicFor(relPath: string, prefix = 'v03'): string {
-  const dirs = relPath.split('/').slice(0, -1).map((s) => s.replaceAll('#', '%23').replaceAll('*', '%22'))
+  const dirs = relPath
+    .split('/')
+    .slice(0, -1)
+    .map((s) => s.replaceAll('#', '%23').replaceAll('*', '%22'))
   const topic = [prefix, ...dirs].join('.')
   if (Buffer.byteLength(topic) > 255) throw new Error(`topic for ${relPath} is longer than 255 bytes`)
   return topic
@@ -58,7 +61,14 @@ export function postMessage(item: ItemRecord, publicBaseUrl: string, source: str
 }
 
 export function removeMessage(item: ItemRecord, publicBaseUrl: string, source: string, now = new Date()): V03Message {
-  return { pubTime: v03Time(now), baseUrl: `${publicBaseUrl}/data`, relPath: item.relPath, fileOp: { remove: '' }, source, infoHash: item.infoHash }
+  return {
+    pubTime: v03Time(now),
+    baseUrl: `${publicBaseUrl}/data`,
+    relPath: item.relPath,
+    fileOp: { remove: '' },
+    source,
+    infoHash: item.infoHash,
+  }
 }
 
 interface OutboxEntry {
@@ -111,7 +121,12 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
       signal: this.stopping.signal,
       onFailure: (err, retryInMs) => {
         this.state.lastError = err.message
-        this.log.warn('broker unavailable, notifications wait on disk', { broker: this.state.broker, backlog: this.files.length, retryInMs, error: err })
+        this.log.warn('broker unavailable, notifications wait on disk', {
+          broker: this.state.broker,
+          backlog: this.files.length,
+          retryInMs,
+          error: err,
+        })
       },
     })
   }

@@ -21,14 +21,54 @@ export interface Patch {
 }
 
 export const PATCHES: Patch[] = [
-  { dependency: 'bittorrent-protocol', version: '4.1.21', patch: 'Wire._onMessageLength: a message announced longer than 1 MiB drops the wire', neededBy: 'test/faults/network.test.ts: BitTorrent peers sending garbage, bad requests or oversized blocks are dropped' },
-  { dependency: 'webtorrent', version: '2.8.5', patch: 'removeTorrent: the wires of a removed torrent answer no more requests, their timers disarmed', neededBy: 'test/faults/soak.test.ts: soak' },
-  { dependency: 'webtorrent', version: '2.8.5', patch: 'refuseSelfConnections: each torrent gets the client\'s peer id', neededBy: 'test/unit/patches.test.ts: a seeder dialling its own address does not connect to itself' },
-  { dependency: 'webtorrent', version: '2.8.5', patch: 'shareUploadBudget: the client\'s upload throttle group is the uplink\'s', neededBy: 'test/integration/webseed-http.test.ts: BitTorrent and HTTP draw on one uplink budget' },
-  { dependency: 'webtorrent', version: '2.8.5', patch: 'sentBytesOf: the upload events of a wire\'s connection', neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission' },
-  { dependency: 'webtorrent', version: '2.8.5', patch: 'replaceInitialAnnounce: no bitfield or have-all after the handshake', neededBy: 'test/unit/superseed.test.ts: super-seeding reveals a few distinct pieces per peer' },
-  { dependency: 'bittorrent-protocol', version: '4.1.21', patch: 'watchPieces: each piece message seen as it is queued', neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission' },
-  { dependency: 'bittorrent-tracker', version: '11.2.3', patch: 'serveUdpThrough, handleUdpRequest: our own UDP sockets, bound per family, fed through the BEP 15 connection-id gate', neededBy: 'test/faults/network.test.ts: UDP (BEP 15): announces need a connection id issued to that address' },
+  {
+    dependency: 'bittorrent-protocol',
+    version: '4.1.21',
+    patch: 'Wire._onMessageLength: a message announced longer than 1 MiB drops the wire',
+    neededBy: 'test/faults/network.test.ts: BitTorrent peers sending garbage, bad requests or oversized blocks are dropped',
+  },
+  {
+    dependency: 'webtorrent',
+    version: '2.8.5',
+    patch: 'removeTorrent: the wires of a removed torrent answer no more requests, their timers disarmed',
+    neededBy: 'test/faults/soak.test.ts: soak',
+  },
+  {
+    dependency: 'webtorrent',
+    version: '2.8.5',
+    patch: "refuseSelfConnections: each torrent gets the client's peer id",
+    neededBy: 'test/unit/patches.test.ts: a seeder dialling its own address does not connect to itself',
+  },
+  {
+    dependency: 'webtorrent',
+    version: '2.8.5',
+    patch: "shareUploadBudget: the client's upload throttle group is the uplink's",
+    neededBy: 'test/integration/webseed-http.test.ts: BitTorrent and HTTP draw on one uplink budget',
+  },
+  {
+    dependency: 'webtorrent',
+    version: '2.8.5',
+    patch: "sentBytesOf: the upload events of a wire's connection",
+    neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission',
+  },
+  {
+    dependency: 'webtorrent',
+    version: '2.8.5',
+    patch: 'replaceInitialAnnounce: no bitfield or have-all after the handshake',
+    neededBy: 'test/unit/superseed.test.ts: super-seeding reveals a few distinct pieces per peer',
+  },
+  {
+    dependency: 'bittorrent-protocol',
+    version: '4.1.21',
+    patch: 'watchPieces: each piece message seen as it is queued',
+    neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission',
+  },
+  {
+    dependency: 'bittorrent-tracker',
+    version: '11.2.3',
+    patch: 'serveUdpThrough, handleUdpRequest: our own UDP sockets, bound per family, fed through the BEP 15 connection-id gate',
+    neededBy: 'test/faults/network.test.ts: UDP (BEP 15): announces need a connection id issued to that address',
+  },
 ]
 
 /**
@@ -116,7 +156,10 @@ export function sentBytesOf(torrent: Torrent, wire: unknown): EventEmitter | und
  * library's own sender for the message the peer understands (haveNone only with the fast
  * extension).
  */
-export function replaceInitialAnnounce(wire: Wire, announce: (send: { bitfield(bits: Uint8Array): void; haveNone?: () => void }) => void): void {
+export function replaceInitialAnnounce(
+  wire: Wire,
+  announce: (send: { bitfield(bits: Uint8Array): void; haveNone?: () => void }) => void,
+): void {
   const bitfield = wire.bitfield.bind(wire)
   const haveNone = wire.haveNone.bind(wire)
   wire.bitfield = () => announce({ bitfield })

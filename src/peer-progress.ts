@@ -12,7 +12,10 @@ interface Entry extends PeerView {
 export class PeerProgress {
   private readonly peers = new Map<string, Entry>()
 
-  constructor(torrent: Torrent, private readonly now: () => number = Date.now) {
+  constructor(
+    torrent: Torrent,
+    private readonly now: () => number = Date.now,
+  ) {
     torrent.on('wire', (wire: Wire) => this.watch(wire))
   }
 

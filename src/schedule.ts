@@ -65,7 +65,13 @@ export class Scheduler implements Stage<PassState> {
     state.lastStartedAt = now()
     try {
       const report = await this.deps.pipeline.runPass({ signal: this.stopping.signal, ...options }, observer)
-      state.lastReport = { runs: report.runs, available: report.available, published: report.published.length, failed: report.failed, deferred: report.deferred.length }
+      state.lastReport = {
+        runs: report.runs,
+        available: report.available,
+        published: report.published.length,
+        failed: report.failed,
+        deferred: report.deferred.length,
+      }
       state.lastError = undefined
       this.deps.events.emit('pass', { report })
       return report

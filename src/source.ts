@@ -53,7 +53,8 @@ export function parseRun(text: string): string {
   const [, y, mo, d, h, mi = '00', s = '00'] = m
   const date = new Date(`${y}-${mo}-${d}T${h}:${mi}:${s}Z`)
   // Date rolls 2026-02-30 over to 2026-03-02: a day the month does not have is refused, not moved.
-  if (Number.isNaN(date.getTime()) || date.getUTCDate() !== Number(d) || date.getUTCHours() !== Number(h)) throw new Error(`run "${text}": not a valid date`)
+  if (Number.isNaN(date.getTime()) || date.getUTCDate() !== Number(d) || date.getUTCHours() !== Number(h))
+    throw new Error(`run "${text}": not a valid date`)
   return formatRun(date)
 }
 
@@ -74,7 +75,10 @@ function compactRun(run: string): string {
 
 /** Encodes a key for a URL path, keeping `/` and the literal colons S3 keys use. */
 function keyToUrlPath(key: string): string {
-  return key.split('/').map((seg) => encodeURIComponent(seg).replaceAll('%3A', ':')).join('/')
+  return key
+    .split('/')
+    .map((seg) => encodeURIComponent(seg).replaceAll('%3A', ':'))
+    .join('/')
 }
 
 export function objectUrl(bucketUrl: string, key: string): string {
@@ -140,7 +144,8 @@ export async function listBucket(http: Got, bucketUrl: string, prefix: string, m
       throw new ListingUnsupportedError(`listing ${url}: HTTP ${response.statusCode}, not an S3 ListBucketResult`)
     }
     // A listing cut short would otherwise read as "nothing there yet".
-    if (!response.body.trimEnd().endsWith('</ListBucketResult>')) throw new ListingUnsupportedError(`listing ${url}: the ListBucketResult is cut short`)
+    if (!response.body.trimEnd().endsWith('</ListBucketResult>'))
+      throw new ListingUnsupportedError(`listing ${url}: the ListBucketResult is cut short`)
     const body = response.body
     for (const [, block = ''] of body.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
       const key = xmlField(block, 'Key')
@@ -205,9 +210,7 @@ export class Source {
   private async discoverOn(bucketUrl: string, expected: Omit<Candidate, 'url'>[]): Promise<Candidate[]> {
     if (this.config.discovery !== 'probe') {
       try {
-        const listed = new Map(
-          (await listBucket(this.http, bucketUrl, commonPrefix(expected.map((e) => e.key)))).map((o) => [o.key, o]),
-        )
+        const listed = new Map((await listBucket(this.http, bucketUrl, commonPrefix(expected.map((e) => e.key)))).map((o) => [o.key, o]))
         return expected.flatMap((file) => {
           const object = listed.get(file.key)
           if (!object) return []

@@ -81,7 +81,11 @@ export function itemStatuses(store: DataStore, publicBaseUrl: string, figures: I
 }
 
 /** The mirror's part: its copy queue and what its followers report. */
-export function mirrorStatus(queue: MirrorStatus, feeds: FeedFollowerStatus[], brokers: BrokerFollowerStatus[]): NonNullable<StatusReport['mirror']> {
+export function mirrorStatus(
+  queue: MirrorStatus,
+  feeds: FeedFollowerStatus[],
+  brokers: BrokerFollowerStatus[],
+): NonNullable<StatusReport['mirror']> {
   return {
     follows: [...feeds.map((f) => f.feed), ...brokers.map((b) => b.broker)],
     brokers: brokers.length,

@@ -37,9 +37,7 @@ export interface ItemRecord {
 export function checkRelPath(relPath: string): string {
   const segments = relPath.split('/')
   const ok =
-    relPath.length > 0 &&
-    relPath.length <= 1024 &&
-    segments.every((s) => s !== '' && s !== '.' && s !== '..' && /^[\w.+-]+$/.test(s))
+    relPath.length > 0 && relPath.length <= 1024 && segments.every((s) => s !== '' && s !== '.' && s !== '..' && /^[\w.+-]+$/.test(s))
   if (!ok) throw new Error(`unsafe relative path "${relPath}"`)
   return relPath
 }
@@ -243,7 +241,12 @@ export class DataStore {
     const sidecars = new Set(files.filter((f) => f.endsWith('.json')))
     for (const sidecar of sidecars) {
       const record = await this.readRecord(sidecar)
-      const dataOk = record && (await stat(this.dataPath(record.relPath)).then((s) => s.size === record.size, () => false))
+      const dataOk =
+        record &&
+        (await stat(this.dataPath(record.relPath)).then(
+          (s) => s.size === record.size,
+          () => false,
+        ))
       const torrentSize = record && (await fileSize(this.torrentPath(record.relPath)))
       if (record && dataOk && torrentSize !== undefined) {
         this.items.set(record.relPath, record)

@@ -85,7 +85,16 @@ export class SuperSeeder {
   }
 
   private manage(wire: ProtocolWire): void {
-    const peer: Peer = { wire, has: new Set(), revealed: new Set(), taken: new Set(), sending: [], sent: new Map(), unspread: new Set(), seeder: false }
+    const peer: Peer = {
+      wire,
+      has: new Set(),
+      revealed: new Set(),
+      taken: new Set(),
+      sending: [],
+      sent: new Map(),
+      unspread: new Set(),
+      seeder: false,
+    }
     this.peers.add(peer)
     // Where webtorrent would announce every piece: an empty bitfield, then the first reveals.
     const emptyBitfield = new Uint8Array(Math.ceil(this.pieceCount / 8))

@@ -61,7 +61,9 @@ export function buildTorrent(spec: TorrentSpec): BuiltTorrent {
 }
 
 /** A single-file torrent as read from another node (announce: every tracker of announce-list, or announce, in order). */
-export type DecodedTorrent = Pick<TorrentSpec, 'name' | 'length' | 'pieceLength' | 'pieces' | 'announce' | 'webSeeds'> & { infoHash: string }
+export type DecodedTorrent = Pick<TorrentSpec, 'name' | 'length' | 'pieceLength' | 'pieces' | 'announce' | 'webSeeds'> & {
+  infoHash: string
+}
 
 /** Reads a single-file torrent; `where` (its URL) goes into the error. */
 export function decodeTorrent(torrent: Uint8Array, where: string): DecodedTorrent {
@@ -72,13 +74,20 @@ export function decodeTorrent(torrent: Uint8Array, where: string): DecodedTorren
     throw new Error(`${where}: not a bencoded torrent (${(err as Error).message})`)
   }
   const info = meta?.info as { name?: unknown; length?: unknown; 'piece length'?: unknown; pieces?: unknown } | undefined
-  if (!info || !(info.name instanceof Uint8Array) || !(info.pieces instanceof Uint8Array)) throw new Error(`${where}: no single-file info dictionary`)
+  if (!info || !(info.name instanceof Uint8Array) || !(info.pieces instanceof Uint8Array))
+    throw new Error(`${where}: no single-file info dictionary`)
   const { length, 'piece length': pieceLength } = info
   if (!Number.isSafeInteger(length) || !Number.isSafeInteger(pieceLength) || (pieceLength as number) <= 0) {
     throw new Error(`${where}: bad length or piece length`)
   }
   const text = (value: unknown): string[] =>
-    value === undefined ? [] : ([] as unknown[]).concat(value).flat().filter((v) => v instanceof Uint8Array).map((v) => Buffer.from(v as Uint8Array).toString())
+    value === undefined
+      ? []
+      : ([] as unknown[])
+          .concat(value)
+          .flat()
+          .filter((v) => v instanceof Uint8Array)
+          .map((v) => Buffer.from(v as Uint8Array).toString())
   return {
     infoHash: createHash('sha1').update(bencode.encode(info)).digest('hex'),
     name: Buffer.from(info.name).toString(),

@@ -26,7 +26,9 @@ export class Uplink {
     for (let left = bytes; left > 0; left -= chunk) {
       const count = Math.min(chunk, left)
       if (this.group.bucket.tryRemoveTokens(count)) continue
-      await new Promise<void>((resolve, reject) => this.group.bucket.removeTokens(count, (err) => (err ? reject(new Error(String(err))) : resolve())))
+      await new Promise<void>((resolve, reject) =>
+        this.group.bucket.removeTokens(count, (err) => (err ? reject(new Error(String(err))) : resolve())),
+      )
     }
   }
 

@@ -72,7 +72,9 @@ async function decodeAll(gdalPath: string, where: string, packedBits: number[] =
       }
       const bits = packedBits[index - 1] ?? 0
       if (bits > 0 && isConstant(values, noData)) {
-        throw new InvalidFileError(`${where}: band ${index} decodes to a constant although packed with ${bits} bits per value (corrupt data section)`)
+        throw new InvalidFileError(
+          `${where}: band ${index} decodes to a constant although packed with ${bits} bits per value (corrupt data section)`,
+        )
       }
     }
     return count
@@ -159,7 +161,9 @@ export class GribStreamValidator {
   async finish(): Promise<GribReport> {
     await Promise.all(this.decodes)
     if (!this.failure && this.headerFill > 0) {
-      this.failure = new InvalidFileError(`${this.path}: ends inside a GRIB message (byte ${this.received} of the message at ${this.messageStart})`)
+      this.failure = new InvalidFileError(
+        `${this.path}: ends inside a GRIB message (byte ${this.received} of the message at ${this.messageStart})`,
+      )
     }
     if (!this.failure && this.messages === 0) this.failure = new InvalidFileError(`${this.path}: empty, no GRIB message`)
     if (this.failure) throw this.failure
@@ -175,7 +179,8 @@ export class GribStreamValidator {
     }
     const edition = this.header[7]
     this.messageLength = edition === 2 ? Number(this.header.readBigUInt64BE(8)) : edition === 1 ? this.header.readUIntBE(4, 3) : 0
-    if (this.messageLength < HEADER + 4) this.failure = new InvalidFileError(`${where}: GRIB edition ${edition} with length ${this.messageLength}`)
+    if (this.messageLength < HEADER + 4)
+      this.failure = new InvalidFileError(`${where}: GRIB edition ${edition} with length ${this.messageLength}`)
   }
 
   private messageComplete(): void {

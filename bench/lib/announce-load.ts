@@ -189,7 +189,10 @@ const enum Action {
 
 class UdpTracker {
   private readonly socket: UdpSocket = createSocket('udp4')
-  private readonly pending = new Map<number, { action: Action; resolve: (msg: Buffer) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>()
+  private readonly pending = new Map<
+    number,
+    { action: Action; resolve: (msg: Buffer) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+  >()
   private nextTransactionId = (Math.random() * 2 ** 32) >>> 0
   private connection: { id: Buffer; at: number } | undefined
   private connecting: Promise<Buffer> | undefined
@@ -270,7 +273,8 @@ class UdpTracker {
 
 // ---- the closed loop ------------------------------------------------------------------------
 
-const percentile = (sorted: Float64Array, q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : NaN)
+const percentile = (sorted: Float64Array, q: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : NaN
 
 async function main(options: LoadOptions): Promise<LoadResult> {
   const peers = simulatedPeers(options.peers, options.infoHashes)
@@ -321,7 +325,10 @@ async function main(options: LoadOptions): Promise<LoadResult> {
 
   const warmupStart = performance.now()
   const warmupDeadline = warmupStart + (options.warmupSeconds + 120) * 1000
-  while (performance.now() < warmupStart + options.warmupSeconds * 1000 || (startedPeers < peers.length && performance.now() < warmupDeadline)) {
+  while (
+    performance.now() < warmupStart + options.warmupSeconds * 1000 ||
+    (startedPeers < peers.length && performance.now() < warmupDeadline)
+  ) {
     await delay(50)
   }
   const warmupSeconds = (performance.now() - warmupStart) / 1000

@@ -82,7 +82,9 @@ function panel(spec: OffloadChartSpec, clients: number, runs: OffloadRun[], top:
   out.push(`<line x1="${x0}" y1="${y0}" x2="${x0 + plotWidth}" y2="${y0}" class="axis"/>`)
   out.push(`<line x1="${x0}" y1="${y0}" x2="${x0}" y2="${y(clients)}" class="axis"/>`)
   out.push(`<text x="${x0 + plotWidth / 2}" y="${y0 + 40}" class="label" text-anchor="middle">seconds since the clients started</text>`)
-  out.push(`<text transform="translate(${x0 - 44} ${y0 - plotHeight / 2}) rotate(-90)" class="label" text-anchor="middle">clients done</text>`)
+  out.push(
+    `<text transform="translate(${x0 - 44} ${y0 - plotHeight / 2}) rotate(-90)" class="label" text-anchor="middle">clients done</text>`,
+  )
   // The ideal: the file sent once at the cap.
   // Its label goes left of the line, where clients are hardly ever done (see below).
   out.push(`<line x1="${x(ideal)}" y1="${y0}" x2="${x(ideal)}" y2="${y(clients)}" class="ideal"/>`)
@@ -114,7 +116,9 @@ function panel(spec: OffloadChartSpec, clients: number, runs: OffloadRun[], top:
     const ly = top + MARGIN.top + 8 + i * 46
     const lx = x0 + plotWidth + 18
     const last = run.done ? Math.max(...run.clientSeconds.map((s) => s ?? 0)) : undefined
-    out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 26}" y2="${ly}" stroke="${stroke}" stroke-width="3"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`)
+    out.push(
+      `<line x1="${lx}" y1="${ly}" x2="${lx + 26}" y2="${ly}" stroke="${stroke}" stroke-width="3"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`,
+    )
     out.push(`<text x="${lx + 34}" y="${ly + 4}" class="legend">${escape(run.tool)}</text>`)
     out.push(
       `<text x="${lx + 34}" y="${ly + 20}" class="legend-sub">origin sent ${(run.originBytes / spec.fileBytes).toFixed(2)}× the file,</text>`,

@@ -16,7 +16,13 @@ import { cpus } from 'node:os'
 import { basename, join } from 'node:path'
 import bencode from 'bencode'
 import parseTorrent from 'parse-torrent'
-import { ensureRunning, runNginx, writeQbittorrentProfile, writeTransmissionSettings, type NginxServer } from '../../test/kit/stock-tools.ts'
+import {
+  ensureRunning,
+  runNginx,
+  writeQbittorrentProfile,
+  writeTransmissionSettings,
+  type NginxServer,
+} from '../../test/kit/stock-tools.ts'
 import type { Resources } from '../../test/kit/resources.ts'
 import { freePort, waitFor } from '../../test/kit/wait.ts'
 
@@ -46,7 +52,14 @@ export async function missingTools(): Promise<Array<{ binary: string; pkg: strin
   const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/sbin', '/sbin']
   const present = async (binary: string) => {
     if (binary === 'python3-libtorrent') return (await toolOutput('/usr/bin/python3', ['-c', 'import libtorrent'])).ok
-    for (const dir of dirs) if (await access(join(dir, binary)).then(() => true, () => false)) return true
+    for (const dir of dirs)
+      if (
+        await access(join(dir, binary)).then(
+          () => true,
+          () => false,
+        )
+      )
+        return true
     return false
   }
   const missing = []
@@ -65,7 +78,10 @@ export async function referenceVersions(): Promise<string[]> {
   const qbittorrent = first((await toolOutput('qbittorrent-nox', ['--version'])).text).replace(/^qBittorrent v/, 'qbittorrent-nox ')
   const nginx = first((await toolOutput('nginx', ['-v'])).text).replace(/^nginx version: nginx\//, 'nginx ')
   const mktorrent = first((await toolOutput('mktorrent', ['-v'])).text).split(' (')[0]!
-  const curl = first((await toolOutput('curl', ['--version'])).text).split(' ').slice(0, 2).join(' ')
+  const curl = first((await toolOutput('curl', ['--version'])).text)
+    .split(' ')
+    .slice(0, 2)
+    .join(' ')
   const libtorrent = `libtorrent ${first((await toolOutput('/usr/bin/python3', ['-c', 'import libtorrent; print(libtorrent.__version__)'])).text)} (python3-libtorrent)`
   return [
     transmission + (await debian('transmission-daemon')),
@@ -153,17 +169,34 @@ export async function startTransmission(res: Resources, options: SeederOptions =
     }
     throw new Error(`transmission-daemon RPC ${method} on port ${rpcPort}: no session id after 3 tries`)
   }
-  await waitFor(`transmission-daemon's RPC on 127.0.0.1:${rpcPort} (config ${dir})`, async () => {
-    ensureRunning('transmission-daemon', handle)
-    return rpc('session-get').then(() => true)
-  }, 30_000, 100)
+  await waitFor(
+    `transmission-daemon's RPC on 127.0.0.1:${rpcPort} (config ${dir})`,
+    async () => {
+      ensureRunning('transmission-daemon', handle)
+      return rpc('session-get').then(() => true)
+    },
+    30_000,
+    100,
+  )
 
-  interface TorrentState { id: number; status: number; percentDone: number; error: number; errorString: string; uploadedEver: number; recheckProgress: number }
+  interface TorrentState {
+    id: number
+    status: number
+    percentDone: number
+    error: number
+    errorString: string
+    uploadedEver: number
+    recheckProgress: number
+  }
   const torrentIds = new Set<number>()
   const states = async (ids: number[]): Promise<TorrentState[]> => {
-    const got = await rpc('torrent-get', { ids, fields: ['id', 'status', 'percentDone', 'error', 'errorString', 'uploadedEver', 'recheckProgress'] })
+    const got = await rpc('torrent-get', {
+      ids,
+      fields: ['id', 'status', 'percentDone', 'error', 'errorString', 'uploadedEver', 'recheckProgress'],
+    })
     const torrents = (got.torrents as TorrentState[] | undefined) ?? []
-    if (torrents.length !== ids.length) throw new Error(`transmission-daemon on port ${rpcPort} no longer has all of torrents ${ids.join(', ')}`)
+    if (torrents.length !== ids.length)
+      throw new Error(`transmission-daemon on port ${rpcPort} no longer has all of torrents ${ids.join(', ')}`)
     return torrents
   }
   const cap = capKB ? `speed-limit-up ${capKB} kB/s` : 'no upload limit'
@@ -173,17 +206,26 @@ export async function startTransmission(res: Resources, options: SeederOptions =
     pid: handle.child.pid!,
     peerPort,
     async seed(torrentPath, dataDir, timeoutMs = 120_000) {
-      const added = await rpc('torrent-add', { metainfo: (await readFile(torrentPath)).toString('base64'), 'download-dir': dataDir, paused: false })
+      const added = await rpc('torrent-add', {
+        metainfo: (await readFile(torrentPath)).toString('base64'),
+        'download-dir': dataDir,
+        paused: false,
+      })
       const entry = (added['torrent-added'] ?? added['torrent-duplicate']) as { id: number } | undefined
       if (!entry) throw new Error(`transmission-daemon did not add ${torrentPath}: ${JSON.stringify(added)}`)
       torrentIds.add(entry.id)
       // Status 6 = seeding: the existing data has been verified (status 1–2 while checking).
-      await waitFor(`transmission-daemon (port ${rpcPort}) to verify ${basename(torrentPath)} in ${dataDir} and seed`, async () => {
-        ensureRunning('transmission-daemon', handle)
-        const [t] = await states([entry.id])
-        if (t!.error) throw new Error(`transmission-daemon: ${t!.errorString}`)
-        return t!.status === 6 && t!.percentDone === 1
-      }, timeoutMs, 100)
+      await waitFor(
+        `transmission-daemon (port ${rpcPort}) to verify ${basename(torrentPath)} in ${dataDir} and seed`,
+        async () => {
+          ensureRunning('transmission-daemon', handle)
+          const [t] = await states([entry.id])
+          if (t!.error) throw new Error(`transmission-daemon: ${t!.errorString}`)
+          return t!.status === 6 && t!.percentDone === 1
+        },
+        timeoutMs,
+        100,
+      )
     },
     async uploaded() {
       return torrentIds.size ? (await states([...torrentIds])).reduce((sum, t) => sum + t.uploadedEver, 0) : 0
@@ -208,25 +250,36 @@ export async function startQbittorrent(res: Resources, options: SeederOptions = 
     bittorrent: [`Session\\Port=${peerPort}`, 'Session\\Interface=lo', 'Session\\InterfaceName=lo', 'Session\\InterfaceAddress=127.0.0.1'],
   })
   const handle = res.start('qbittorrent-nox', [`--profile=${profile}`, `--webui-port=${webPort}`])
-  const logTail = async () => `\nqbittorrent.log: ${(await readFile(join(profile, 'qBittorrent', 'data', 'logs', 'qbittorrent.log'), 'utf8').catch(() => '')).slice(-2000)}`
+  const logTail = async () =>
+    `\nqbittorrent.log: ${(await readFile(join(profile, 'qBittorrent', 'data', 'logs', 'qbittorrent.log'), 'utf8').catch(() => '')).slice(-2000)}`
   const base = `http://127.0.0.1:${webPort}/api/v2`
   const api = async (path: string, init: RequestInit = {}): Promise<Response> => {
     const response = await fetch(`${base}/${path}`, { ...init, signal: AbortSignal.timeout(10_000) })
     if (!response.ok) throw new Error(`qbittorrent-nox ${path} on port ${webPort}: HTTP ${response.status} ${await response.text()}`)
     return response
   }
-  await waitFor(`qbittorrent-nox's Web API on 127.0.0.1:${webPort} (profile ${profile})`, async () => {
-    ensureRunning('qbittorrent-nox', handle, await logTail())
-    return (await api('app/version')).text()
-  }, 30_000, 100)
+  await waitFor(
+    `qbittorrent-nox's Web API on 127.0.0.1:${webPort} (profile ${profile})`,
+    async () => {
+      ensureRunning('qbittorrent-nox', handle, await logTail())
+      return (await api('app/version')).text()
+    },
+    30_000,
+    100,
+  )
   const cap = options.uploadLimitBytesPerSec ?? 0
   if (cap > 0) await api('transfer/setUploadLimit', { method: 'POST', body: new URLSearchParams({ limit: String(cap) }) })
 
-  interface TorrentInfo { state: string; progress: number; uploaded: number }
+  interface TorrentInfo {
+    state: string
+    progress: number
+    uploaded: number
+  }
   const infoHashes = new Set<string>()
   const infos = async (hashes: string[]): Promise<TorrentInfo[]> => {
     const torrents = (await (await api(`torrents/info?hashes=${hashes.join('|')}`)).json()) as TorrentInfo[]
-    if (torrents.length !== hashes.length) throw new Error(`qbittorrent-nox on port ${webPort} does not have all of torrents ${hashes.join(', ')}`)
+    if (torrents.length !== hashes.length)
+      throw new Error(`qbittorrent-nox on port ${webPort} does not have all of torrents ${hashes.join(', ')}`)
     return torrents
   }
   return {
@@ -248,12 +301,18 @@ export async function startQbittorrent(res: Resources, options: SeederOptions = 
       const answer = await (await api('torrents/add', { method: 'POST', body: form })).text()
       if (answer.trim() !== 'Ok.') throw new Error(`qbittorrent-nox refused ${torrentPath}: ${answer}`)
       // checkingUP / checkingResumeData while it verifies; uploading or stalledUP once it seeds.
-      await waitFor(`qbittorrent-nox (port ${webPort}) to verify ${basename(torrentPath)} in ${dataDir} and seed`, async () => {
-        ensureRunning('qbittorrent-nox', handle, await logTail())
-        const [t] = await infos([infoHash]).catch(() => [])
-        if (t && (t.state === 'error' || t.state === 'missingFiles')) throw new Error(`qbittorrent-nox: torrent state ${t.state}${await logTail()}`)
-        return t !== undefined && t.progress === 1 && (t.state === 'uploading' || t.state === 'stalledUP')
-      }, timeoutMs, 100)
+      await waitFor(
+        `qbittorrent-nox (port ${webPort}) to verify ${basename(torrentPath)} in ${dataDir} and seed`,
+        async () => {
+          ensureRunning('qbittorrent-nox', handle, await logTail())
+          const [t] = await infos([infoHash]).catch(() => [])
+          if (t && (t.state === 'error' || t.state === 'missingFiles'))
+            throw new Error(`qbittorrent-nox: torrent state ${t.state}${await logTail()}`)
+          return t !== undefined && t.progress === 1 && (t.state === 'uploading' || t.state === 'stalledUP')
+        },
+        timeoutMs,
+        100,
+      )
     },
     async uploaded() {
       return infoHashes.size ? (await infos([...infoHashes])).reduce((sum, t) => sum + t.uploaded, 0) : 0
@@ -275,7 +334,10 @@ export async function startNginx(res: Resources, options: { root: string; limitR
   const rate = options.limitRateBytesPerSec ?? 0
   const server = ['server {', `  listen 127.0.0.1:${port};`, `  root ${options.root};`, `  limit_rate ${rate};`, '}']
   const url = `http://127.0.0.1:${port}`
-  const started = await runNginx(res, server, { what: url, ready: async () => (await fetch(`${url}/`, { method: 'HEAD', signal: AbortSignal.timeout(2000) })).status > 0 })
+  const started = await runNginx(res, server, {
+    what: url,
+    ready: async () => (await fetch(`${url}/`, { method: 'HEAD', signal: AbortSignal.timeout(2000) })).status > 0,
+  })
   return { url, ...started, settings: `nginx, one worker, sendfile on, limit_rate ${rate} bytes/s per connection${rate ? '' : ' (none)'}` }
 }
 
@@ -287,11 +349,29 @@ export interface MadeTorrent {
 }
 
 /** `mktorrent -t <cores> -l <log2 pieceLength> -a <announce>... -o <out> <file>`, as a child process, timed (one -a a tier, as buildTorrent does). */
-export async function runMktorrent(res: Resources, file: string, pieceLength: number, announce: string[], out: string): Promise<MadeTorrent> {
+export async function runMktorrent(
+  res: Resources,
+  file: string,
+  pieceLength: number,
+  announce: string[],
+  out: string,
+): Promise<MadeTorrent> {
   await rm(out, { force: true }) // mktorrent refuses to overwrite
-  const args = ['-t', String(cpus().length), '-l', String(Math.log2(pieceLength)), ...announce.flatMap((url) => ['-a', url]), '-o', out, file]
+  const args = [
+    '-t',
+    String(cpus().length),
+    '-l',
+    String(Math.log2(pieceLength)),
+    ...announce.flatMap((url) => ['-a', url]),
+    '-o',
+    out,
+    file,
+  ]
   const run = await res.run('mktorrent', args, 600_000)
-  if (run.code !== 0) throw new Error(`mktorrent ${args.join(' ')} failed (exit ${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-1000) || run.stdout.slice(-1000)}`)
+  if (run.code !== 0)
+    throw new Error(
+      `mktorrent ${args.join(' ')} failed (exit ${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-1000) || run.stdout.slice(-1000)}`,
+    )
   const parsed = await parseTorrent(await readFile(out))
   return { infoHash: parsed.infoHash, pieces: parsed.pieces ?? [], seconds: run.seconds }
 }

@@ -25,7 +25,8 @@ export async function startUpstream(res: Resources, path: string, bytesPerSecond
   return waitFor(
     'the fake upstream to listen',
     () => {
-      if (upstream.child.exitCode !== null || upstream.child.signalCode !== null) throw new Error(`the fake upstream exited: ${upstream.stderr.slice(-1000)}`)
+      if (upstream.child.exitCode !== null || upstream.child.signalCode !== null)
+        throw new Error(`the fake upstream exited: ${upstream.stderr.slice(-1000)}`)
       const line = upstream.stdout.split('\n').find((l) => l.startsWith('{'))
       return line && (JSON.parse(line) as { bucketUrl: string }).bucketUrl
     },
@@ -44,5 +45,6 @@ export async function ensureBroker(res: Resources): Promise<void> {
   if (await reachable()) return
   progress('starting RabbitMQ on loopback (bash scripts/broker.sh start)')
   const started = await res.run('bash', [join(ROOT, 'scripts/broker.sh'), 'start'], 120_000, { cwd: ROOT })
-  if (started.code !== 0 || !(await reachable())) throw new Error(`no broker at ${BENCH_BROKER}: scripts/broker.sh start said ${started.stdout} ${started.stderr}`)
+  if (started.code !== 0 || !(await reachable()))
+    throw new Error(`no broker at ${BENCH_BROKER}: scripts/broker.sh start said ${started.stdout} ${started.stderr}`)
 }

@@ -65,6 +65,8 @@ export const MiB = 1024 * 1024
 
 export const fmtMBs = (bytesPerSecond: number): string => `${(bytesPerSecond / MB).toFixed(1)} MB/s`
 export const fmtMB = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`
-export const fmtRatio = (ratio: number): string => (Number.isFinite(ratio) ? `${ratio >= 10 ? ratio.toFixed(1) : ratio.toFixed(2)}×` : 'n/a')
+export const fmtRatio = (ratio: number): string =>
+  Number.isFinite(ratio) ? `${ratio >= 10 ? ratio.toFixed(1) : ratio.toFixed(2)}×` : 'n/a'
 export const fmtMs = (ms: number): string => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`)
-export const fmtSize = (bytes: number): string => (bytes >= 1024 * MiB ? `${(bytes / (1024 * MiB)).toFixed(bytes % (1024 * MiB) ? 2 : 0)} GiB` : `${Math.round(bytes / MiB)} MiB`)
+export const fmtSize = (bytes: number): string =>
+  bytes >= 1024 * MiB ? `${(bytes / (1024 * MiB)).toFixed(bytes % (1024 * MiB) ? 2 : 0)} GiB` : `${Math.round(bytes / MiB)} MiB`

@@ -46,7 +46,7 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
   const buffer = Buffer.alloc(16 << 20)
   const file = await open(path, 'w')
   try {
-    for (let written = 0; written < size; ) {
+    for (let written = 0; written < size;) {
       const chunk = buffer.subarray(0, Math.min(buffer.length, size - written))
       await fillRandom(chunk)
       await file.write(chunk, 0, chunk.length, written)
@@ -95,8 +95,17 @@ export async function benchCreate({ res, quick }: ScenarioContext): Promise<Scen
     const free = await freeDiskBytes(dir)
     if (free < size + DISK_MARGIN) {
       progress(`create: ${label} skipped: ${sizeLabel(free)} free in ${dir}, needs ${sizeLabel(size + DISK_MARGIN)}`)
-      rows.push({ scenario: `Torrent creation, ${label} file`, gribswarm: 'skipped', reference: 'skipped', ratio: '-', target: 'none', met: 'n/a' })
-      notes.push(`Torrent creation, ${label}: skipped, only ${sizeLabel(free)} free on the disk of ${dir} (needs the file plus ${sizeLabel(DISK_MARGIN)} to spare).`)
+      rows.push({
+        scenario: `Torrent creation, ${label} file`,
+        gribswarm: 'skipped',
+        reference: 'skipped',
+        ratio: '-',
+        target: 'none',
+        met: 'n/a',
+      })
+      notes.push(
+        `Torrent creation, ${label}: skipped, only ${sizeLabel(free)} free on the disk of ${dir} (needs the file plus ${sizeLabel(DISK_MARGIN)} to spare).`,
+      )
       continue
     }
     const file = join(dir, `random-${label.replace(/\W+/g, '')}.bin`)
@@ -115,7 +124,10 @@ export async function benchCreate({ res, quick }: ScenarioContext): Promise<Scen
         const order = run % 2 === 0 ? (['gribswarm', 'mktorrent'] as const) : (['mktorrent', 'gribswarm'] as const)
         for (const tool of order) {
           if (state === 'cold') await dropPageCache(res)
-          const made = tool === 'gribswarm' ? await gribswarmTorrent(file, size, pieceLength) : await runMktorrent(res, file, pieceLength, [BENCH_ANNOUNCE], out)
+          const made =
+            tool === 'gribswarm'
+              ? await gribswarmTorrent(file, size, pieceLength)
+              : await runMktorrent(res, file, pieceLength, [BENCH_ANNOUNCE], out)
           measured[tool].push(made.seconds)
           // Correctness: both tools must describe the same bytes the same way.
           if (!reference) reference = made
@@ -155,7 +167,7 @@ export async function benchCreate({ res, quick }: ScenarioContext): Promise<Scen
   }
 
   notes.push(
-    `Torrent creation${quick ? ' (quick mode: small files, not the full run\'s 1 GB and 3.6 GB)' : ''}: one file of random bytes per size, written once and fsynced. ` +
+    `Torrent creation${quick ? " (quick mode: small files, not the full run's 1 GB and 3.6 GB)" : ''}: one file of random bytes per size, written once and fsynced. ` +
       `gribswarm = src/torrent.ts PieceHasher fed by a 1 MiB read stream, then buildTorrent, in the benchmark's own Node process ` +
       `(one thread: Node hashes on the main thread); mktorrent 1.1 as a child, \`mktorrent -t ${threads} -l <log2 piece length> -a <url> -o out.torrent FILE\`. ` +
       `Piece length from gribswarm's pieceLengthFor(size, minPieces ${minPieces}) for both; both gave the same infohash (checked on every run). ` +
@@ -166,7 +178,7 @@ export async function benchCreate({ res, quick }: ScenarioContext): Promise<Scen
       `Runs: ${summary.join('; ')}. ` +
       'In production gribswarm never hashes a file after the fact: the pipeline feeds each downloaded chunk to PieceHasher (with MD5, SHA-512 and the GRIB check) ' +
       'as it arrives, so the torrent is ready at the last byte (see the publishing rows); a restart re-uses the stored .torrent (webtorrent re-checks the pieces only of a file whose size or mtime changed) ' +
-      'and a mirror re-uses its origin\'s .torrent. This row measures the on-disk case anyway, for comparison.',
+      "and a mirror re-uses its origin's .torrent. This row measures the on-disk case anyway, for comparison.",
   )
   return { rows, notes }
 }

@@ -58,7 +58,16 @@ async function startClients(res: Resources, kind: ClientKind, hosts: NetHost[], 
 }
 
 /** N clients of one kind start together on `torrentUrl`; a fresh daemon serves it (fresh counters, tracker and swarm). */
-async function swarmRun(lan: Lan, setup: NsOriginSetup, command: DaemonCommand, kind: ClientKind, clients: number, variant: Variant, torrentUrl: string, timeoutS: number): Promise<HostsRun> {
+async function swarmRun(
+  lan: Lan,
+  setup: NsOriginSetup,
+  command: DaemonCommand,
+  kind: ClientKind,
+  clients: number,
+  variant: Variant,
+  torrentUrl: string,
+  timeoutS: number,
+): Promise<HostsRun> {
   const scoped = new Resources({ report: progress })
   try {
     const origin = await startNsOrigin(scoped, setup, command)
@@ -70,11 +79,16 @@ async function swarmRun(lan: Lan, setup: NsOriginSetup, command: DaemonCommand, 
     const started = performance.now()
     const seconds: Array<number | null> = peers.map(() => null)
     await Promise.all(peers.map((peer) => peer.add(torrentUrl)))
-    await waitFor(`${clients} ${kind} clients to complete (${variant})`, async () => {
-      const states = await Promise.all(peers.map((peer, i) => (seconds[i] === null ? peer.progress() : undefined)))
-      states.forEach((state, i) => state?.done && (seconds[i] = (performance.now() - started) / 1000))
-      return seconds.every((s) => s !== null)
-    }, timeoutS * 1000, 250).catch((err: Error) => progress(`hosts: ${err.message}`))
+    await waitFor(
+      `${clients} ${kind} clients to complete (${variant})`,
+      async () => {
+        const states = await Promise.all(peers.map((peer, i) => (seconds[i] === null ? peer.progress() : undefined)))
+        states.forEach((state, i) => state?.done && (seconds[i] = (performance.now() - started) / 1000))
+        return seconds.every((s) => s !== null)
+      },
+      timeoutS * 1000,
+      250,
+    ).catch((err: Error) => progress(`hosts: ${err.message}`))
     const wall = (performance.now() - started) / 1000
     // qBittorrent's counters lag by its refresh interval: one more before they are read.
     await delay(Math.max(...peers.map((p) => p.statsLagMs)) + 500)
@@ -136,7 +150,9 @@ export async function benchHosts({ res, quick }: ScenarioContext): Promise<Scena
   const file = await fixtureFor(FIXTURE_CACHE, `arpege-ccsds-b${bands}-r${repeat}.grib2`, { bands, repeat })
   const lan = await createLan({ hosts: Math.max(...counts) + 1, uplinkMbit: { 0: UPLINK_MBIT }, tag: 'bench' })
   res.defer(`remove the namespaces of ${lan.name}`, () => lan.destroy())
-  const kinds = (quick ? (['libtorrent', 'transmission'] as const) : CLIENT_KINDS).filter((kind) => !lan.loopback || kind !== 'transmission')
+  const kinds = (quick ? (['libtorrent', 'transmission'] as const) : CLIENT_KINDS).filter(
+    (kind) => !lan.loopback || kind !== 'transmission',
+  )
   const command = await daemonCommand(res, quick ? 'tsx' : undefined)
   const setup = await prepareNsOrigin(res, lan.hosts[0]!, { file })
   const stripped = await strippedTorrent(res, setup)
@@ -146,9 +162,14 @@ export async function benchHosts({ res, quick }: ScenarioContext): Promise<Scena
   const runs: HostsRun[] = []
   for (const clients of counts) {
     for (const kind of kinds) {
-      for (const [variant, url] of [['published', setup.torrentUrl], ['no web seed', stripped]] as const) {
+      for (const [variant, url] of [
+        ['published', setup.torrentUrl],
+        ['no web seed', stripped],
+      ] as const) {
         const run = await swarmRun(lan, setup, command, kind, clients, variant, url, timeoutS)
-        progress(`hosts: N=${clients} ${kind} ${variant}: origin sent ${fmtRatio((run.bittorrent + run.http) / setup.size)} the file (${fmtMB(run.http)} over HTTP), last client ${last(run)?.toFixed(1) ?? 'not done'} s`)
+        progress(
+          `hosts: N=${clients} ${kind} ${variant}: origin sent ${fmtRatio((run.bittorrent + run.http) / setup.size)} the file (${fmtMB(run.http)} over HTTP), last client ${last(run)?.toFixed(1) ?? 'not done'} s`,
+        )
         runs.push(run)
       }
     }
@@ -157,7 +178,14 @@ export async function benchHosts({ res, quick }: ScenarioContext): Promise<Scena
   return report(runs, lone, setup.size, ideal, quick, lan.loopback)
 }
 
-function report(runs: HostsRun[], lone: { webSeedSeconds: number; httpSeconds: number; size: number }, size: number, ideal: number, quick: boolean, loopback: string | undefined): ScenarioResult {
+function report(
+  runs: HostsRun[],
+  lone: { webSeedSeconds: number; httpSeconds: number; size: number },
+  size: number,
+  ideal: number,
+  quick: boolean,
+  loopback: string | undefined,
+): ScenarioResult {
   const rows: Row[] = []
   const notes: string[] = []
   for (const published of runs.filter((r) => r.variant === 'published')) {
@@ -193,7 +221,10 @@ function report(runs: HostsRun[], lone: { webSeedSeconds: number; httpSeconds: n
     target: `≥ ${WEB_SEED_SPEED_TARGET}× the speed`,
     met: speed >= WEB_SEED_SPEED_TARGET ? 'yes' : 'no',
   })
-  if (loopback) notes.push(`Hosts: on the loopback fallback (${loopback}): each host an address of its own in 127.0.0.0/8 and ports of its own, the origin's uplink capped by the daemon's own budget (uplink.bytesPerSec) instead of tc, so plain HTTP from nginx is not capped, and Transmission left out (it never dials peers in 127.0.0.0/8).`)
+  if (loopback)
+    notes.push(
+      `Hosts: on the loopback fallback (${loopback}): each host an address of its own in 127.0.0.0/8 and ports of its own, the origin's uplink capped by the daemon's own budget (uplink.bytesPerSec) instead of tc, so plain HTTP from nginx is not capped, and Transmission left out (it never dials peers in 127.0.0.0/8).`,
+    )
   const hosts = loopback
     ? `each client and the origin (the daemon as npm start runs it, default settings: super-seeding, web-seed fallback) at an address of their own on loopback, the origin's uplink capped at ${UPLINK_MBIT} Mbit/s by its own budget. `
     : `each client in a network namespace of its own, with an address of its own, routed by a hub namespace; the origin (the daemon as npm start runs it, default settings: super-seeding, web-seed fallback, no uplink budget of its own) in another, its uplink capped at ${UPLINK_MBIT} Mbit/s by tc tbf for BitTorrent and HTTP together. `
@@ -212,6 +243,9 @@ function report(runs: HostsRun[], lone: { webSeedSeconds: number; httpSeconds: n
         .join('; ') +
       '.',
   )
-  if (quick) notes.push('Hosts (quick mode): N = 4, libtorrent and transmission only, a 14 MB file; the full mode runs the four client kinds at N = 8 and 32 on 93 MB.')
+  if (quick)
+    notes.push(
+      'Hosts (quick mode): N = 4, libtorrent and transmission only, a 14 MB file; the full mode runs the four client kinds at N = 8 and 32 on 93 MB.',
+    )
   return { rows, notes }
 }

@@ -45,7 +45,9 @@ function zeroPieces(size: number, pieceLength: number): Buffer {
 
 /** A daemon whose startup pass lists an empty bucket. */
 function memoryDaemonConfig(res: Resources, name: string, bucketUrl: string): Promise<DaemonSetup> {
-  return writeDaemonConfig(res, `mem-${name}`, { source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H'], lookbackRuns: 1 } })
+  return writeDaemonConfig(res, `mem-${name}`, {
+    source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H'], lookbackRuns: 1 },
+  })
 }
 
 /** Publishes `sizes.length` sparse files into the data directory, as the pipeline would. */
@@ -165,7 +167,14 @@ interface LoadOutcome {
  * torrent as published (trackers and web seed kept). Samples the seeder's
  * VmRSS every 250 ms until the clients are done.
  */
-async function rssWhileDownloading(res: Resources, seeder: string, pid: number, peer: string, downloads: Download[], timeoutS: number): Promise<LoadOutcome> {
+async function rssWhileDownloading(
+  res: Resources,
+  seeder: string,
+  pid: number,
+  peer: string,
+  downloads: Download[],
+  timeoutS: number,
+): Promise<LoadOutcome> {
   const root = await res.tempDir('gribswarm-bench-mem-dl-')
   let peakRss = 0
   let sampling = true
@@ -176,11 +185,21 @@ async function rssWhileDownloading(res: Resources, seeder: string, pid: number, 
     }
   })()
   const clients = await res
-    .run('/usr/bin/python3', [LT_SCRIPTS.clients, peer, root, String(timeoutS), ...downloads.map((d) => d.torrentPath)], (timeoutS + 30) * 1000)
+    .run(
+      '/usr/bin/python3',
+      [LT_SCRIPTS.clients, peer, root, String(timeoutS), ...downloads.map((d) => d.torrentPath)],
+      (timeoutS + 30) * 1000,
+    )
     .finally(() => (sampling = false))
   await sampler
-  const failure = (why: string) => new Error(`libtorrent clients (lt-clients.py) downloading from ${seeder} at ${peer}: ${why}\n${clients.stdout.slice(-1500)} ${clients.stderr.slice(-1500)}`)
-  let result: { done: boolean; clients: Array<{ first_byte_seconds: number | null; seconds: number | null; bytes: number; error: string | null }> }
+  const failure = (why: string) =>
+    new Error(
+      `libtorrent clients (lt-clients.py) downloading from ${seeder} at ${peer}: ${why}\n${clients.stdout.slice(-1500)} ${clients.stderr.slice(-1500)}`,
+    )
+  let result: {
+    done: boolean
+    clients: Array<{ first_byte_seconds: number | null; seconds: number | null; bytes: number; error: string | null }>
+  }
   try {
     result = JSON.parse(clients.stdout.trim().split('\n').at(-1) ?? '') as typeof result
   } catch {
@@ -214,7 +233,9 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   const picks = quick ? [0, 13, 26, 39] : Array.from({ length: CLIENTS }, (_, i) => i)
   const clientCount = picks.length
   const clientTimeoutS = quick ? 120 : 600
-  const mode = quick ? `quick mode: ${COUNT} files of ${fmtMB(smallest)}–${fmtMB(largest)}, ${clientCount} clients` : `${COUNT} files of ${fmtMB(smallest)}–${fmtMB(largest)}`
+  const mode = quick
+    ? `quick mode: ${COUNT} files of ${fmtMB(smallest)}–${fmtMB(largest)}, ${clientCount} clients`
+    : `${COUNT} files of ${fmtMB(smallest)}–${fmtMB(largest)}`
 
   // The daemons' startup pass lists an empty bucket instead of failing on an unreachable one.
   const upstream = new FakeUpstream()
@@ -227,7 +248,9 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   const empty = await startDaemon(res, daemon, await memoryDaemonConfig(res, 'empty', upstream.bucketUrl), seeding(0, readyTimeoutMs))
   const emptyRss = await idleFootprint(empty.pid, () => empty.status(), settleMs, sampleMs)
   await empty.stop()
-  progress(`memory: empty daemon VmRSS ${fmtMB(emptyRss.rss)} (peak ${fmtMB(emptyRss.hwm)}, ${emptyRss.threads} threads, ${emptyRss.fds} fds)`)
+  progress(
+    `memory: empty daemon VmRSS ${fmtMB(emptyRss.rss)} (peak ${fmtMB(emptyRss.hwm)}, ${emptyRss.threads} threads, ${emptyRss.fds} fds)`,
+  )
 
   progress(`memory: publishing ${COUNT} sparse files, ${fmtMB(smallest)} to ${fmtMB(largest)} (${fmtMB(total)} in all)`)
   const fullSetup = await memoryDaemonConfig(res, 'full', upstream.bucketUrl)
@@ -246,11 +269,17 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   const full = await startDaemon(res, daemon, fullSetup, seeding(COUNT, readyTimeoutMs))
   progress(`memory: daemon seeding ${COUNT} torrents after ${((performance.now() - startedAt) / 1000).toFixed(1)} s`)
   const idle = await idleFootprint(full.pid, () => full.status(), settleMs, sampleMs)
-  progress(`memory: daemon with ${COUNT} torrents VmRSS ${fmtMB(idle.rss)} (peak ${fmtMB(idle.hwm)}, ${idle.threads} threads, ${idle.fds} fds)`)
+  progress(
+    `memory: daemon with ${COUNT} torrents VmRSS ${fmtMB(idle.rss)} (peak ${fmtMB(idle.hwm)}, ${idle.threads} threads, ${idle.fds} fds)`,
+  )
   const { seeder } = await full.status()
-  progress(`memory: ${clientCount} libtorrent clients downloading ${clientCount} torrents (${fmtMB(loadBytes)}) from the daemon at 127.0.0.1:${seeder.port}`)
+  progress(
+    `memory: ${clientCount} libtorrent clients downloading ${clientCount} torrents (${fmtMB(loadBytes)}) from the daemon at 127.0.0.1:${seeder.port}`,
+  )
   const load = await rssWhileDownloading(res, 'the gribswarm daemon', full.pid, `127.0.0.1:${seeder.port}`, downloads, clientTimeoutS)
-  progress(`memory: daemon: last client done after ${load.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / load.lastSeconds)} together), peak VmRSS ${fmtMB(load.peakRss)}`)
+  progress(
+    `memory: daemon: last client done after ${load.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / load.lastSeconds)} together), peak VmRSS ${fmtMB(load.peakRss)}`,
+  )
   // Stopped before the reference starts: its tracker (the one in the torrents) goes with it, so
   // nothing but transmission-daemon can be in those swarms.
   await full.stop()
@@ -263,11 +292,15 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   const verifySeconds = (performance.now() - verifyStarted) / 1000
   progress(`memory: transmission-daemon seeding ${COUNT} torrents after ${verifySeconds.toFixed(1)} s of verifying`)
   const refIdle = await idleFootprint(transmission.pid, () => transmission.uploaded(), settleMs, sampleMs)
-  progress(`memory: transmission-daemon with ${COUNT} torrents VmRSS ${fmtMB(refIdle.rss)} (peak ${fmtMB(refIdle.hwm)}, ${refIdle.threads} threads, ${refIdle.fds} fds)`)
+  progress(
+    `memory: transmission-daemon with ${COUNT} torrents VmRSS ${fmtMB(refIdle.rss)} (peak ${fmtMB(refIdle.hwm)}, ${refIdle.threads} threads, ${refIdle.fds} fds)`,
+  )
   const refPeer = `127.0.0.1:${transmission.peerPort}`
   progress(`memory: the same ${clientCount} clients downloading the same torrents from transmission-daemon at ${refPeer}`)
   const refLoad = await rssWhileDownloading(res, transmission.name, transmission.pid, refPeer, downloads, clientTimeoutS)
-  progress(`memory: transmission-daemon: last client done after ${refLoad.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / refLoad.lastSeconds)} together), peak VmRSS ${fmtMB(refLoad.peakRss)}`)
+  progress(
+    `memory: transmission-daemon: last client done after ${refLoad.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / refLoad.lastSeconds)} together), peak VmRSS ${fmtMB(refLoad.peakRss)}`,
+  )
   await transmission.stop()
 
   const target = `≤ ${fmtMB(TARGET)}`

@@ -30,7 +30,9 @@ async function subscribe(exchange: string, onMessage: (body: { relPath: string }
   await channel.assertExchange(exchange, 'topic', { durable: true })
   const { queue } = await channel.assertQueue('', { exclusive: true })
   await channel.bindQueue(queue, exchange, 'v03.#')
-  await channel.consume(queue, (m) => m && onMessage(JSON.parse(m.content.toString()) as { relPath: string }, performance.now()), { noAck: true })
+  await channel.consume(queue, (m) => m && onMessage(JSON.parse(m.content.toString()) as { relPath: string }, performance.now()), {
+    noAck: true,
+  })
   return async () => {
     await channel.deleteExchange(exchange).catch(() => {})
     await connection.close()
@@ -69,10 +71,12 @@ export async function benchNotify({ res, quick }: ScenarioContext): Promise<Scen
   await waitFor('the notifier to connect', () => daemon.notifier!.status().connected, 30_000)
   progress(`notify: daemon publishing ${count} small files one at a time, subscriber on ${exchange}`)
   const report = await daemon.runPass({ runs: [RUN] })
-  if (report?.published.length !== count) throw new Error(`the pass published ${report?.published.length ?? 0} of ${count} files: ${JSON.stringify(report?.failed)}`)
+  if (report?.published.length !== count)
+    throw new Error(`the pass published ${report?.published.length ?? 0} of ${count} files: ${JSON.stringify(report?.failed)}`)
   await waitFor(`${count} messages at the subscriber`, () => received.size === count, 30_000)
   const latencies = [...published].map(([relPath, at]) => received.get(relPath)! - at)
-  if (latencies.length !== count || latencies.some((ms) => !(ms >= 0))) throw new Error(`unmatched messages: published ${published.size}, received ${received.size}`)
+  if (latencies.length !== count || latencies.some((ms) => !(ms >= 0)))
+    throw new Error(`unmatched messages: published ${published.size}, received ${received.size}`)
   await daemon.stop()
 
   // Reference: the same subscriber, a bare confirm-channel publish per message, one at a time.

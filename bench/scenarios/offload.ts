@@ -20,7 +20,14 @@ import bencode from 'bencode'
 import { silentLogger } from '../../src/log.ts'
 import { recentRuns } from '../../src/source.ts'
 import { Tracker } from '../../src/tracker.ts'
-import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonCommand, type DaemonHandle, type DaemonSetup } from '../../test/kit/daemon.ts'
+import {
+  daemonCommand,
+  startDaemon,
+  writeDaemonConfig,
+  type DaemonCommand,
+  type DaemonHandle,
+  type DaemonSetup,
+} from '../../test/kit/daemon.ts'
 import { arpegeKey } from '../../test/kit/fake-upstream.ts'
 import { fixtureFor } from '../../test/kit/grib-fixtures.ts'
 import { cpuSeconds } from '../../test/kit/measure.ts'
@@ -57,11 +64,17 @@ interface Origin {
 /** Polls the tracker's scrape until it counts a seeder: the origin has announced, clients will find it. */
 async function waitForSeeder(trackerPort: number, infoHash: string, who: string): Promise<void> {
   const hashParam = infoHash.replace(/../g, (byte) => `%${byte}`)
-  await waitFor(`${who} to announce itself as a seeder to the tracker on port ${trackerPort}`, async () => {
-    const response = await fetch(`http://127.0.0.1:${trackerPort}/scrape?info_hash=${hashParam}`, { signal: AbortSignal.timeout(2000) })
-    const files = (bencode.decode(new Uint8Array(await response.arrayBuffer())) as { files?: Record<string, { complete?: number }> }).files ?? {}
-    return Object.values(files).some((swarm) => (swarm.complete ?? 0) >= 1)
-  }, 60_000, 100)
+  await waitFor(
+    `${who} to announce itself as a seeder to the tracker on port ${trackerPort}`,
+    async () => {
+      const response = await fetch(`http://127.0.0.1:${trackerPort}/scrape?info_hash=${hashParam}`, { signal: AbortSignal.timeout(2000) })
+      const files =
+        (bencode.decode(new Uint8Array(await response.arrayBuffer())) as { files?: Record<string, { complete?: number }> }).files ?? {}
+      return Object.values(files).some((swarm) => (swarm.complete ?? 0) >= 1)
+    },
+    60_000,
+    100,
+  )
 }
 
 /** N libtorrent clients (lt-swarm.py) start together on the target; returns when all are done or the deadline passed. */
@@ -71,12 +84,29 @@ async function swarm(res: Resources, origin: Origin, target: Target, clients: nu
   const cpuBefore = await Promise.all(origin.pids.map((pid) => cpuSeconds(pid)))
   progress(`offload: ${clients} libtorrent clients start together, origin ${origin.tool}`)
   const started = performance.now()
-  const child = res.start('/usr/bin/python3', [LT_SCRIPTS.swarm, target.torrentPath, dir, String(clients), String(timeoutS), '--no-webseed'])
+  const child = res.start('/usr/bin/python3', [
+    LT_SCRIPTS.swarm,
+    target.torrentPath,
+    dir,
+    String(clients),
+    String(timeoutS),
+    '--no-webseed',
+  ])
   // Sampled while they run: the clients' CPU time (the process is gone once it has reported) and the origin's counter.
   let clientsCpu = 0
   const counter: Array<[number, number]> = []
-  const sampler = setInterval(() => void cpuSeconds(child.child.pid!).then((seconds) => seconds !== undefined && (clientsCpu = seconds)), 250)
-  const counterSampler = setInterval(() => void origin.uploaded().then((bytes) => counter.push([performance.now(), bytes]), () => {}), 1000)
+  const sampler = setInterval(
+    () => void cpuSeconds(child.child.pid!).then((seconds) => seconds !== undefined && (clientsCpu = seconds)),
+    250,
+  )
+  const counterSampler = setInterval(
+    () =>
+      void origin.uploaded().then(
+        (bytes) => counter.push([performance.now(), bytes]),
+        () => {},
+      ),
+    1000,
+  )
   const deadline = setTimeout(() => void child.stop(2000), (timeoutS + 60) * 1000)
   await child.exited
   clearInterval(sampler)
@@ -98,7 +128,8 @@ async function swarm(res: Resources, origin: Origin, target: Target, clients: nu
     for (const [index, client] of result.clients.entries()) {
       if (client.error) throw new Error(`client ${index} (origin ${origin.tool}): ${client.error}`)
       const copy = await stat(join(dir, String(index), basename(target.dataPath)))
-      if (copy.size !== target.size) throw new Error(`client ${index} (origin ${origin.tool}) wrote ${copy.size} bytes, expected ${target.size}`)
+      if (copy.size !== target.size)
+        throw new Error(`client ${index} (origin ${origin.tool}) wrote ${copy.size} bytes, expected ${target.size}`)
     }
   }
   // 32 copies of the file: give the disk back now rather than at the end of the benchmark.
@@ -135,8 +166,17 @@ async function originSetup(res: Resources, bucketUrl: string, name: string, noti
 }
 
 /** Starts the origin daemon and waits until it has published the file and announced it. */
-async function startOrigin(res: Resources, command: DaemonCommand, setup: DaemonSetup, quick: boolean): Promise<{ daemon: DaemonHandle; target: Target }> {
-  const daemon = await startDaemon(res, command, setup, { what: 'publishes the file', check: (s) => s.items.length === 1, timeoutMs: quick ? 120_000 : 300_000 })
+async function startOrigin(
+  res: Resources,
+  command: DaemonCommand,
+  setup: DaemonSetup,
+  quick: boolean,
+): Promise<{ daemon: DaemonHandle; target: Target }> {
+  const daemon = await startDaemon(res, command, setup, {
+    what: 'publishes the file',
+    check: (s) => s.items.length === 1,
+    timeoutMs: quick ? 120_000 : 300_000,
+  })
   const item = (await daemon.status()).items[0]!
   const torrentPath = join(setup.dataDir, '..', `${basename(item.relPath)}.torrent`)
   await writeFile(torrentPath, Buffer.from(await (await fetch(item.torrentUrl)).arrayBuffer()))
@@ -176,7 +216,13 @@ async function referenceRun(
     seeder = await start(res, { uploadLimitBytesPerSec: CAP })
     await seeder.seed(target.torrentPath, dirname(target.dataPath))
     await waitForSeeder(target.trackerPort, target.infoHash, seeder.name)
-    const run = await swarm(res, { tool: seeder.name, pids: [seeder.pid], uploaded: seeder.uploaded, lagMs: seeder.statsLagMs }, target, clients, timeoutS)
+    const run = await swarm(
+      res,
+      { tool: seeder.name, pids: [seeder.pid], uploaded: seeder.uploaded, lagMs: seeder.statsLagMs },
+      target,
+      clients,
+      timeoutS,
+    )
     return { run, settings: seeder.settings }
   } finally {
     await seeder?.stop()
@@ -239,14 +285,36 @@ async function mirrorsRun(res: Resources, command: DaemonCommand, bucketUrl: str
     const setup = await writeDaemonConfig(res, `offload-mirror${i + 1}`, {
       source: { enabled: false, bucketUrl: 'http://127.0.0.1:9', fallbackBucketUrls: [] },
       // Volunteers' mirrors are not capped. The web seed (the origin's HTTP) is only a late fallback.
-      mirror: { brokers: [{ url: BENCH_BROKER, exchange, topics: ['v03.#'] }], concurrency: 1, downloadTimeoutSeconds: 600, webSeedAfterSeconds: 120 },
+      mirror: {
+        brokers: [{ url: BENCH_BROKER, exchange, topics: ['v03.#'] }],
+        concurrency: 1,
+        downloadTimeoutSeconds: 600,
+        webSeedAfterSeconds: 120,
+      },
     })
-    mirrors.push(await startDaemon(res, command, setup, { what: 'follows the origin broker', check: (s) => s.mirror?.following === 1, timeoutMs: 60_000 }))
+    mirrors.push(
+      await startDaemon(res, command, setup, {
+        what: 'follows the origin broker',
+        check: (s) => s.mirror?.following === 1,
+        timeoutMs: 60_000,
+      }),
+    )
   }
   progress('offload: a fresh origin publishing, 2 mirrors following its notifications')
-  const { daemon, target } = await startOrigin(res, command, await originSetup(res, bucketUrl, 'offload-meshed-origin', { exchange }), false)
+  const { daemon, target } = await startOrigin(
+    res,
+    command,
+    await originSetup(res, bucketUrl, 'offload-meshed-origin', { exchange }),
+    false,
+  )
   const origin = daemonOrigin(daemon)
-  const measured = await swarm(res, { ...origin, tool: 'gribswarm + 2 mirrors', pids: [daemon.pid, ...mirrors.map((m) => m.pid)] }, target, clients, timeoutS)
+  const measured = await swarm(
+    res,
+    { ...origin, tool: 'gribswarm + 2 mirrors', pids: [daemon.pid, ...mirrors.map((m) => m.pid)] },
+    target,
+    clients,
+    timeoutS,
+  )
   // The clients' view counts what the mirrors sent too: it is no check of the origin's counter here.
   const run = { ...measured, clientsView: undefined }
   // A mirror still copying shows its upload under mirror.copying, a finished one under items.
@@ -256,7 +324,12 @@ async function mirrorsRun(res: Resources, command: DaemonCommand, bucketUrl: str
       return (status.items[0] ?? status.mirror?.copying[0])?.uploaded ?? 0
     }),
   )
-  await waitFor('every mirror to publish its copy', async () => (await Promise.all(mirrors.map((m) => m.status()))).every((s) => s.mirror?.copied === 1), 120_000, 500)
+  await waitFor(
+    'every mirror to publish its copy',
+    async () => (await Promise.all(mirrors.map((m) => m.status()))).every((s) => s.mirror?.copied === 1),
+    120_000,
+    500,
+  )
   for (const d of [daemon, ...mirrors]) await d.stop()
   return { run, mirrorUploads }
 }
@@ -284,7 +357,11 @@ export async function benchOffload({ res, quick }: ScenarioContext): Promise<Sce
   for (const [index, clients] of counts.entries()) {
     // Each count gets a fresh daemon process (and so a fresh tracker); the first one is the daemon that just published.
     if (index > 0) {
-      daemon = await startDaemon(res, command, setup, { what: 'seeds the published file again', check: (s) => s.items.length === 1, timeoutMs: 120_000 })
+      daemon = await startDaemon(res, command, setup, {
+        what: 'seeds the published file again',
+        check: (s) => s.items.length === 1,
+        timeoutMs: 120_000,
+      })
       await waitForSeeder(target.trackerPort, target.infoHash, 'the restarted gribswarm daemon')
     }
     const sameN: OffloadRun[] = [await swarm(res, daemonOrigin(daemon), target, clients, timeoutS)]
@@ -299,7 +376,10 @@ export async function benchOffload({ res, quick }: ScenarioContext): Promise<Sce
     const http = await httpRun(res, target, clients, quick)
     sameN.push(http.run)
     settings.set(`${http.run.tool} N=${clients}`, http.settings)
-    for (const run of sameN) progress(`offload: N=${clients}, ${run.tool}: origin sent ${fmtRatio(run.originBytes / size)} the file, last client ${describeLast(run)}`)
+    for (const run of sameN)
+      progress(
+        `offload: N=${clients}, ${run.tool}: origin sent ${fmtRatio(run.originBytes / size)} the file, last client ${describeLast(run)}`,
+      )
     runs.set(clients, sameN)
   }
   const meshed = quick ? undefined : await mirrorsRun(res, command, bucketUrl, counts[0]!, timeoutS)
@@ -325,13 +405,21 @@ function lastSeconds(run: OffloadRun): number | undefined {
 function describeLast(run: OffloadRun): string {
   const last = lastSeconds(run)
   const finished = run.clientSeconds.filter((s) => s !== null).length
-  return last === undefined ? `not all done (${finished} of ${run.clients} by the deadline)` : `after ${last.toFixed(1)} s${run.window ? ' (extrapolated)' : ''}`
+  return last === undefined
+    ? `not all done (${finished} of ${run.clients} by the deadline)`
+    : `after ${last.toFixed(1)} s${run.window ? ' (extrapolated)' : ''}`
 }
 
 /** The tool's name as the rows show it. */
 const short = (tool: string) => tool.replace(/ [\d.]+$/, '')
 
-function report(runs: Map<number, OffloadRun[]>, size: number, meshed: { run: OffloadRun; mirrorUploads: number[] } | undefined, settings: Map<string, string>, quick: boolean): ScenarioResult {
+function report(
+  runs: Map<number, OffloadRun[]>,
+  size: number,
+  meshed: { run: OffloadRun; mirrorUploads: number[] } | undefined,
+  settings: Map<string, string>,
+  quick: boolean,
+): ScenarioResult {
   const ideal = size / CAP
   const rows: Row[] = []
   const notes: string[] = []
@@ -362,10 +450,13 @@ function report(runs: Map<number, OffloadRun[]>, size: number, meshed: { run: Of
       met: ourLast !== undefined && ourLast / ideal <= TIME_TARGET ? 'yes' : 'no',
     })
     for (const r of references) {
-      if (ours!.originBytes > r.originBytes) losses.push(`N=${clients}: the origin sent ${fmtRatio(ours!.originBytes / r.originBytes)} what ${r.tool} sent`)
+      if (ours!.originBytes > r.originBytes)
+        losses.push(`N=${clients}: the origin sent ${fmtRatio(ours!.originBytes / r.originBytes)} what ${r.tool} sent`)
       const theirs = lastSeconds(r)
       if (ourLast === undefined || (theirs !== undefined && ourLast > theirs)) {
-        losses.push(`N=${clients}: the last client was done ${ourLast === undefined ? 'never (deadline)' : `${(((ourLast - theirs!) / theirs!) * 100).toFixed(0)} % later`} than with ${r.tool}`)
+        losses.push(
+          `N=${clients}: the last client was done ${ourLast === undefined ? 'never (deadline)' : `${(((ourLast - theirs!) / theirs!) * 100).toFixed(0)} % later`} than with ${r.tool}`,
+        )
       }
     }
     notes.push(`Offload, N=${clients}: ` + [ours!, ...references].map((run) => runNote(run, size)).join(' '))
@@ -393,7 +484,9 @@ function report(runs: Map<number, OffloadRun[]>, size: number, meshed: { run: Of
         met: last !== undefined && last / ideal <= TIME_TARGET ? 'yes' : 'no',
       },
     )
-    notes.push(`Offload with 2 mirrors (a fresh origin, and 2 mirrors following its AMQP notifications; the mirrors are webtorrent daemons on the same 2 cores): ${runNote(meshed.run, size)} The mirrors sent ${meshed.mirrorUploads.map(fmtMB).join(' and ')}.`)
+    notes.push(
+      `Offload with 2 mirrors (a fresh origin, and 2 mirrors following its AMQP notifications; the mirrors are webtorrent daemons on the same 2 cores): ${runNote(meshed.run, size)} The mirrors sent ${meshed.mirrorUploads.map(fmtMB).join(' and ')}.`,
+    )
   }
   notes.unshift(
     `Offload, how: the clients are libtorrent 2.0 sessions in one process (lt-swarm.py), each on its own loopback address (127.0.0.2, .3, ...: as N machines; ` +
@@ -406,7 +499,9 @@ function report(runs: Map<number, OffloadRun[]>, size: number, meshed: { run: Of
     `Offload, caps and settings: gribswarm uplink.bytesPerSec ${CAP} (BitTorrent and HTTP together), super-seeding (its default); ` +
       [...settings.entries()].map(([tool, used]) => `${tool}: ${used}`).join('; ') +
       '. ' +
-      ([...settings.keys()].some((tool) => tool.startsWith('transmission')) ? 'transmission counts speed limits in kB of 1000 bytes: its counter rose by the cap per second (see the peak rates). ' : '') +
+      ([...settings.keys()].some((tool) => tool.startsWith('transmission'))
+        ? 'transmission counts speed limits in kB of 1000 bytes: its counter rose by the cap per second (see the peak rates). '
+        : '') +
       'Neither transmission (no such mode) nor qBittorrent (per torrent, off by default) super-seeds here.',
   )
   notes.push(

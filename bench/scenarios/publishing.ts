@@ -26,7 +26,18 @@ import { cpuSeconds, median } from '../../test/kit/measure.ts'
 import type { Resources } from '../../test/kit/resources.ts'
 import { runMktorrent, startTransmission, type ReferenceSeeder } from '../lib/references.ts'
 import { FIXTURE_CACHE, startUpstream } from '../lib/services.ts'
-import { fmtMB, fmtMBs, fmtMs, fmtRatio, freeDiskBytes, MB, progress, type Row, type ScenarioContext, type ScenarioResult } from '../lib/util.ts'
+import {
+  fmtMB,
+  fmtMBs,
+  fmtMs,
+  fmtRatio,
+  freeDiskBytes,
+  MB,
+  progress,
+  type Row,
+  type ScenarioContext,
+  type ScenarioResult,
+} from '../lib/util.ts'
 
 const RATE = 50 * MB
 const RANGE = '000H012H'
@@ -72,7 +83,12 @@ interface PipelineSample {
 export async function benchPublishing({ res, quick }: ScenarioContext): Promise<ScenarioResult> {
   // quick: one ~37 MB file (mktorrent takes pieces of 32 KiB or more: 33 MB and up); full: 80 MB and
   // 1 GB, median of 3 each (a 1 GB sample takes about 2 × 20 s at 50 MB/s).
-  const sizes: Size[] = quick ? [{ repeat: 8, samples: 1 }] : [{ repeat: 17, samples: 3 }, { repeat: 214, samples: 3 }]
+  const sizes: Size[] = quick
+    ? [{ repeat: 8, samples: 1 }]
+    : [
+        { repeat: 17, samples: 3 },
+        { repeat: 214, samples: 3 },
+      ]
   progress('publishing: starting transmission-daemon for the sequential pipeline')
   const transmission = await startTransmission(res)
   const rows: Row[] = []
@@ -120,10 +136,23 @@ async function measureSize(res: Resources, transmission: ReferenceSeeder, size: 
 
   const runs = RUNS.slice(0, size.samples)
   // Paced at 50 MB/s by a process of its own, not by the daemon's event loop.
-  const bucketUrl = await startUpstream(res, fixture, RATE, runs.map((run) => arpegeKey({ run, grid: '01', pkg: 'SP1', range: RANGE })))
+  const bucketUrl = await startUpstream(
+    res,
+    fixture,
+    RATE,
+    runs.map((run) => arpegeKey({ run, grid: '01', pkg: 'SP1', range: RANGE })),
+  )
   const config = await loadLoopbackConfig(dataDir, {
     source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: [RANGE], lookbackRuns: 1 },
-    fetch: { concurrency: 1, connectTimeoutMs: 5000, idleTimeoutMs: 10_000, transferAttempts: 2, validationAttempts: 1, backoffMs: 100, maxBackoffMs: 500 },
+    fetch: {
+      concurrency: 1,
+      connectTimeoutMs: 5000,
+      idleTimeoutMs: 10_000,
+      transferAttempts: 2,
+      validationAttempts: 1,
+      backoffMs: 100,
+      maxBackoffMs: 500,
+    },
     seed: { utp: false },
     disk: { budgetBytes: 100_000_000_000, minFreeBytes: 0 },
     log: { level: 'warn' },
@@ -159,7 +188,8 @@ async function measureSize(res: Resources, transmission: ReferenceSeeder, size: 
         else pipeline.push(await pipelineSample(res, daemon, transmission, config, file, pieceLength))
       }
       const [g, p] = [gribswarm.at(-1)!, pipeline.at(-1)!]
-      if (g.infoHash !== p.infoHash) throw new Error(`${file.fileName}: gribswarm published infohash ${g.infoHash}, mktorrent made ${p.infoHash}`)
+      if (g.infoHash !== p.infoHash)
+        throw new Error(`${file.fileName}: gribswarm published infohash ${g.infoHash}, mktorrent made ${p.infoHash}`)
     }
   } finally {
     await stopDaemon()
@@ -168,7 +198,13 @@ async function measureSize(res: Resources, transmission: ReferenceSeeder, size: 
 }
 
 /** One pass of the daemon over `run`, from t0 to the file's item in /rss.xml. */
-async function gribswarmSample(daemon: Daemon, config: Config, run: string, samples: Map<string, GribswarmSample>, quick: boolean): Promise<GribswarmSample> {
+async function gribswarmSample(
+  daemon: Daemon,
+  config: Config,
+  run: string,
+  samples: Map<string, GribswarmSample>,
+  quick: boolean,
+): Promise<GribswarmSample> {
   const { relPath, fileName } = expectedFiles(config.source, run)[0]!
   const rssUrl = `${config.http.publicBaseUrl}/rss.xml`
   const deadline = Date.now() + (quick ? 90_000 : 300_000)
@@ -180,7 +216,8 @@ async function gribswarmSample(daemon: Daemon, config: Config, run: string, samp
   const watchFeed = async (): Promise<void> => {
     const marker = `<fileName>${xml(fileName)}</fileName>`
     while (sample.inRss === undefined) {
-      if (Date.now() > deadline) throw new Error(`${fileName} did not appear in ${rssUrl} in time (pass: ${JSON.stringify(daemon.scheduler.status())})`)
+      if (Date.now() > deadline)
+        throw new Error(`${fileName} did not appear in ${rssUrl} in time (pass: ${JSON.stringify(daemon.scheduler.status())})`)
       const text = await fetch(rssUrl).then((r) => r.text())
       if (text.includes(marker)) {
         sample.inRss = performance.now()
@@ -211,11 +248,14 @@ async function gribswarmSample(daemon: Daemon, config: Config, run: string, samp
   )
   const item = report?.published[0]
   if (!item || report.published.length !== 1 || !watcher) {
-    throw new Error(`the pass over run ${run} published ${report?.published.length ?? 0} files, not 1: ${JSON.stringify(report?.failed ?? daemon.scheduler.status().lastError)}`)
+    throw new Error(
+      `the pass over run ${run} published ${report?.published.length ?? 0} files, not 1: ${JSON.stringify(report?.failed ?? daemon.scheduler.status().lastError)}`,
+    )
   }
   await watcher
   sample.cpuSeconds = ((await cpuSeconds(process.pid)) ?? 0) - cpuBefore
-  if (sample.infoHash !== item.infoHash) throw new Error(`the feed lists ${fileName} with infohash ${sample.infoHash}, published as ${item.infoHash}`)
+  if (sample.infoHash !== item.infoHash)
+    throw new Error(`the feed lists ${fileName} with infohash ${sample.infoHash}, published as ${item.infoHash}`)
   return sample
 }
 
@@ -236,12 +276,16 @@ async function pipelineSample(
   const prefix = file.key.slice(0, file.key.lastIndexOf('/') + 1)
   const curl = async (args: string[]) => {
     const run = await res.run('curl', ['-sS', '--fail', '--globoff', ...args], 300_000)
-    if (run.code !== 0) throw new Error(`curl ${args.join(' ')} failed (exit ${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-1000)}`)
+    if (run.code !== 0)
+      throw new Error(
+        `curl ${args.join(' ')} failed (exit ${run.code ?? run.signal}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-1000)}`,
+      )
   }
 
   const listable = performance.now()
   await curl(['-o', listingPath, `${bucket}/?list-type=2&prefix=${encodeURIComponent(prefix)}`])
-  if (!(await readFile(listingPath, 'utf8')).includes(`<Key>${xml(file.key)}</Key>`)) throw new Error(`${file.key} is not in the listing ${listingPath}`)
+  if (!(await readFile(listingPath, 'utf8')).includes(`<Key>${xml(file.key)}</Key>`))
+    throw new Error(`${file.key} is not in the listing ${listingPath}`)
   const listed = performance.now()
   await curl(['-o', dataPath, objectUrl(bucket, file.key)])
   const downloaded = performance.now()
@@ -267,8 +311,15 @@ async function pipelineSample(
   return { listable, listed, downloaded, checked, hashed, seeding, inRss, infoHash: made.infoHash }
 }
 
-function summarize(label: string, fileSize: number, pieceLength: number, gribswarm: GribswarmSample[], pipeline: PipelineSample[]): ScenarioResult {
-  for (const s of gribswarm) if (s.firstByte === undefined || s.lastByte === undefined || s.inRss === undefined) throw new Error(`no timing for ${s.relPath}`)
+function summarize(
+  label: string,
+  fileSize: number,
+  pieceLength: number,
+  gribswarm: GribswarmSample[],
+  pipeline: PipelineSample[],
+): ScenarioResult {
+  for (const s of gribswarm)
+    if (s.firstByte === undefined || s.lastByte === undefined || s.inRss === undefined) throw new Error(`no timing for ${s.relPath}`)
   const total = (s: GribswarmSample) => s.inRss! - s.listable
   const afterLastByte = (s: GribswarmSample) => s.inRss! - s.lastByte!
   const gTotal = median(gribswarm.map(total))

@@ -26,7 +26,7 @@ async function writeRandomFile(path: string, size: number, pieceLength: number):
   const whole = createHash('sha1')
   const file = await open(path, 'w')
   try {
-    for (let written = 0; written < size; ) {
+    for (let written = 0; written < size;) {
       const chunk = randomBytes(Math.min(8 << 20, size - written))
       await file.write(chunk, 0, chunk.length, written)
       hasher.update(chunk)
@@ -71,7 +71,8 @@ async function downloadFrom(
   )
   const result = parseLtResult(lt.stdout)
   if (!result) throw new Error(`lt-download.py (seeder ${tool}) printed no result: ${lt.stdout.trim()} ${lt.stderr.trim().slice(-500)}`)
-  if (result.transports && result.transports.join() !== 'tcp') throw new Error(`expected one TCP connection to ${tool}, libtorrent used ${result.transports.join('+') || 'none'}`)
+  if (result.transports && result.transports.join() !== 'tcp')
+    throw new Error(`expected one TCP connection to ${tool}, libtorrent used ${result.transports.join('+') || 'none'}`)
   if (result.done) {
     const copy = join(outDir, file.name)
     const got = await stat(copy)
@@ -95,7 +96,9 @@ async function downloadFrom(
 }
 
 function describe(m: Measured, size: number): string {
-  const total = m.done ? `${m.seconds.toFixed(2)} s = ${fmtMBs(m.rate)}` : `not done in ${m.seconds.toFixed(0)} s (${fmtMBs(m.rate)} on average, ${((m.rate * m.seconds * 100) / size).toFixed(0)} % of the file)`
+  const total = m.done
+    ? `${m.seconds.toFixed(2)} s = ${fmtMBs(m.rate)}`
+    : `not done in ${m.seconds.toFixed(0)} s (${fmtMBs(m.rate)} on average, ${((m.rate * m.seconds * 100) / size).toFixed(0)} % of the file)`
   const stream = m.streaming ? `; first byte after ${m.firstByte!.toFixed(2)} s, then ${fmtMBs(m.streaming)}` : ''
   return `${total}${stream}${m.rc4 ? '; RC4-encrypted connection' : ''}`
 }
@@ -167,19 +170,31 @@ export async function benchSeeding({ res, quick }: ScenarioContext): Promise<Sce
 
   // For scale: the same bytes over one plain HTTP connection, nginx to curl (to /dev/null).
   const nginx = await startNginx(res, { root: seedDir })
-  const curl = await res.run('curl', ['-s', '-o', '/dev/null', '-w', '%{time_total} %{size_download} %{http_code}', `${nginx.url}/${name}`], timeoutS * 1000)
+  const curl = await res.run(
+    'curl',
+    ['-s', '-o', '/dev/null', '-w', '%{time_total} %{size_download} %{http_code}', `${nginx.url}/${name}`],
+    timeoutS * 1000,
+  )
   await nginx.stop()
   const [httpSeconds, httpBytes, httpStatus] = curl.stdout.trim().split(' ').map(Number)
-  if (curl.code !== 0 || httpStatus !== 200 || httpBytes !== size || !httpSeconds) throw new Error(`curl from nginx failed: code ${curl.code} output "${curl.stdout}" ${curl.stderr}`)
+  if (curl.code !== 0 || httpStatus !== 200 || httpBytes !== size || !httpSeconds)
+    throw new Error(`curl from nginx failed: code ${curl.code} output "${curl.stdout}" ${curl.stderr}`)
   progress(`seeding: HTTP (nginx → curl) ${httpSeconds.toFixed(2)} s = ${fmtMBs(size / httpSeconds)}`)
 
-  const losses = references.filter((r) => r.rate > ours.rate).map((r) => `${r.tool} seeded ${fmtRatio(r.rate / ours.rate)} as fast (gribswarm ${(((r.rate - ours.rate) / r.rate) * 100).toFixed(0)} % slower)`)
+  const losses = references
+    .filter((r) => r.rate > ours.rate)
+    .map(
+      (r) =>
+        `${r.tool} seeded ${fmtRatio(r.rate / ours.rate)} as fast (gribswarm ${(((r.rate - ours.rate) / r.rate) * 100).toFixed(0)} % slower)`,
+    )
   return {
     rows: [
       {
         scenario: `Seeding throughput, 1 libtorrent client, loopback TCP, ${fmtSize(size)}, no cap, higher is better`,
         gribswarm: fmtMBs(ours.rate),
-        reference: references.map((r) => `${r.tool.split(' ')[0]} ${r.done ? fmtMBs(r.rate) : `< ${fmtMBs(r.rate)} (not done in ${timeoutS} s)`}`).join('; '),
+        reference: references
+          .map((r) => `${r.tool.split(' ')[0]} ${r.done ? fmtMBs(r.rate) : `< ${fmtMBs(r.rate)} (not done in ${timeoutS} s)`}`)
+          .join('; '),
         ratio: references.map((r) => `${fmtRatio(ours.rate / r.rate)} vs ${r.tool.split(' ')[0]}`).join('; '),
         target: `≥ ${fmtMBs(TARGET)}`,
         met: ours.rate >= TARGET ? 'yes' : 'no',

@@ -53,29 +53,44 @@ async function compileTrackerServer(res: Resources): Promise<string> {
   for (const name of ['package.json', 'node_modules', 'config']) await symlink(join(ROOT, name), join(out, name))
   const tsconfig = {
     extends: join(ROOT, 'tsconfig.json'),
-    compilerOptions: { noEmit: false, noCheck: true, outDir: out, rootDir: ROOT, rewriteRelativeImportExtensions: true, typeRoots: [join(ROOT, 'node_modules/@types')] },
+    compilerOptions: {
+      noEmit: false,
+      noCheck: true,
+      outDir: out,
+      rootDir: ROOT,
+      rewriteRelativeImportExtensions: true,
+      typeRoots: [join(ROOT, 'node_modules/@types')],
+    },
     include: [],
     files: [SERVER_SCRIPT, join(ROOT, 'src/types/modules.d.ts')],
   }
   await writeFile(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig))
-  const tsc = await res.run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], 120_000, { cwd: ROOT })
+  const tsc = await res.run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], 120_000, {
+    cwd: ROOT,
+  })
   if (tsc.code !== 0) throw new Error(`tsc could not compile ${SERVER_SCRIPT}: ${tsc.stdout.slice(-2000)} ${tsc.stderr.slice(-2000)}`)
   return join(out, relative(ROOT, SERVER_SCRIPT).replace(/\.ts$/, '.js'))
 }
 
 function exitedWith(tool: string, handle: ChildHandle): Error | undefined {
   if (handle.child.exitCode === null && handle.child.signalCode === null) return undefined
-  return new Error(`${tool} exited (${handle.child.exitCode ?? handle.child.signalCode}): ${handle.stderr.slice(-2000)} ${handle.stdout.slice(-500)}`)
+  return new Error(
+    `${tool} exited (${handle.child.exitCode ?? handle.child.signalCode}): ${handle.stderr.slice(-2000)} ${handle.stdout.slice(-500)}`,
+  )
 }
 
 async function startGribswarm(res: Resources, serverJs: string, whitelist: string): Promise<TrackerProcess> {
   const port = await freePort()
   const handle = res.start(process.execPath, [serverJs, String(port), whitelist], { cwd: dirname(serverJs) })
-  await waitFor(`gribswarm's tracker (tracker-server.js) on 127.0.0.1:${port}`, () => {
-    const exited = exitedWith("gribswarm's tracker", handle)
-    if (exited) throw exited
-    return handle.stdout.includes('{"port"')
-  }, 30_000)
+  await waitFor(
+    `gribswarm's tracker (tracker-server.js) on 127.0.0.1:${port}`,
+    () => {
+      const exited = exitedWith("gribswarm's tracker", handle)
+      if (exited) throw exited
+      return handle.stdout.includes('{"port"')
+    },
+    30_000,
+  )
   return { pid: handle.child.pid!, port, handle }
 }
 
@@ -88,17 +103,22 @@ const opentrackerArgs = (dir: string, port: string) => ['-i', '127.0.0.1', '-p',
 async function startOpentracker(res: Resources, dir: string): Promise<TrackerProcess> {
   const port = await freePort()
   const handle = res.start('opentracker', opentrackerArgs(dir, String(port)), { cwd: dir })
-  await waitFor(`opentracker on 127.0.0.1:${port} (whitelist in ${dir})`, () => {
-    const exited = exitedWith('opentracker', handle)
-    if (exited) throw exited
-    return new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy()
-        resolve(true)
+  await waitFor(
+    `opentracker on 127.0.0.1:${port} (whitelist in ${dir})`,
+    () => {
+      const exited = exitedWith('opentracker', handle)
+      if (exited) throw exited
+      return new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.destroy()
+          resolve(true)
+        })
+        socket.once('error', () => resolve(false))
       })
-      socket.once('error', () => resolve(false))
-    })
-  }, 30_000, 100)
+    },
+    30_000,
+    100,
+  )
   return { pid: handle.child.pid!, port, handle }
 }
 
@@ -108,7 +128,9 @@ async function runLoad(res: Resources, what: string, options: LoadOptions): Prom
   const run = await res.run(process.execPath, ['--import', 'tsx', LOAD_SCRIPT, JSON.stringify(options)], limitMs, { cwd: ROOT })
   const line = run.stdout.trim().split('\n').pop() ?? ''
   if (run.code !== 0 || !line.startsWith('{')) {
-    throw new Error(`announce-load.ts against ${what} failed (exit ${run.code}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-2000)}`)
+    throw new Error(
+      `announce-load.ts against ${what} failed (exit ${run.code}${run.timedOut ? ', timed out' : ''}): ${run.stderr.slice(-2000)}`,
+    )
   }
   const result = JSON.parse(line) as LoadResult
   if (result.ok === 0) throw new Error(`no announce to ${what} succeeded: ${result.errorSamples.join('; ') || 'no error recorded'}`)
@@ -135,7 +157,9 @@ export async function benchTracker({ res, quick }: ScenarioContext): Promise<Sce
   const whitelist = join(dir, 'whitelist')
   await writeFile(whitelist, infoHashes.map((h) => `${h}\n`).join(''), { mode: 0o644 })
 
-  const trackerLibVersion = (JSON.parse(await readFile(join(ROOT, 'node_modules/bittorrent-tracker/package.json'), 'utf8')) as { version: string }).version
+  const trackerLibVersion = (
+    JSON.parse(await readFile(join(ROOT, 'node_modules/bittorrent-tracker/package.json'), 'utf8')) as { version: string }
+  ).version
   progress('tracker: compiling src/tracker.ts and its launcher to JavaScript, as npm start does')
   const serverJs = await compileTrackerServer(res)
 
@@ -149,7 +173,9 @@ export async function benchTracker({ res, quick }: ScenarioContext): Promise<Sce
     const started = await tracker.start()
     const idleRss = (await residentBytes(started.pid)) ?? 0
     const label = `${tracker.name} over ${protocol.toUpperCase()}${keepAlive ? ' (keep-alive)' : ''}`
-    progress(`tracker: ${label}, ${peers} peers, ${IN_FLIGHT[protocol]} in flight, warm-up ≥ ${warmupSeconds} s, measuring ${measureSeconds} s`)
+    progress(
+      `tracker: ${label}, ${peers} peers, ${IN_FLIGHT[protocol]} in flight, warm-up ≥ ${warmupSeconds} s, measuring ${measureSeconds} s`,
+    )
     const load = await runLoad(res, `${label} on 127.0.0.1:${started.port}`, {
       protocol,
       host: '127.0.0.1',
@@ -195,7 +221,12 @@ export async function benchTracker({ res, quick }: ScenarioContext): Promise<Sce
       target: 'n/a',
       met: 'n/a',
     },
-    ...([['HTTP', gsHttp, otHttp], ['UDP', gsUdp, otUdp]] as const).map(([protocol, gs, ot]): Row => ({
+    ...(
+      [
+        ['HTTP', gsHttp, otHttp],
+        ['UDP', gsUdp, otUdp],
+      ] as const
+    ).map(([protocol, gs, ot]): Row => ({
       scenario: `Tracker, ${protocol} announces per CPU-second of the tracker process, same runs (higher is better)`,
       gribswarm: Math.round(perCpuSecond(gs.load)).toLocaleString('en-US'),
       reference: `${Math.round(perCpuSecond(ot.load)).toLocaleString('en-US')} opentracker`,

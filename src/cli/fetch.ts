@@ -69,7 +69,8 @@ function progressBars(): { observer: PassObserver; stop(): void } {
   )
   const bars = new Map<string, cliProgress.SingleBar>()
   const mb = (bytes: number) => Math.round(bytes / 1e6)
-  const bar = (c: Candidate) => bars.get(c.relPath) ?? bars.set(c.relPath, multibar.create(mb(c.size ?? 0), 0, { name: c.fileName, status: '' })).get(c.relPath)!
+  const bar = (c: Candidate) =>
+    bars.get(c.relPath) ?? bars.set(c.relPath, multibar.create(mb(c.size ?? 0), 0, { name: c.fileName, status: '' })).get(c.relPath)!
   return {
     observer: {
       started: (c, attempt) => bar(c).update(0, { status: attempt > 1 ? `(attempt ${attempt})` : '' }),

@@ -18,8 +18,19 @@ test('npm run bench -- --quick runs every scenario and prints its table', async 
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
   assert.equal(code, 0, `the benchmark failed:\n${stderr}`)
   const rows = stdout.split('\n').filter((line) => line.startsWith('| ') && !line.startsWith('| scenario'))
-  for (const scenario of ['Seeding throughput', 'Torrent creation', 'Publishing latency', 'Resident memory', 'Origin offload', 'Notification latency', 'Tracker']) {
-    assert.ok(rows.some((row) => row.startsWith(`| ${scenario}`)), `no row for ${scenario}:\n${stdout}`)
+  for (const scenario of [
+    'Seeding throughput',
+    'Torrent creation',
+    'Publishing latency',
+    'Resident memory',
+    'Origin offload',
+    'Notification latency',
+    'Tracker',
+  ]) {
+    assert.ok(
+      rows.some((row) => row.startsWith(`| ${scenario}`)),
+      `no row for ${scenario}:\n${stdout}`,
+    )
   }
   assert.ok(!rows.some((row) => row.endsWith('| error |')), stdout)
 })

@@ -14,7 +14,13 @@ const RANGES = ['000H012H', '013H024H', '025H036H']
 const log = createLogger('error')
 
 /** An upstream with three files, a durable subscriber, a daemon config; the broker restarted and everything closed at the end. */
-async function withBrokerFault(scenario: (s: { config: Awaited<ReturnType<typeof testConfig>>; events: Events; brokerDown: (down: boolean) => Promise<void> }) => Promise<Daemon>) {
+async function withBrokerFault(
+  scenario: (s: {
+    config: Awaited<ReturnType<typeof testConfig>>
+    events: Events
+    brokerDown: (down: boolean) => Promise<void>
+  }) => Promise<Daemon>,
+) {
   const upstream = await upstreamServing(RANGES)
   const exchange = `xpublic-faults-${randomBytes(3).toString('hex')}`
   const sub = await subscribe(exchange, 'v03.#')
@@ -38,7 +44,11 @@ async function withBrokerFault(scenario: (s: { config: Awaited<ReturnType<typeof
     await waitFor('the three messages', () => sub.received.length >= 3, 90_000, 200)
     await waitFor('the outbox to empty', () => daemon!.notifier?.status().backlog === 0, 30_000)
     assert.equal(published.relPaths.length, 3)
-    assert.deepEqual(sub.received.map((m) => m.body.relPath), published.relPaths, 'each once, in publication order')
+    assert.deepEqual(
+      sub.received.map((m) => m.body.relPath),
+      published.relPaths,
+      'each once, in publication order',
+    )
   } finally {
     if (down) await rabbitmqctl(['start_app']).catch(() => {})
     await daemon?.stop()
@@ -55,7 +65,9 @@ test('broker stopped mid-run: the pass does not stall, messages wait on disk, al
     await waitFor('the notifier to see the broker gone', () => !daemon.notifier?.status().connected, 10_000)
     const report = await daemon.runPass({ runs: [RUN] })
     assert.equal(report?.published.length, 3, 'the pipeline went on without the broker')
-    const status = (await (await fetch(`${config.http.publicBaseUrl}/api/status`)).json()) as { notify: { backlog: number; connected: boolean; broker: string } }
+    const status = (await (await fetch(`${config.http.publicBaseUrl}/api/status`)).json()) as {
+      notify: { backlog: number; connected: boolean; broker: string }
+    }
     assert.equal(status.notify.backlog, 3, 'the backlog is on the status page')
     assert.equal(status.notify.connected, false)
     assert.ok(!status.notify.broker.includes('guest:guest'), 'no password on the status page')

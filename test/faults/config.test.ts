@@ -17,7 +17,8 @@ const defaults = JSON.parse(readFileSync(join(ROOT, 'config/default.json'), 'utf
 
 /** Every leaf of the defaults (arrays are leaves), with its dotted path. */
 function leaves(value: unknown, path: string[] = []): Array<{ path: string[]; value: unknown }> {
-  if (value && typeof value === 'object' && !Array.isArray(value)) return Object.entries(value).flatMap(([key, v]) => leaves(v, [...path, key]))
+  if (value && typeof value === 'object' && !Array.isArray(value))
+    return Object.entries(value).flatMap(([key, v]) => leaves(v, [...path, key]))
   return [{ path, value }]
 }
 
@@ -63,7 +64,8 @@ test('every number given an out-of-range value is refused, naming the key', () =
 })
 
 test('durations beyond what a Node.js timer can hold are refused (they would fire every millisecond)', () => {
-  for (const path of ['fetch.connectTimeoutMs', 'fetch.idleTimeoutMs', 'fetch.backoffMs', 'fetch.maxBackoffMs']) refused(at(path.split('.'), 2 ** 31), path)
+  for (const path of ['fetch.connectTimeoutMs', 'fetch.idleTimeoutMs', 'fetch.backoffMs', 'fetch.maxBackoffMs'])
+    refused(at(path.split('.'), 2 ** 31), path)
   for (const path of ['retention.checkEverySeconds', 'mirror.pollSeconds', 'mirror.downloadTimeoutSeconds', 'mirror.webSeedAfterSeconds']) {
     refused(at(path.split('.'), 30 * 86400), path)
   }

@@ -93,7 +93,10 @@ interface Status {
 const status = async (s: Setup) => (await (await fetch(s.statusUrl)).json()) as Status
 
 async function files(dir: string): Promise<string[]> {
-  return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1)).sort()
+  return (await readdir(dir, { recursive: true, withFileTypes: true }))
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort()
 }
 
 async function sidecars(s: Setup, under: 'pub' | 'expired'): Promise<Map<string, ItemRecord>> {
@@ -112,7 +115,17 @@ async function crashAt(s: Setup, point: Omit<CrashPoint, 'marker'>) {
   const marker = join(await tempDir(), 'reached')
   const daemon = startDaemon(s, { ...point, marker })
   try {
-    await waitFor(`the daemon to reach ${JSON.stringify(point)}`, () => (daemon.alive(), stat(marker).then(() => true, () => false)), 60_000)
+    await waitFor(
+      `the daemon to reach ${JSON.stringify(point)}`,
+      () => (
+        daemon.alive(),
+        stat(marker).then(
+          () => true,
+          () => false,
+        )
+      ),
+      60_000,
+    )
   } catch (err) {
     daemon.child.kill('SIGKILL')
     throw new Error(`${(err as Error).message}\n${daemon.output}`)
@@ -127,7 +140,11 @@ async function assertConsistent(s: Setup, before: Map<string, ItemRecord>, resta
   const tree = await files(s.dataDir)
   const published = await sidecars(s, 'pub')
   const expected = [...published.keys()].flatMap((rel) => [`pub/${rel}`, `pub/${rel}.json`, `pub/${rel}.torrent`])
-  assert.deepEqual(tree.filter((f) => f !== 'lock' && !f.startsWith('expired/')), expected.sort(), 'only complete items in pub/, nothing in tmp/')
+  assert.deepEqual(
+    tree.filter((f) => f !== 'lock' && !f.startsWith('expired/')),
+    expected.sort(),
+    'only complete items in pub/, nothing in tmp/',
+  )
   for (const [rel, record] of published) {
     assert.equal(sha1(await readFile(join(s.dataDir, 'pub', rel))), s.bodies.get(rel)?.sha1, `${rel}: the upstream bytes`)
     const earlier = before.get(rel)
@@ -142,11 +159,16 @@ async function assertConsistent(s: Setup, before: Map<string, ItemRecord>, resta
 async function restartAndFinish(s: Setup) {
   const daemon = startDaemon(s)
   try {
-    await waitFor('the pass after the restart', async () => {
-      daemon.alive()
-      const st = await status(s).catch(() => undefined)
-      return st?.pass.lastReport && !st.pass.running ? st : undefined
-    }, 60_000, 100)
+    await waitFor(
+      'the pass after the restart',
+      async () => {
+        daemon.alive()
+        const st = await status(s).catch(() => undefined)
+        return st?.pass.lastReport && !st.pass.running ? st : undefined
+      },
+      60_000,
+      100,
+    )
     return { daemon, status: await status(s) }
   } catch (err) {
     daemon.child.kill('SIGKILL')
@@ -159,14 +181,29 @@ async function stopDaemon(daemon: ReturnType<typeof startDaemon>) {
   await daemon.exited
 }
 
-
 const PUBLISH_STEPS: Array<{ step: string; point: Omit<CrashPoint, 'marker'>; firstFetchedAgain: boolean }> = [
-  { step: 'mid-validation: every byte on disk, the last GRIB message being decoded', point: { step: 'gdal-open', nth: MESSAGES }, firstFetchedAgain: true },
-  { step: 'after the .torrent is written, before the journal entry', point: { step: 'rename-after', match: '\\.torrent$' }, firstFetchedAgain: true },
-  { step: 'after the journal entry, before the data rename', point: { step: 'rename-after', match: '\\.intent\\.json$' }, firstFetchedAgain: false },
+  {
+    step: 'mid-validation: every byte on disk, the last GRIB message being decoded',
+    point: { step: 'gdal-open', nth: MESSAGES },
+    firstFetchedAgain: true,
+  },
+  {
+    step: 'after the .torrent is written, before the journal entry',
+    point: { step: 'rename-after', match: '\\.torrent$' },
+    firstFetchedAgain: true,
+  },
+  {
+    step: 'after the journal entry, before the data rename',
+    point: { step: 'rename-after', match: '\\.intent\\.json$' },
+    firstFetchedAgain: false,
+  },
   { step: 'between the data rename and the sidecar', point: { step: 'rename-after', match: '/pub/.*\\.grib2$' }, firstFetchedAgain: false },
   // The feeds are rendered from the sidecars on each request: a sidecar half written is a feed half written.
-  { step: 'mid sidecar write (what the feeds are made from), temp file written, not renamed', point: { step: 'rename-before', match: '/pub/.*\\.grib2\\.json$' }, firstFetchedAgain: false },
+  {
+    step: 'mid sidecar write (what the feeds are made from), temp file written, not renamed',
+    point: { step: 'rename-before', match: '/pub/.*\\.grib2\\.json$' },
+    firstFetchedAgain: false,
+  },
 ]
 
 for (const { step, point, firstFetchedAgain } of PUBLISH_STEPS) {
@@ -174,7 +211,11 @@ for (const { step, point, firstFetchedAgain } of PUBLISH_STEPS) {
     const s = await setup()
     try {
       const crash = await crashAt(s, point)
-      assert.match(crash.reached, point.step === 'gdal-open' ? /^\/vsisubfile\// : new RegExp(point.match!), 'the hook stopped the step under test')
+      assert.match(
+        crash.reached,
+        point.step === 'gdal-open' ? /^\/vsisubfile\// : new RegExp(point.match!),
+        'the hook stopped the step under test',
+      )
       if (point.step === 'gdal-open') {
         const [offset, length] = /^\/vsisubfile\/(\d+)_(\d+),/.exec(crash.reached)!.slice(1).map(Number)
         assert.equal(offset! + length!, s.bodies.get(FIRST)!.size, 'stopped while decoding the last message, every byte downloaded')
@@ -206,24 +247,38 @@ test('SIGKILL mid-expiry (tombstone written, files not deleted): finished at res
     assert.equal(crash.getsBefore, 2)
     const first = [...s.bodies.keys()].find((relPath) => crash.reached.endsWith(`${relPath}.json`))!
     assert.ok(first, `the hook stopped at a tombstone (${crash.reached})`)
-    assert.deepEqual([...crash.publishedBefore.keys()], [...s.bodies.keys()].filter((r) => r !== first), 'the other one still published')
+    assert.deepEqual(
+      [...crash.publishedBefore.keys()],
+      [...s.bodies.keys()].filter((r) => r !== first),
+      'the other one still published',
+    )
     assert.ok((await files(s.dataDir)).includes(`pub/${first}`), 'its data not deleted yet')
     const daemon = startDaemon(s)
     try {
-      await waitFor('both items expired', async () => {
-        const tree = await files(s.dataDir)
-        for (const [relPath, record] of crash.publishedBefore) {
-          if (!tree.includes(`pub/${relPath}`)) assert.ok(Date.now() >= Date.parse(record.expiresAt), `${relPath} deleted before its time`)
-        }
-        return (await sidecars(s, 'expired')).size === 2 && tree.every((f) => !f.startsWith('pub/'))
-      }, 30_000, 100)
+      await waitFor(
+        'both items expired',
+        async () => {
+          const tree = await files(s.dataDir)
+          for (const [relPath, record] of crash.publishedBefore) {
+            if (!tree.includes(`pub/${relPath}`))
+              assert.ok(Date.now() >= Date.parse(record.expiresAt), `${relPath} deleted before its time`)
+          }
+          return (await sidecars(s, 'expired')).size === 2 && tree.every((f) => !f.startsWith('pub/'))
+        },
+        30_000,
+        100,
+      )
       const expired = await sidecars(s, 'expired')
       for (const [relPath, record] of crash.publishedBefore) {
         assert.equal(expired.get(relPath)?.expiresAt, record.expiresAt, `${relPath}: expiry time unchanged`)
       }
       await waitFor('the pass after the restart', async () => (await status(s).catch(() => undefined))?.pass.lastReport, 30_000, 100)
       assert.equal(dataGets(s), crash.getsBefore, 'an expired file is not fetched again')
-      assert.deepEqual((await files(s.dataDir)).filter((f) => f !== 'lock').sort(), RANGES.map((r) => `expired/${rel(r)}.json`), 'no orphan data, torrent or temp file')
+      assert.deepEqual(
+        (await files(s.dataDir)).filter((f) => f !== 'lock').sort(),
+        RANGES.map((r) => `expired/${rel(r)}.json`),
+        'no orphan data, torrent or temp file',
+      )
     } finally {
       await stopDaemon(daemon)
     }

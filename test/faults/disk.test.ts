@@ -63,16 +63,23 @@ test('ENOSPC mid-download: a clear failure, nothing partial, published files unt
   upstream.show(keys[1]!)
   const filler = join(mountPoint, 'filler')
   let filling: Promise<void> | undefined
-  const second = await daemon.runPass({ runs: [RUN] }, {
-    progress: () => void (filling ??= fill(filler)),
-  })
+  const second = await daemon.runPass(
+    { runs: [RUN] },
+    {
+      progress: () => void (filling ??= fill(filler)),
+    },
+  )
   await filling
   assert.equal(second?.published.length, 0)
   const failure = second?.failed.map((f) => JSON.stringify(f)).join(' ') ?? ''
   assert.match(failure, /ENOSPC|no space left/i, 'the failure names the problem')
   assert.match(failure, /013H024H/, 'and the file')
   assert.deepEqual(await readdir(join(dataDir, 'tmp')), [], 'nothing partial left behind')
-  assert.deepEqual(daemon.store.list().map((i) => i.relPath), [published.relPath], 'only the complete file is published')
+  assert.deepEqual(
+    daemon.store.list().map((i) => i.relPath),
+    [published.relPath],
+    'only the complete file is published',
+  )
   const served = Buffer.from(await (await fetch(`${config.http.publicBaseUrl}/data/${published.relPath}`)).arrayBuffer())
   assert.ok(served.equals(await readFile(paths[0]!)), 'what was published is still served')
 

@@ -39,7 +39,8 @@ before(async () => {
 const base = () => config.http.publicBaseUrl
 const pct = (hex: string) => [...Buffer.from(hex, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')
 const announceUrl = (query: string) => `http://127.0.0.1:${daemon.tracker!.port}/announce?${query}`
-const validQuery = (infoHash: string, extra = '') => `info_hash=${pct(infoHash)}&peer_id=${pct(randomBytes(20).toString('hex'))}&port=6881&left=0&compact=1${extra}`
+const validQuery = (infoHash: string, extra = '') =>
+  `info_hash=${pct(infoHash)}&peer_id=${pct(randomBytes(20).toString('hex'))}&port=6881&left=0&compact=1${extra}`
 
 /** The daemon still does its job: the data by HTTP and a real announce. */
 async function stillServing(): Promise<void> {
@@ -66,11 +67,16 @@ test('malformed and hostile announces get a failure reason; unknown infohashes l
     const text = await response.text()
     assert.ok(response.status < 500, `${query.slice(0, 80)} → HTTP ${response.status}`)
     // A bencoded answer, or a bare 4xx from Node's HTTP parser (431 for a 20 KB query).
-    assert.ok(/failure reason|8:interval/.test(text) || response.status >= 400, `${query.slice(0, 80)} → ${response.status} ${text.slice(0, 200)}`)
+    assert.ok(
+      /failure reason|8:interval/.test(text) || response.status >= 400,
+      `${query.slice(0, 80)} → ${response.status} ${text.slice(0, 200)}`,
+    )
   }
   // A flood of announces for torrents we do not publish: refused, and no swarm kept for them.
   const before = daemon.tracker!.swarms
-  await Promise.all(Array.from({ length: 500 }, () => fetch(announceUrl(validQuery(randomBytes(20).toString('hex')))).then((r) => r.text())))
+  await Promise.all(
+    Array.from({ length: 500 }, () => fetch(announceUrl(validQuery(randomBytes(20).toString('hex')))).then((r) => r.text())),
+  )
   assert.equal(daemon.tracker!.swarms, before)
   // Garbage over UDP: dropped.
   const udp = createSocket('udp4')
@@ -122,7 +128,11 @@ test('UDP (BEP 15): announces need a connection id issued to that address; forge
   const other = await udpClient()
   other.send(udpPacket(PROTOCOL_ID, 0, 2))
   const otherId = (await other.next()).subarray(8, 16)
-  for (const [forged, transactionId] of [[PROTOCOL_ID, 10], [otherId, 11], [randomBytes(8), 12]] as const) {
+  for (const [forged, transactionId] of [
+    [PROTOCOL_ID, 10],
+    [otherId, 11],
+    [randomBytes(8), 12],
+  ] as const) {
     client.send(udpPacket(forged, 1, transactionId, item.infoHash))
   }
   client.send(udpPacket(connectionId, 1, 20, item.infoHash))
@@ -151,11 +161,22 @@ test('HTTP: traversal in every spelling, symlinks, bad Range headers and huge UR
     `/data/${'a'.repeat(100_000)}`,
   ]
   for (const path of paths) {
-    const status = await fetch(`${base()}${path}`).then((r) => r.status, () => 'connection error')
+    const status = await fetch(`${base()}${path}`).then(
+      (r) => r.status,
+      () => 'connection error',
+    )
     assert.ok(typeof status === 'number' && status >= 400 && status < 500, `${path.slice(0, 80)} → ${status}`)
   }
   const url = `${base()}/data/${item.relPath}`
-  for (const range of ['bytes=abc', 'bytes=10-5', `bytes=${body.length}-`, 'bytes=99999999999999999999-', 'bytes=-0', 'bytes=', 'bytes=0-1,x']) {
+  for (const range of [
+    'bytes=abc',
+    'bytes=10-5',
+    `bytes=${body.length}-`,
+    'bytes=99999999999999999999-',
+    'bytes=-0',
+    'bytes=',
+    'bytes=0-1,x',
+  ]) {
     const response = await fetch(url, { headers: { range } })
     assert.equal(response.status, 416, `${range} → ${response.status}`)
     await response.arrayBuffer()
@@ -204,7 +225,13 @@ test('BitTorrent peers sending garbage, bad requests or oversized blocks are dro
   // A frame announcing a 1 GB message.
   const liar = connect(port, '127.0.0.1')
   liar.on('error', () => {})
-  const handshake = Buffer.concat([Buffer.from([19]), Buffer.from('BitTorrent protocol'), Buffer.alloc(8), Buffer.from(item.infoHash, 'hex'), randomBytes(20)])
+  const handshake = Buffer.concat([
+    Buffer.from([19]),
+    Buffer.from('BitTorrent protocol'),
+    Buffer.alloc(8),
+    Buffer.from(item.infoHash, 'hex'),
+    randomBytes(20),
+  ])
   liar.write(Buffer.concat([handshake, Buffer.from([0x40, 0, 0, 0, 7]), randomBytes(1000)]))
   await closed(liar, 'a peer announcing a 1 GB message')
 

@@ -20,14 +20,20 @@ function runFetch(configFile: string, args: string[] = []) {
 }
 
 async function listAll(dir: string): Promise<string[]> {
-  return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1)).sort()
+  return (await readdir(dir, { recursive: true, withFileTypes: true }))
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+    .sort()
 }
 
 test('SIGKILL mid-download, then a new pass: no partial file published, everything published once', async () => {
   const upstream = new FakeUpstream({ bytesPerSecond: 400_000 })
   await upstream.start()
   const bodies: Buffer[] = []
-  for (const [range, seed] of [['000H012H', 31], ['013H024H', 32]] as const) {
+  for (const [range, seed] of [
+    ['000H012H', 31],
+    ['013H024H', 32],
+  ] as const) {
     const path = await fixture(`crash-${range}.grib2`, { seed, bands: 3 })
     await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path })
     bodies.push(await readFile(path))
@@ -38,11 +44,15 @@ test('SIGKILL mid-download, then a new pass: no partial file published, everythi
   await writeFile(configFile, JSON.stringify(config))
   try {
     const first = runFetch(configFile)
-    await waitFor('a partial download on disk', async () => {
-      const parts = (await readdir(join(dataDir, 'tmp')).catch(() => [])).filter((f) => f.endsWith('.part'))
-      for (const part of parts) if ((await stat(join(dataDir, 'tmp', part))).size > 100_000) return true
-      return false
-    }, 30_000)
+    await waitFor(
+      'a partial download on disk',
+      async () => {
+        const parts = (await readdir(join(dataDir, 'tmp')).catch(() => [])).filter((f) => f.endsWith('.part'))
+        for (const part of parts) if ((await stat(join(dataDir, 'tmp', part))).size > 100_000) return true
+        return false
+      },
+      30_000,
+    )
     first.child.kill('SIGKILL')
     await first.exited
     assert.ok(!(await listAll(dataDir)).some((f) => f.startsWith('pub/') && f.endsWith('.grib2')), 'nothing published yet')
@@ -52,7 +62,11 @@ test('SIGKILL mid-download, then a new pass: no partial file published, everythi
     assert.equal(second.code, 0, second.output)
     assert.match(second.output, /published 2, failed 0/)
     const files = await listAll(dataDir)
-    assert.deepEqual(files.filter((f) => !f.startsWith('pub/')), [], 'no temp file, no lock left')
+    assert.deepEqual(
+      files.filter((f) => !f.startsWith('pub/')),
+      [],
+      'no temp file, no lock left',
+    )
     const published = files.filter((f) => f.endsWith('.grib2'))
     assert.equal(published.length, 2)
     for (const [i, file] of published.entries()) assert.ok((await readFile(join(dataDir, file))).equals(bodies[i]!), file)

@@ -23,7 +23,10 @@ before(async () => {
   await upstream.start()
   onCleanup(() => upstream.stop())
   files = {}
-  for (const [range, seed] of [['000H012H', 1], ['013H024H', 2]] as const) {
+  for (const [range, seed] of [
+    ['000H012H', 1],
+    ['013H024H', 2],
+  ] as const) {
     const key = arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range })
     const path = await fixture(`sp1-${range}.grib2`, { seed, bands: 6 })
     await upstream.put({ key, path })
@@ -64,7 +67,10 @@ test('RSS lists each file with a torrent enclosure, infohash guid, magnet and to
   const atom = await (await fetch(`${base()}/atom.xml`)).text()
   assert.equal([...atom.matchAll(/<entry>/g)].length, 2)
   assert.match(atom, /rel="enclosure" href="[^"]+\.torrent" type="application\/x-bittorrent"/)
-  const json = (await (await fetch(`${base()}/feed.json`)).json()) as { version: string; items: Array<{ attachments: Array<{ mime_type: string }> }> }
+  const json = (await (await fetch(`${base()}/feed.json`)).json()) as {
+    version: string
+    items: Array<{ attachments: Array<{ mime_type: string }> }>
+  }
   assert.equal(json.version, 'https://jsonfeed.org/version/1.1')
   assert.equal(json.items[0]?.attachments[0]?.mime_type, 'application/x-bittorrent')
 })
@@ -93,8 +99,18 @@ test('HTTP serves the data with Range support, and only published files', async 
   assert.ok(Buffer.from(await suffix.arrayBuffer()).equals(whole.subarray(-10)))
   assert.equal((await fetch(url, { headers: { range: `bytes=${whole.length}-` } })).status, 416)
   // What the status page reports as HTTP's share of the upload: the three bodies sent, byte for byte.
-  assert.deepEqual(daemon.httpTraffic.total, { ...before, dataRequests: before.dataRequests + 3, dataBytes: before.dataBytes + whole.length + 100 + 10 })
-  for (const bad of ['/data/../config/default.json', '/data/%2e%2e/%2e%2e/etc/passwd', '/data/20261123T00Z/arpege/01/SP1/', '/data/lock', '/data/' + 'a/'.repeat(3000)]) {
+  assert.deepEqual(daemon.httpTraffic.total, {
+    ...before,
+    dataRequests: before.dataRequests + 3,
+    dataBytes: before.dataBytes + whole.length + 100 + 10,
+  })
+  for (const bad of [
+    '/data/../config/default.json',
+    '/data/%2e%2e/%2e%2e/etc/passwd',
+    '/data/20261123T00Z/arpege/01/SP1/',
+    '/data/lock',
+    '/data/' + 'a/'.repeat(3000),
+  ]) {
     const response = await fetch(`${base()}${bad}`)
     assert.ok([400, 404, 414].includes(response.status), `${bad} → ${response.status}`)
   }
@@ -104,7 +120,9 @@ test('the tracker accepts published infohashes only, and scrape works', async ()
   const item = daemon.store.list()[0]!
   const encode = (hex: string) => [...Buffer.from(hex, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')
   const announce = (hex: string) =>
-    fetch(`http://127.0.0.1:${config.tracker.port}/announce?info_hash=${encode(hex)}&peer_id=${encode('ab'.repeat(20))}&port=6881&left=0&compact=1`).then((r) => r.text())
+    fetch(
+      `http://127.0.0.1:${config.tracker.port}/announce?info_hash=${encode(hex)}&peer_id=${encode('ab'.repeat(20))}&port=6881&left=0&compact=1`,
+    ).then((r) => r.text())
   assert.match(await announce('cd'.repeat(20)), /failure reason.*not published/)
   assert.match(await announce(item.infoHash), /8:interval/)
   const scrape = await (await fetch(`http://127.0.0.1:${config.tracker.port}/scrape?info_hash=${encode(item.infoHash)}`)).text()
@@ -157,7 +175,18 @@ test('the status API lists current files with run, package, range, size, expiry 
   const status = (await (await fetch(`${base()}/api/status`)).json()) as { items: Array<Record<string, unknown>> }
   assert.equal(status.items.length, 2)
   for (const item of status.items) {
-    for (const key of ['run', 'package', 'range', 'size', 'ageSeconds', 'expiresInSeconds', 'seeders', 'leechers', 'torrentUrl', 'magnetURI']) {
+    for (const key of [
+      'run',
+      'package',
+      'range',
+      'size',
+      'ageSeconds',
+      'expiresInSeconds',
+      'seeders',
+      'leechers',
+      'torrentUrl',
+      'magnetURI',
+    ]) {
       assert.ok(key in item, `status item has ${key}`)
     }
   }

@@ -13,15 +13,23 @@ import { fixture, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 async function upstreamWithTwoFiles(): Promise<FakeUpstream> {
   const upstream = new FakeUpstream()
   await upstream.start()
-  for (const [range, seed] of [['000H012H', 21], ['013H024H', 22]] as const) {
-    await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path: await fixture(`expire-${range}.grib2`, { seed, bands: 2 }) })
+  for (const [range, seed] of [
+    ['000H012H', 21],
+    ['013H024H', 22],
+  ] as const) {
+    await upstream.put({
+      key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }),
+      path: await fixture(`expire-${range}.grib2`, { seed, bands: 2 }),
+    })
   }
   return upstream
 }
 
 test('an item expires after its retention: gone from feeds, tracker, seeder and disk, never fetched again', async () => {
   const upstream = await upstreamWithTwoFiles()
-  const config = await testConfig(await tempDir(), upstream.bucketUrl, { retention: { publishSeconds: 3, checkEverySeconds: 0.2, forgetExpiredAfterDays: 16 } })
+  const config = await testConfig(await tempDir(), upstream.bucketUrl, {
+    retention: { publishSeconds: 3, checkEverySeconds: 0.2, forgetExpiredAfterDays: 16 },
+  })
   const daemon = await Daemon.start(config, createLogger('error'), { schedule: false })
   try {
     const report = await daemon.runPass({ runs: [RUN] })
@@ -33,7 +41,11 @@ test('an item expires after its retention: gone from feeds, tracker, seeder and 
 
     // Unpublished first (gone from the index and feeds), then let go by the stages, then deleted.
     const pubDir = join(config.dataDir, 'pub', '20261123T00Z/arpege/01/SP1')
-    await waitFor('both items to expire and their files to go', async () => daemon.store.list().length === 0 && (await readdir(pubDir)).length === 0, 15_000)
+    await waitFor(
+      'both items to expire and their files to go',
+      async () => daemon.store.list().length === 0 && (await readdir(pubDir)).length === 0,
+      15_000,
+    )
     assert.ok(!(await rss()).includes('<item>'))
     assert.equal(daemon.seeder.status().torrents, 0)
     assert.equal(daemon.tracker?.stats(infoHash).seeders, 0)
@@ -62,7 +74,13 @@ test('expiry times survive a restart; what expired while the daemon was down goe
 
   // Restarted at once with another retention setting: the recorded expiry times stand.
   daemon = await Daemon.start(await testConfig(dataDir, upstream.bucketUrl, retention(3600)), log, { schedule: false })
-  assert.deepEqual(daemon.store.list().map((i) => i.expiresAt).sort(), expiresAt)
+  assert.deepEqual(
+    daemon.store
+      .list()
+      .map((i) => i.expiresAt)
+      .sort(),
+    expiresAt,
+  )
   await daemon.stop()
 
   await waitFor('the expiry time to pass', () => Date.now() > Date.parse(expiresAt[1]!) + 10, 20_000)

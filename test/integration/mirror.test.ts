@@ -77,7 +77,14 @@ before(async () => {
   const [portA, portB] = [await freePort(), await freePort()]
   const mirrorConfig = async (name: string, port: number, mirror: Record<string, unknown>) =>
     testConfig(await tempDir(), 'http://127.0.0.1:9', {
-      source: { enabled: false, bucketUrl: 'http://127.0.0.1:9', fallbackBucketUrls: [], packages: ['SP1'], ranges: RANGES, lookbackRuns: 1 },
+      source: {
+        enabled: false,
+        bucketUrl: 'http://127.0.0.1:9',
+        fallbackBucketUrls: [],
+        packages: ['SP1'],
+        ranges: RANGES,
+        lookbackRuns: 1,
+      },
       http: { host: '127.0.0.1', port, publicBaseUrl: `http://127.0.0.1:${port}` },
       notify: notify(name),
       seed,
@@ -97,7 +104,7 @@ before(async () => {
   await waitFor('both mirrors to follow their brokers', () => following(mirrorA) + following(mirrorB) === 2, 10_000)
 })
 
-test('both mirrors copy every file once over BitTorrent, same infohash, byte for byte, kept until the origin\'s expiry', async () => {
+test("both mirrors copy every file once over BitTorrent, same infohash, byte for byte, kept until the origin's expiry", async () => {
   for (const mirror of [mirrorA, mirrorB]) {
     await waitFor('both files on the mirror', () => mirror.store.list().length === 2, 60_000)
     await mirror.mirror!.whenIdle()
@@ -123,12 +130,18 @@ test('both mirrors copy every file once over BitTorrent, same infohash, byte for
   const uploaded = (node: Daemon) => node.store.list().reduce((sum, i) => sum + node.seeder.stats(i.infoHash).uploaded, 0)
   const total = bodies.reduce((sum, b) => sum + b.length, 0)
   assert.ok(uploaded(origin) + uploaded(mirrorA) + uploaded(mirrorB) >= total, 'peers uploaded at least one copy of everything')
-  assert.ok(uploaded(origin) > 0, 'the mirrors joined the origin\'s swarm')
+  assert.ok(uploaded(origin) > 0, "the mirrors joined the origin's swarm")
 })
 
 test('a mirror re-announces what it copied with its own baseUrl, once per file', async () => {
   await waitFor('two announcements from mirror A', () => announcedByA.length >= 2, 20_000)
-  assert.deepEqual(announcedByA.map((m) => m.relPath).sort(), mirrorA.store.list().map((i) => i.relPath).sort())
+  assert.deepEqual(
+    announcedByA.map((m) => m.relPath).sort(),
+    mirrorA.store
+      .list()
+      .map((i) => i.relPath)
+      .sort(),
+  )
   for (const message of announcedByA) {
     assert.equal(message.baseUrl, `${mirrorA.config.http.publicBaseUrl}/data`)
     assert.equal(message.identity?.value, origin.store.get(message.relPath)!.sha512)
@@ -191,7 +204,11 @@ test('a removal at the origin propagates everywhere, hop by hop, and nobody copi
     assert.ok(mirror.store.isDone(item.relPath) && !mirror.store.get(item.relPath), 'gone, and remembered as done')
   }
   const removals = announcedByA.filter((m) => m.fileOp)
-  assert.deepEqual(removals.map((m) => m.relPath), [item.relPath], 'A re-announces the removal once')
+  assert.deepEqual(
+    removals.map((m) => m.relPath),
+    [item.relPath],
+    'A re-announces the removal once',
+  )
 })
 
 test('with the origin stopped, libtorrent completes from the mirrors alone', async () => {
@@ -203,7 +220,7 @@ test('with the origin stopped, libtorrent completes from the mirrors alone', asy
   assert.ok((await readFile(join(dir, item.fileName))).equals(bodies[RANGES.indexOf(item.range)]!))
 })
 
-test('the volunteer quick start: npm run mirror with a node\'s feed URL copies from that mirror over BitTorrent and serves the file', async () => {
+test("the volunteer quick start: npm run mirror with a node's feed URL copies from that mirror over BitTorrent and serves the file", async () => {
   const item = mirrorA.store.list()[0]!
   // A's tracker introduces A; PEX may introduce B too.
   const uploadedByMirrors = () => mirrorA.seeder.stats(item.infoHash).uploaded + mirrorB.seeder.stats(item.infoHash).uploaded
@@ -212,14 +229,42 @@ test('the volunteer quick start: npm run mirror with a node\'s feed URL copies f
   const dataDir = await tempDir()
   const res = new Resources()
   onCleanup(() => res.cleanup())
-  const child = startCli(res, cliCommand('mirror'), [`${mirrorA.config.http.publicBaseUrl}/rss.xml`,
-    '--port', String(port), '--public-url', `http://127.0.0.1:${port}`, '--data-dir', dataDir, '--accept', item.range], {
-    env: { GRIBSWARM_HTTP__HOST: '127.0.0.1', GRIBSWARM_TRACKER__HOST: '127.0.0.1', GRIBSWARM_TRACKER__PORT: String(await freePort()), GRIBSWARM_SEED__PORT: '0', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_SEED__UTP: 'false', GRIBSWARM_LOG__LEVEL: 'warn' },
-  })
-  const status = await waitFor('the new mirror to serve the file', async () => {
-    const s = (await (await fetch(`http://127.0.0.1:${port}/api/status`)).json()) as { items: Array<{ relPath: string; httpUrl: string }> }
-    return s.items.length === 1 ? s : undefined
-  }, 60_000).catch((err: Error) => assert.fail(`${err.message}; the mirror's log:\n${child.stderr}`))
+  const child = startCli(
+    res,
+    cliCommand('mirror'),
+    [
+      `${mirrorA.config.http.publicBaseUrl}/rss.xml`,
+      '--port',
+      String(port),
+      '--public-url',
+      `http://127.0.0.1:${port}`,
+      '--data-dir',
+      dataDir,
+      '--accept',
+      item.range,
+    ],
+    {
+      env: {
+        GRIBSWARM_HTTP__HOST: '127.0.0.1',
+        GRIBSWARM_TRACKER__HOST: '127.0.0.1',
+        GRIBSWARM_TRACKER__PORT: String(await freePort()),
+        GRIBSWARM_SEED__PORT: '0',
+        GRIBSWARM_SEED__DHT: 'false',
+        GRIBSWARM_SEED__UTP: 'false',
+        GRIBSWARM_LOG__LEVEL: 'warn',
+      },
+    },
+  )
+  const status = await waitFor(
+    'the new mirror to serve the file',
+    async () => {
+      const s = (await (await fetch(`http://127.0.0.1:${port}/api/status`)).json()) as {
+        items: Array<{ relPath: string; httpUrl: string }>
+      }
+      return s.items.length === 1 ? s : undefined
+    },
+    60_000,
+  ).catch((err: Error) => assert.fail(`${err.message}; the mirror's log:\n${child.stderr}`))
   assert.equal(status.items[0]!.relPath, item.relPath)
   const bytes = Buffer.from(await (await fetch(status.items[0]!.httpUrl)).arrayBuffer())
   assert.ok(bytes.equals(bodies[RANGES.indexOf(item.range)]!))

@@ -72,18 +72,26 @@ test('the .torrent, the feeds and the status API come through nginx', async () =
 
 test('web-seed requests: served through nginx when the client is not in the swarm, declined when it is', async () => {
   const before = daemon.httpTraffic.of(item.relPath)
-  const served = await fetch(`${front}/webseed/${item.relPath}`, { headers: { range: 'bytes=0-99999', 'user-agent': 'libtorrent/2.0.8.0' } })
+  const served = await fetch(`${front}/webseed/${item.relPath}`, {
+    headers: { range: 'bytes=0-99999', 'user-agent': 'libtorrent/2.0.8.0' },
+  })
   assert.equal(served.status, 206)
   assert.ok(Buffer.from(await served.arrayBuffer()).equals(data.subarray(0, 100000)))
   // 127.0.0.1 announces itself as a leecher: its web-seed requests are now left to peers.
   const encode = (hex: string) => [...Buffer.from(hex, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')
-  await (await fetch(`${front}/announce?info_hash=${encode(item.infoHash)}&peer_id=${encode('34'.repeat(20))}&port=6881&left=${item.size}&compact=1`)).arrayBuffer()
+  await (
+    await fetch(
+      `${front}/announce?info_hash=${encode(item.infoHash)}&peer_id=${encode('34'.repeat(20))}&port=6881&left=${item.size}&compact=1`,
+    )
+  ).arrayBuffer()
   const short = await fetch(`${front}/webseed/${item.relPath}`, { headers: { range: 'bytes=7-99999', 'user-agent': 'libtorrent/2.0.8.0' } })
   assert.equal(short.status, 206)
   assert.equal(short.headers.get('content-range'), `bytes 7-7/${item.size}`)
   assert.equal(short.headers.get('retry-after'), '20')
   assert.deepEqual(Buffer.from(await short.arrayBuffer()), data.subarray(7, 8))
-  const refused = await fetch(`${front}/webseed/${item.relPath}`, { headers: { range: 'bytes=0-99999', 'user-agent': 'Transmission/3.00' } })
+  const refused = await fetch(`${front}/webseed/${item.relPath}`, {
+    headers: { range: 'bytes=0-99999', 'user-agent': 'Transmission/3.00' },
+  })
   assert.equal(refused.status, 503)
   assert.equal(refused.headers.get('retry-after'), '20')
   await refused.arrayBuffer()

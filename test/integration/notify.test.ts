@@ -10,7 +10,6 @@ import { topicFor, v03Time } from '../../src/notify.ts'
 import { BROKER, subscribe } from '../kit/amqp.ts'
 import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
 
-
 test('topics and message helpers follow sr_post(7)', () => {
   assert.equal(topicFor('20261123T00Z/arpege/01/SP1/f.grib2'), 'v03.20261123T00Z.arpege.01.SP1')
   assert.equal(topicFor('a#b/c*d/f'), 'v03.a%23b.c%22d')
@@ -46,7 +45,11 @@ test('a published file is announced, an expired one is announced as removed', as
     const bytes = Buffer.from(await (await fetch(`${body.baseUrl}/${body.relPath}`)).arrayBuffer())
     assert.equal((await import('node:crypto')).createHash('sha512').update(bytes).digest('base64'), body.identity!.value)
 
-    const [, removal] = await waitFor('the remove message after expiry', () => (sub.received.length >= 2 ? sub.received : undefined), 15_000)
+    const [, removal] = await waitFor(
+      'the remove message after expiry',
+      () => (sub.received.length >= 2 ? sub.received : undefined),
+      15_000,
+    )
     assert.deepEqual(removal!.body.fileOp, { remove: '' })
     assert.equal(removal!.body.relPath, item.relPath)
     assert.equal(removal!.topic, post!.topic)

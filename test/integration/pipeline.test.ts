@@ -36,15 +36,29 @@ async function listTree(dir: string): Promise<string[]> {
 interface Setup {
   upstream: FakeUpstream
   config: Config
-  pass: (options?: Parameters<Awaited<ReturnType<typeof openPipeline>>['pipeline']['runPass']>[0]) => ReturnType<Awaited<ReturnType<typeof openPipeline>>['pipeline']['runPass']>
+  pass: (
+    options?: Parameters<Awaited<ReturnType<typeof openPipeline>>['pipeline']['runPass']>[0],
+  ) => ReturnType<Awaited<ReturnType<typeof openPipeline>>['pipeline']['runPass']>
   close: () => Promise<void>
 }
 
-async function setup(options: { upstream?: ConstructorParameters<typeof FakeUpstream>[0]; etags?: string[]; config?: Record<string, unknown>; hidden?: boolean } = {}): Promise<Setup> {
+async function setup(
+  options: {
+    upstream?: ConstructorParameters<typeof FakeUpstream>[0]
+    etags?: string[]
+    config?: Record<string, unknown>
+    hidden?: boolean
+  } = {},
+): Promise<Setup> {
   const upstream = new FakeUpstream(options.upstream)
   await upstream.start()
   for (const [i, range] of RANGES.entries()) {
-    await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path: paths[i], etag: options.etags?.[i], hidden: options.hidden })
+    await upstream.put({
+      key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }),
+      path: paths[i],
+      etag: options.etags?.[i],
+      hidden: options.hidden,
+    })
   }
   const config = await testConfig(await tempDir(), upstream.bucketUrl, options.config)
   const opened = await openPipeline(config, log)
@@ -67,11 +81,18 @@ async function assertAllPublished(s: Setup): Promise<void> {
   for (const [i, range] of RANGES.entries()) {
     assert.ok((await readFile(join(s.config.dataDir, 'pub', rel(range)))).equals(bodies[i]!), `${range} published byte for byte`)
   }
-  assert.deepEqual(await listTree(join(s.config.dataDir, 'pub')), RANGES.flatMap((r) => [rel(r), `${rel(r)}.json`, `${rel(r)}.torrent`]).sort())
+  assert.deepEqual(
+    await listTree(join(s.config.dataDir, 'pub')),
+    RANGES.flatMap((r) => [rel(r), `${rel(r)}.json`, `${rel(r)}.torrent`]).sort(),
+  )
   assert.deepEqual(await listTree(join(s.config.dataDir, 'tmp')), [])
 }
 
-async function withFaults(faults: Fault[], check: (s: Setup, report: Awaited<ReturnType<Setup['pass']>>) => void | Promise<void>, options?: Parameters<typeof setup>[0]) {
+async function withFaults(
+  faults: Fault[],
+  check: (s: Setup, report: Awaited<ReturnType<Setup['pass']>>) => void | Promise<void>,
+  options?: Parameters<typeof setup>[0],
+) {
   const s = await setup(options)
   try {
     s.upstream.inject(key('000H012H'), ...faults)
@@ -82,7 +103,7 @@ async function withFaults(faults: Fault[], check: (s: Setup, report: Awaited<Ret
   }
 }
 
-test('passes leave no listener on the daemon\'s stop signal, even after retried transfers', async () => {
+test("passes leave no listener on the daemon's stop signal, even after retried transfers", async () => {
   const s = await setup()
   try {
     const stopping = new AbortController()
@@ -97,11 +118,17 @@ test('passes leave no listener on the daemon\'s stop signal, even after retried 
 })
 
 test('5xx bursts are retried with backoff and the file is published', () =>
-  withFaults([{ kind: 'status', status: 500 }, { kind: 'status', status: 503 }], async (s, report) => {
-    assert.equal(report.published.length, 2, JSON.stringify(report.failed))
-    assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET' && r.status >= 500).length, 2)
-    await assertAllPublished(s)
-  }))
+  withFaults(
+    [
+      { kind: 'status', status: 500 },
+      { kind: 'status', status: 503 },
+    ],
+    async (s, report) => {
+      assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+      assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET' && r.status >= 500).length, 2)
+      await assertAllPublished(s)
+    },
+  ))
 
 for (const reset of [false, true]) {
   test(`a connection ${reset ? 'reset (RST)' : 'closed (FIN)'} mid-body is resumed with a Range request`, () =>
@@ -119,12 +146,16 @@ for (const reset of [false, true]) {
 }
 
 test('a slow trickle that never stalls completes in one request (the idle timeout is not a total timeout)', () =>
-  withFaults([], async (s, report) => {
-    assert.equal(report.published.length, 2, JSON.stringify(report.failed))
-    // 2 files at 400 KB/s last several times the 1.5 s idle timeout, without a retry.
-    assert.equal(s.upstream.requests.filter((r) => r.method === 'GET' && r.url.endsWith('.grib2')).length, 2)
-    await assertAllPublished(s)
-  }, { upstream: { bytesPerSecond: 400_000 } }))
+  withFaults(
+    [],
+    async (s, report) => {
+      assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+      // 2 files at 400 KB/s last several times the 1.5 s idle timeout, without a retry.
+      assert.equal(s.upstream.requests.filter((r) => r.method === 'GET' && r.url.endsWith('.grib2')).length, 2)
+      await assertAllPublished(s)
+    },
+    { upstream: { bytesPerSecond: 400_000 } },
+  ))
 
 test('a stalled body hits the idle timeout and is resumed', () =>
   withFaults([{ kind: 'stall', afterBytes: 50_000 }], async (s, report) => {
@@ -141,32 +172,47 @@ test('a corrupted body (same length) fails the MD5 ETag check, is deleted and fe
   }))
 
 test('an HTML error page with status 200 is rejected as not GRIB and fetched again', () =>
-  withFaults([{ kind: 'status', status: 200, body: '<!DOCTYPE html><html><body>Service unavailable</body></html>', contentType: 'text/html' }], async (s, report) => {
-    assert.equal(report.published.length, 2, JSON.stringify(report.failed))
-    await assertAllPublished(s)
-  }, { upstream: {}, etags: ['multipart', 'multipart'] }))
+  withFaults(
+    [{ kind: 'status', status: 200, body: '<!DOCTYPE html><html><body>Service unavailable</body></html>', contentType: 'text/html' }],
+    async (s, report) => {
+      assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+      await assertAllPublished(s)
+    },
+    { upstream: {}, etags: ['multipart', 'multipart'] },
+  ))
 
 // Damage that breaks the GRIB structure is caught by validation alone. Damage inside a data
 // section that still decodes is caught only by a checksum (MD5 ETag, piece hashes): see the
 // README's known limits.
 test('a GRIB of the right size with a damaged message header, without an MD5 ETag, fails validation and is fetched again', () =>
-  withFaults([{ kind: 'corrupt', bytes: 16, at: Number(bodies[0]!.readBigUInt64BE(8)) }], async (s, report) => {
-    assert.equal(report.published.length, 2, JSON.stringify(report.failed))
-    assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET' && !r.range).length, 2)
-    await assertAllPublished(s)
-  }, { etags: ['multipart', 'multipart'] }))
+  withFaults(
+    [{ kind: 'corrupt', bytes: 16, at: Number(bodies[0]!.readBigUInt64BE(8)) }],
+    async (s, report) => {
+      assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+      assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET' && !r.range).length, 2)
+      await assertAllPublished(s)
+    },
+    { etags: ['multipart', 'multipart'] },
+  ))
 
 test('a file whose MD5 never matches its ETag is given up for this pass, and nothing of it is published', () =>
-  withFaults([], async (s, report) => {
-    assert.equal(report.published.length, 1)
-    assert.equal(report.failed.length, 1)
-    assert.match(report.failed[0]!.reason, /MD5 [0-9a-f]{32} does not match the upstream ETag 0{32}/)
-    assert.match(report.failed[0]!.reason, new RegExp(key('000H012H').replaceAll(':', ':')))
-    assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET').length, s.config.fetch.validationAttempts)
-    const tree = await listTree(join(s.config.dataDir, 'pub'))
-    assert.ok(!tree.some((f) => f.includes('000H012H')), 'nothing of the bad file is published')
-    assert.deepEqual(await listTree(join(s.config.dataDir, 'tmp')), [])
-  }, { etags: ['0'.repeat(32), undefined!] }))
+  withFaults(
+    [],
+    async (s, report) => {
+      assert.equal(report.published.length, 1)
+      assert.equal(report.failed.length, 1)
+      assert.match(report.failed[0]!.reason, /MD5 [0-9a-f]{32} does not match the upstream ETag 0{32}/)
+      assert.match(report.failed[0]!.reason, new RegExp(key('000H012H').replaceAll(':', ':')))
+      assert.equal(
+        s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET').length,
+        s.config.fetch.validationAttempts,
+      )
+      const tree = await listTree(join(s.config.dataDir, 'pub'))
+      assert.ok(!tree.some((f) => f.includes('000H012H')), 'nothing of the bad file is published')
+      assert.deepEqual(await listTree(join(s.config.dataDir, 'tmp')), [])
+    },
+    { etags: ['0'.repeat(32), undefined!] },
+  ))
 
 test('a redirect loop fails that file with a clear error; the others are published', () =>
   withFaults(Array(10).fill({ kind: 'redirectLoop' }), (_s, report) => {
@@ -224,7 +270,10 @@ test('a malformed listing, or one whose continuation token loops, is named and H
       const report = await s.pass()
       assert.equal(report.published.length, 2, `${fault}: ${JSON.stringify(report.failed)}`)
       assert.ok(s.upstream.requests.filter((r) => r.url.includes('list-type=2')).length <= 2, `${fault}: a loop is cut at once`)
-      assert.ok(s.upstream.requests.some((r) => r.method === 'HEAD'), `${fault}: probed`)
+      assert.ok(
+        s.upstream.requests.some((r) => r.method === 'HEAD'),
+        `${fault}: probed`,
+      )
       await assertAllPublished(s)
       s.upstream.setListingFault(undefined)
     } finally {
@@ -237,7 +286,10 @@ test('a dead bucket URL falls back to the next one', async () => {
   const deadPort = await freePort()
   const s = await setup()
   try {
-    const config = { ...s.config, source: { ...s.config.source, bucketUrl: `http://127.0.0.1:${deadPort}`, fallbackBucketUrls: [s.upstream.bucketUrl] } }
+    const config = {
+      ...s.config,
+      source: { ...s.config.source, bucketUrl: `http://127.0.0.1:${deadPort}`, fallbackBucketUrls: [s.upstream.bucketUrl] },
+    }
     const opened = await openPipeline(config, log).catch((e) => e as Error)
     assert.ok(opened instanceof Error && /in use by process/.test(opened.message), 'one process per data directory')
     const other = await openPipeline({ ...config, dataDir: await tempDir() }, log)

@@ -16,7 +16,7 @@ before(async () => {
   broken = await makeBrokenVariants(valid, dir)
 })
 
-test('a CCSDS-packed (template 5.42) GRIB2 file like Météo-France\'s validates, every band decoded', async () => {
+test("a CCSDS-packed (template 5.42) GRIB2 file like Météo-France's validates, every band decoded", async () => {
   const bytes = await readFile(valid)
   assert.ok(bytes.includes(Buffer.from([0, 42])), 'fixture uses data representation template 5.42')
   assert.deepEqual(await validateGrib(valid), { messages: 5, bands: 5 })
@@ -34,7 +34,10 @@ test('truncated, bad magic, empty and HTML files are rejected with the reason', 
     [broken.html, /not a GRIB message \(starts "<!DOCTYPE html>/],
   ]
   for (const [path, reason] of expectations) {
-    await assert.rejects(validateGrib(path), (err: Error) => err instanceof InvalidFileError && reason.test(err.message) && err.message.includes(path))
+    await assert.rejects(
+      validateGrib(path),
+      (err: Error) => err instanceof InvalidFileError && reason.test(err.message) && err.message.includes(path),
+    )
   }
 })
 

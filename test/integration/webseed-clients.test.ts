@@ -45,7 +45,12 @@ async function download(origin: NsOriginSetup, network: Lan, kinds: ClientKind[]
   const work = await tempDir()
   const clients = await Promise.all(kinds.map((kind, i) => startNsClient(res, kind, network.hosts[firstHost + i]!, work)))
   await Promise.all(clients.map((client) => client.add(origin.torrentUrl)))
-  await waitFor(`${kinds.join(', ')} to complete ${origin.relPath}`, async () => (await Promise.all(clients.map((c) => c.progress()))).every((p) => p.done), 180_000, 500)
+  await waitFor(
+    `${kinds.join(', ')} to complete ${origin.relPath}`,
+    async () => (await Promise.all(clients.map((c) => c.progress()))).every((p) => p.done),
+    180_000,
+    500,
+  )
   for (const client of clients) {
     assert.ok((await readFile(join(client.downloadDir, basename(origin.relPath)))).equals(data), `${client.name}: byte for byte`)
   }
@@ -66,14 +71,18 @@ test(`a swarm of stock clients (${SWARM.join(', ')}) takes the file from peers, 
   await origin.stop()
 })
 
-test('behind the shipped nginx.conf: Transmission gets the file over BitTorrent; with the daemon down, a lone client completes from the web seed', { skip: loopback && `needs network namespaces (Transmission never dials peers in 127.0.0.0/8): ${loopback}` }, async () => {
-  const network = await lan(4)
-  const origin = await startNsOrigin(res, await prepareNsOrigin(res, network.hosts[0]!, { file, nginx: true }), command)
-  await download(origin, network, ['transmission', 'libtorrent'])
-  const sent = await origin.sent()
-  assert.ok(sent.webSeed < origin.size, `the web seed sent ${sent.webSeed} bytes: less than one copy for two clients`)
-  assert.ok(sent.bittorrent >= origin.size / 2, `the seeder uploaded ${sent.bittorrent} bytes`)
-  // The seeder goes away with the daemon; nginx serves the web seed from disk, and a client alone completes from it.
-  await origin.stop()
-  await download(origin, network, ['libtorrent'], 3)
-})
+test(
+  'behind the shipped nginx.conf: Transmission gets the file over BitTorrent; with the daemon down, a lone client completes from the web seed',
+  { skip: loopback && `needs network namespaces (Transmission never dials peers in 127.0.0.0/8): ${loopback}` },
+  async () => {
+    const network = await lan(4)
+    const origin = await startNsOrigin(res, await prepareNsOrigin(res, network.hosts[0]!, { file, nginx: true }), command)
+    await download(origin, network, ['transmission', 'libtorrent'])
+    const sent = await origin.sent()
+    assert.ok(sent.webSeed < origin.size, `the web seed sent ${sent.webSeed} bytes: less than one copy for two clients`)
+    assert.ok(sent.bittorrent >= origin.size / 2, `the seeder uploaded ${sent.bittorrent} bytes`)
+    // The seeder goes away with the daemon; nginx serves the web seed from disk, and a client alone completes from it.
+    await origin.stop()
+    await download(origin, network, ['libtorrent'], 3)
+  },
+)

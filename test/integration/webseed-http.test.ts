@@ -84,7 +84,11 @@ test('a client in the swarm is left to its peers, in the form each client takes 
     assert.deepEqual(response.body, data.subarray(5000, 5001))
   }
   // Transmission, aria2 and everyone else: 503 with Retry-After.
-  for (const headers of [{ range: 'bytes=0-99999', 'user-agent': 'Transmission/3.00' } as Record<string, string>, { range: 'bytes=0-99999', 'user-agent': 'aria2/1.36.0' }, { 'user-agent': 'libtorrent/2.0.8.0' }]) {
+  for (const headers of [
+    { range: 'bytes=0-99999', 'user-agent': 'Transmission/3.00' } as Record<string, string>,
+    { range: 'bytes=0-99999', 'user-agent': 'aria2/1.36.0' },
+    { 'user-agent': 'libtorrent/2.0.8.0' },
+  ]) {
     const response = await fetch(webSeed(), { headers })
     assert.equal(response.status, 503, JSON.stringify(headers))
     assert.equal(response.headers.get('retry-after'), '20')
@@ -97,7 +101,9 @@ test('a client in the swarm is left to its peers, in the form each client takes 
 
 test('plain HTTP (/data/) is never declined, whoever asks', async () => {
   await joinSwarm(item.size)
-  const response = await fetch(`${config.http.publicBaseUrl}/data/${item.relPath}`, { headers: { range: 'bytes=0-99', 'user-agent': 'libtorrent/2.0.8.0' } })
+  const response = await fetch(`${config.http.publicBaseUrl}/data/${item.relPath}`, {
+    headers: { range: 'bytes=0-99', 'user-agent': 'libtorrent/2.0.8.0' },
+  })
   assert.equal(response.status, 206)
   assert.ok(Buffer.from(await response.arrayBuffer()).equals(data.subarray(0, 100)))
 })
@@ -131,5 +137,8 @@ test('BitTorrent and HTTP draw on one uplink budget', async () => {
   assert.ok(sent >= 2 * item.size, `both copies counted: ${sent}`)
   // A token bucket holding one second's worth: whatever both sent cannot have taken less than this.
   const floor = (sent - UPLINK) / UPLINK
-  assert.ok(seconds >= floor, `${sent} bytes in ${seconds.toFixed(2)} s: more than the ${UPLINK} B/s budget allows (${floor.toFixed(2)} s at least)`)
+  assert.ok(
+    seconds >= floor,
+    `${sent} bytes in ${seconds.toFixed(2)} s: more than the ${UPLINK} B/s budget allows (${floor.toFixed(2)} s at least)`,
+  )
 })

@@ -49,7 +49,6 @@ export async function subscribe(exchange: string, pattern: string) {
   }
 }
 
-
 /**
  * Events for a daemon under test that record the order in which files were published: the
  * publish stage emits 'published' and queues the notification in the same step, so this is

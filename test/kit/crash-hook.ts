@@ -24,7 +24,8 @@ function hang(where: string): Promise<never> {
 if (point?.step === 'gdal-open') {
   const open = gdal.openAsync.bind(gdal)
   let calls = 0
-  gdal.openAsync = ((...args: Parameters<typeof gdal.openAsync>) => (++calls >= point.nth! ? hang(String(args[0])) : open(...args))) as typeof gdal.openAsync
+  gdal.openAsync = ((...args: Parameters<typeof gdal.openAsync>) =>
+    ++calls >= point.nth! ? hang(String(args[0])) : open(...args)) as typeof gdal.openAsync
 } else if (point) {
   const rename = fsp.rename
   const pattern = new RegExp(point.match!)

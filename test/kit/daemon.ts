@@ -65,7 +65,12 @@ export function startCli(res: Resources, command: DaemonCommand, args: string[],
  * alone. Without a choice: 'build' where tsconfig.build.json exists.
  */
 export async function daemonCommand(res: Resources, runner?: DaemonRunner): Promise<DaemonCommand> {
-  runner ??= (await stat(join(ROOT, 'tsconfig.build.json')).then(() => true, () => false)) ? 'build' : 'tsx'
+  runner ??= (await stat(join(ROOT, 'tsconfig.build.json')).then(
+    () => true,
+    () => false,
+  ))
+    ? 'build'
+    : 'tsx'
   if (runner === 'tsx') return cliCommand('daemon')
   const dir = await res.tempDir('gribswarm-bench-build-')
   for (const name of ['package.json', 'node_modules', 'config', 'public']) await symlink(join(ROOT, name), join(dir, name))
@@ -84,7 +89,11 @@ export async function daemonCommand(res: Resources, runner?: DaemonRunner): Prom
  * scheduled pass before next year (the startup pass still runs), sections of `overrides`
  * merged over these.
  */
-export async function writeDaemonConfig(res: Resources, name: string, overrides: Record<string, Record<string, unknown>>): Promise<DaemonSetup> {
+export async function writeDaemonConfig(
+  res: Resources,
+  name: string,
+  overrides: Record<string, Record<string, unknown>>,
+): Promise<DaemonSetup> {
   const dir = await res.tempDir(`gribswarm-bench-${name}-`)
   const dataDir = join(dir, 'data')
   const child = {
@@ -118,11 +127,15 @@ export async function startDaemon(
   }
   let exited = false
   void handle.exited.then(() => (exited = true))
-  const outcome = await waitFor(`the daemon (${setup.configPath}) ${ready.what}`, async () => (exited ? 'exited' : ready.check(await status()) && 'ready'), ready.timeoutMs, 200).catch(
-    (err: Error) => {
-      throw new Error(`${err.message}\ndaemon stderr: ${handle.stderr.slice(-2000)}`)
-    },
-  )
-  if (outcome === 'exited') throw new Error(`the daemon (${setup.configPath}) exited before it ${ready.what}: ${handle.stderr.slice(-2000)}`)
+  const outcome = await waitFor(
+    `the daemon (${setup.configPath}) ${ready.what}`,
+    async () => (exited ? 'exited' : ready.check(await status()) && 'ready'),
+    ready.timeoutMs,
+    200,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}\ndaemon stderr: ${handle.stderr.slice(-2000)}`)
+  })
+  if (outcome === 'exited')
+    throw new Error(`the daemon (${setup.configPath}) exited before it ${ready.what}: ${handle.stderr.slice(-2000)}`)
   return Object.assign(handle, { pid, setup, status })
 }

@@ -58,7 +58,15 @@ export const RUN = '2026-11-23T00:00:00Z'
 export async function testConfig(dataDir: string, bucketUrl: string, overrides: ConfigSections = {}): Promise<Config> {
   const tests = {
     source: { bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H', '013H024H'], lookbackRuns: 1 },
-    fetch: { concurrency: 2, connectTimeoutMs: 2000, idleTimeoutMs: 1500, transferAttempts: 3, validationAttempts: 2, backoffMs: 20, maxBackoffMs: 100 },
+    fetch: {
+      concurrency: 2,
+      connectTimeoutMs: 2000,
+      idleTimeoutMs: 1500,
+      transferAttempts: 3,
+      validationAttempts: 2,
+      backoffMs: 20,
+      maxBackoffMs: 100,
+    },
     seed: { utp: true },
     disk: { budgetBytes: 10_000_000_000, minFreeBytes: 0 },
     log: { level: 'warn' },
@@ -71,7 +79,10 @@ export async function upstreamServing(ranges: string[]): Promise<FakeUpstream> {
   const upstream = new FakeUpstream()
   await upstream.start()
   for (const [i, range] of ranges.entries()) {
-    await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path: await fixture(`notify-${i}.grib2`, { seed: 40 + i, bands: 2 }) })
+    await upstream.put({
+      key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }),
+      path: await fixture(`notify-${i}.grib2`, { seed: 40 + i, bands: 2 }),
+    })
   }
   return upstream
 }

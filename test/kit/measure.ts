@@ -14,7 +14,10 @@ export async function residentBytes(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmR
 export async function processCounts(pid: number): Promise<{ threads: number; fds: number }> {
   const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
   const threads = Number(/^Threads:\s+(\d+)/m.exec(text)?.[1] ?? 0)
-  const fds = await readdir(`/proc/${pid}/fd`).then((names) => names.length, () => 0)
+  const fds = await readdir(`/proc/${pid}/fd`).then(
+    (names) => names.length,
+    () => 0,
+  )
   return { threads, fds }
 }
 

@@ -75,7 +75,11 @@ export function runCommand(command: string, args: string[], timeoutMs = 15_000):
       if (!err) return resolve(stdout)
       const code = (err as NodeJS.ErrnoException & { code?: unknown }).code ?? err.signal
       const timedOut = err.killed ? `, killed after ${timeoutMs} ms` : ''
-      reject(new Error(`${command} ${args.join(' ')} failed (exit ${String(code)}${timedOut}): ${tailOf(stderr) || tailOf(stdout) || err.message}`))
+      reject(
+        new Error(
+          `${command} ${args.join(' ')} failed (exit ${String(code)}${timedOut}): ${tailOf(stderr) || tailOf(stdout) || err.message}`,
+        ),
+      )
     })
   })
 }
@@ -104,7 +108,13 @@ export function portOf(host: NetHost, port: number): number {
  * the command's). It gets SIGTERM if this process dies without stopping it (even by SIGKILL), so
  * no daemon outlives a crashed test inside a namespace nobody can name any more.
  */
-export function startInNs(res: Resources, host: NetHost, cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+export function startInNs(
+  res: Resources,
+  host: NetHost,
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+) {
   const spawned = daemonInNs(host, cmd, args)
   return res.start(spawned.command, spawned.args, options)
 }
@@ -122,7 +132,10 @@ export async function runInNs(host: NetHost, cmd: string, args: string[], timeou
 
 async function namespaceNames(): Promise<string[]> {
   // Lines look like "name (id: 3)" or just "name".
-  return (await runCommand('ip', ['netns', 'list'])).split('\n').map((line) => line.split(' ')[0]!).filter(Boolean)
+  return (await runCommand('ip', ['netns', 'list']))
+    .split('\n')
+    .map((line) => line.split(' ')[0]!)
+    .filter(Boolean)
 }
 
 /** Deletes a namespace; one already gone is fine (destroy() is idempotent). */
@@ -153,7 +166,22 @@ export function netnsUnavailable(): Promise<string | undefined> {
     try {
       await runCommand('ip', ['netns', 'exec', scratch, 'sh', '-c', IP_FORWARD])
       await runCommand('ip', ['-n', scratch, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'p0'])
-      await runCommand('tc', ['-n', scratch, 'qdisc', 'add', 'dev', 'eth0', 'root', 'tbf', 'rate', '80mbit', 'burst', '64kb', 'latency', '50ms'])
+      await runCommand('tc', [
+        '-n',
+        scratch,
+        'qdisc',
+        'add',
+        'dev',
+        'eth0',
+        'root',
+        'tbf',
+        'rate',
+        '80mbit',
+        'burst',
+        '64kb',
+        'latency',
+        '50ms',
+      ])
       return undefined
     } catch (err) {
       return `network namespaces work but building a LAN does not: ${(err as Error).message}`
@@ -185,7 +213,8 @@ export function removeStaleNamespaces(): Promise<void> {
       const pid = Number(new RegExp(`^${PREFIX}(\\d+)-`).exec(ns)?.[1])
       if (!pid || pid === process.pid || processAlive(pid)) continue
       const pids = (await runCommand('ip', ['netns', 'pids', ns]).catch(() => '')).trim().split(/\s+/).filter(Boolean)
-      if (pids.length) process.stderr.write(`netns: stale namespace ${ns} still holds processes ${pids.join(', ')}; deleting its name only\n`)
+      if (pids.length)
+        process.stderr.write(`netns: stale namespace ${ns} still holds processes ${pids.join(', ')}; deleting its name only\n`)
       await deleteNamespace(ns)
     }
   })()
@@ -253,9 +282,13 @@ async function setUpHost(hub: string, subnet: string, host: NetHost, uplinkMbit:
  * egress. On failure, whatever was made is deleted before the error is thrown.
  */
 export async function createLan(options: { hosts: number; uplinkMbit?: Record<number, number>; tag?: string }): Promise<Lan> {
-  if (!Number.isInteger(options.hosts) || options.hosts < 1 || options.hosts > 250) throw new Error(`createLan: hosts must be 1–250, got ${options.hosts}`)
+  if (!Number.isInteger(options.hosts) || options.hosts < 1 || options.hosts > 250)
+    throw new Error(`createLan: hosts must be 1–250, got ${options.hosts}`)
   const seq = lanSeq++
-  const tag = (options.tag ?? '').toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 12)
+  const tag = (options.tag ?? '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '')
+    .slice(0, 12)
   const name = `${PREFIX}${process.pid}-${seq}${tag ? `-${tag}` : ''}`
   const why = await netnsUnavailable()
   if (why) return loopbackLan(name, seq, options, why)
@@ -263,7 +296,12 @@ export async function createLan(options: { hosts: number; uplinkMbit?: Record<nu
   installExitHook()
   const net = subnetFor(seq)
   const hub = `${name}-hub`
-  const hosts: NetHost[] = Array.from({ length: options.hosts }, (_, index) => ({ index, ns: `${name}-h${index}`, name: `${name}-h${index}`, address: `${net}.${index + 1}` }))
+  const hosts: NetHost[] = Array.from({ length: options.hosts }, (_, index) => ({
+    index,
+    ns: `${name}-h${index}`,
+    name: `${name}-h${index}`,
+    address: `${net}.${index + 1}`,
+  }))
   const made: string[] = []
   let destroying: Promise<void> | undefined
   const destroy = () => {
@@ -271,7 +309,10 @@ export async function createLan(options: { hosts: number; uplinkMbit?: Record<nu
       const errors: string[] = []
       // Hosts first: their veths go with them, then the hub.
       for (const ns of [...made].reverse()) {
-        await deleteNamespace(ns).then(() => liveNamespaces.delete(ns), (err: Error) => errors.push(err.message))
+        await deleteNamespace(ns).then(
+          () => liveNamespaces.delete(ns),
+          (err: Error) => errors.push(err.message),
+        )
       }
       if (errors.length) throw new Error(`destroying LAN ${name}: ${errors.join('; ')}`)
     })()
@@ -327,12 +368,17 @@ export async function openBridge(res: Resources, host: NetHost, targetHost: stri
   const socketPath = join(dir, 'sock')
   const handle = startInNs(res, host, process.execPath, [BRIDGE_SCRIPT, socketPath, targetHost, String(targetPort)])
   const target = `${targetHost}:${targetPort}`
-  await waitFor(`the bridge to ${target} in ${host.name}`, () => {
-    if (handle.child.exitCode !== null || handle.child.signalCode !== null) {
-      throw new Error(`ns-bridge exited (${handle.child.exitCode ?? handle.child.signalCode}): ${tailOf(handle.stderr)}`)
-    }
-    return handle.stdout.includes('listening')
-  }, 10_000, 20)
+  await waitFor(
+    `the bridge to ${target} in ${host.name}`,
+    () => {
+      if (handle.child.exitCode !== null || handle.child.signalCode !== null) {
+        throw new Error(`ns-bridge exited (${handle.child.exitCode ?? handle.child.signalCode}): ${tailOf(handle.stderr)}`)
+      }
+      return handle.stdout.includes('listening')
+    },
+    10_000,
+    20,
+  )
   return { socketPath, target, where: host.name, close: () => handle.stop(2000) }
 }
 

@@ -35,7 +35,10 @@ export async function renderFrontConfig(options: FrontOptions): Promise<string[]
   return text.split('\n').filter((line) => !line.startsWith('#'))
 }
 
-export async function startNginxFront(res: Resources, options: FrontOptions & Omit<NginxOptions, 'what'>): Promise<Omit<NginxServer, 'settings'>> {
+export async function startNginxFront(
+  res: Resources,
+  options: FrontOptions & Omit<NginxOptions, 'what'>,
+): Promise<Omit<NginxServer, 'settings'>> {
   const server = await renderFrontConfig(options)
   const started = await runNginx(res, server, { ...options, what: `${options.listen} in front of the daemon on port ${options.httpPort}` })
   return { url: `http://${options.listen}`, ...started }

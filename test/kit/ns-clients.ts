@@ -50,9 +50,16 @@ export interface NsClient {
   stop(): Promise<void>
 }
 
-
 /** Each client's ports inside its namespace: the tool's defaults (qBittorrent's peer port is random unless set). */
-const PORTS = { libtorrentPeer: 6881, qbittorrentWebUi: 8080, qbittorrentPeer: 8999, transmissionRpc: 9091, transmissionPeer: 51413, aria2Rpc: 6800, aria2Peer: 6881 } as const
+const PORTS = {
+  libtorrentPeer: 6881,
+  qbittorrentWebUi: 8080,
+  qbittorrentPeer: 8999,
+  transmissionRpc: 9091,
+  transmissionPeer: 51413,
+  aria2Rpc: 6800,
+  aria2Peer: 6881,
+} as const
 
 const tail = (text: string, max = 2000) => (text.length > max ? `…${text.slice(-max)}` : text)
 
@@ -100,11 +107,16 @@ async function startLibtorrent(res: Resources, host: NetHost, downloadDir: strin
   const listen = host.ns ? [] : [`${host.address}:${portOf(host, PORTS.libtorrentPeer)}`]
   const handle = startInNs(res, host, '/usr/bin/python3', [LT_SCRIPTS.host, socketPath, downloadDir, ...listen])
   const what = `libtorrent (lt-host.py) in ${host.name}`
-  const ready = await waitFor(`${what} to listen on ${socketPath}`, () => {
-    ensureRunning(what, handle)
-    const first = handle.stdout.split('\n')[0]
-    return first && handle.stdout.includes('\n') ? (JSON.parse(first) as { version: string }) : undefined
-  }, 30_000, 50)
+  const ready = await waitFor(
+    `${what} to listen on ${socketPath}`,
+    () => {
+      ensureRunning(what, handle)
+      const first = handle.stdout.split('\n')[0]
+      return first && handle.stdout.includes('\n') ? (JSON.parse(first) as { version: string }) : undefined
+    },
+    30_000,
+    50,
+  )
   const endpoint = { socketPath, where: host.name, target: 'lt-host' }
   return {
     kind: 'libtorrent',
@@ -115,13 +127,26 @@ async function startLibtorrent(res: Resources, host: NetHost, downloadDir: strin
     statsLagMs: 0,
     async add(torrentUrl) {
       ensureRunning(what, handle)
-      await call(what, endpoint, { method: 'POST', path: '/add', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: torrentUrl }), timeoutMs: 40_000 })
+      await call(what, endpoint, {
+        method: 'POST',
+        path: '/add',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ url: torrentUrl }),
+        timeoutMs: 40_000,
+      })
     },
     async progress() {
       ensureRunning(what, handle)
       const s = JSON.parse((await call(what, endpoint, { path: '/status' })).toString('utf8')) as ClientProgress & { errors: string[] }
       if (s.errors.length) throw new Error(`${what}: torrent error: ${s.errors.join('; ')}`)
-      return { done: s.done, have: s.have, size: s.size, uploaded: s.uploaded, downloaded: s.downloaded, webSeedDownloaded: s.webSeedDownloaded }
+      return {
+        done: s.done,
+        have: s.have,
+        size: s.size,
+        uploaded: s.uploaded,
+        downloaded: s.downloaded,
+        webSeedDownloaded: s.webSeedDownloaded,
+      }
     },
     stop: () => handle.stop(5000),
   }
@@ -139,15 +164,28 @@ async function startQbittorrent(res: Resources, host: NetHost, dir: string, down
   await writeQbittorrentProfile(profile, { webPort, webAddress: localAddress(host), savePath: downloadDir, bittorrent: peers })
   const handle = startInNs(res, host, 'qbittorrent-nox', [`--profile=${profile}`, `--webui-port=${webPort}`])
   const what = `qbittorrent-nox in ${host.name}`
-  const logTail = async () => `\nqbittorrent.log: ${tail(await readFile(join(profile, 'qBittorrent', 'data', 'logs', 'qbittorrent.log'), 'utf8').catch(() => ''))}`
+  const logTail = async () =>
+    `\nqbittorrent.log: ${tail(await readFile(join(profile, 'qBittorrent', 'data', 'logs', 'qbittorrent.log'), 'utf8').catch(() => ''))}`
   const bridge = await openBridge(res, host, localAddress(host), webPort)
   const api = (path: string, req: Omit<NsRequest, 'path'> = {}) => call(what, bridge, { ...req, path: `/api/v2/${path}` })
-  const version = await waitFor(`${what}: its Web API on ${bridge.target}`, async () => {
-    ensureRunning(what, handle, await logTail())
-    return (await api('app/version')).toString('utf8').trim()
-  }, 30_000, 100)
+  const version = await waitFor(
+    `${what}: its Web API on ${bridge.target}`,
+    async () => {
+      ensureRunning(what, handle, await logTail())
+      return (await api('app/version')).toString('utf8').trim()
+    },
+    30_000,
+    100,
+  )
 
-  interface TorrentInfo { state: string; completed: number; size: number; amount_left: number; uploaded: number; downloaded: number }
+  interface TorrentInfo {
+    state: string
+    completed: number
+    size: number
+    amount_left: number
+    uploaded: number
+    downloaded: number
+  }
   const infos = async () => JSON.parse((await api('torrents/info')).toString('utf8')) as TorrentInfo[]
   const seeding = new Set(['uploading', 'stalledUP', 'queuedUP', 'forcedUP', 'pausedUP'])
   let added = 0
@@ -160,18 +198,27 @@ async function startQbittorrent(res: Resources, host: NetHost, dir: string, down
     // It refreshes torrent statistics from libtorrent every 1.5 s (its default); `downloaded` can read 0 when done.
     statsLagMs: 1500,
     async add(torrentUrl) {
-      const answer = (await api('torrents/add', {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ urls: torrentUrl }).toString(),
-      })).toString('utf8').trim()
+      const answer = (
+        await api('torrents/add', {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ urls: torrentUrl }).toString(),
+        })
+      )
+        .toString('utf8')
+        .trim()
       if (answer !== 'Ok.') throw new Error(`${what} refused ${torrentUrl}: ${answer}`)
       added++
       // It fetches the URL in the background: the torrent shows up once that worked.
-      await waitFor(`${what} to fetch ${torrentUrl}`, async () => {
-        ensureRunning(what, handle, await logTail())
-        return (await infos()).length >= added
-      }, 30_000, 100).catch(async (err: Error) => {
+      await waitFor(
+        `${what} to fetch ${torrentUrl}`,
+        async () => {
+          ensureRunning(what, handle, await logTail())
+          return (await infos()).length >= added
+        },
+        30_000,
+        100,
+      ).catch(async (err: Error) => {
         throw new Error(`${err.message}${await logTail()}`)
       })
     },
@@ -204,17 +251,38 @@ async function startTransmission(res: Resources, host: NetHost, dir: string, dow
   const configDir = join(dir, 'config')
   const rpcPort = portOf(host, PORTS.transmissionRpc)
   const extra = host.ns ? {} : { 'bind-address-ipv4': host.address, 'bind-address-ipv6': '::1' }
-  await writeTransmissionSettings(configDir, { rpcPort, rpcAddress: localAddress(host), peerPort: portOf(host, PORTS.transmissionPeer), downloadDir, extra })
+  await writeTransmissionSettings(configDir, {
+    rpcPort,
+    rpcAddress: localAddress(host),
+    peerPort: portOf(host, PORTS.transmissionPeer),
+    downloadDir,
+    extra,
+  })
   const handle = startInNs(res, host, 'transmission-daemon', ['-f', '-g', configDir])
   const what = `transmission-daemon in ${host.name}`
   const bridge = await openBridge(res, host, localAddress(host), rpcPort)
   const rpc = transmissionRpc(what, bridge)
-  const session = await waitFor(`${what}: its RPC on ${bridge.target}`, () => {
-    ensureRunning(what, handle)
-    return rpc('session-get')
-  }, 30_000, 100)
+  const session = await waitFor(
+    `${what}: its RPC on ${bridge.target}`,
+    () => {
+      ensureRunning(what, handle)
+      return rpc('session-get')
+    },
+    30_000,
+    100,
+  )
 
-  interface TorrentState { id: number; error: number; errorString: string; haveValid: number; sizeWhenDone: number; leftUntilDone: number; uploadedEver: number; downloadedEver: number; status: number }
+  interface TorrentState {
+    id: number
+    error: number
+    errorString: string
+    haveValid: number
+    sizeWhenDone: number
+    leftUntilDone: number
+    uploadedEver: number
+    downloadedEver: number
+    status: number
+  }
   const ids: number[] = []
   return {
     kind: 'transmission',
@@ -233,14 +301,26 @@ async function startTransmission(res: Resources, host: NetHost, dir: string, dow
     async progress() {
       ensureRunning(what, handle)
       if (!ids.length) return { done: false, have: 0, size: 0, uploaded: 0, downloaded: 0 }
-      const fields = ['id', 'error', 'errorString', 'haveValid', 'sizeWhenDone', 'leftUntilDone', 'uploadedEver', 'downloadedEver', 'status']
+      const fields = [
+        'id',
+        'error',
+        'errorString',
+        'haveValid',
+        'sizeWhenDone',
+        'leftUntilDone',
+        'uploadedEver',
+        'downloadedEver',
+        'status',
+      ]
       const torrents = ((await rpc('torrent-get', { ids, fields })).torrents as TorrentState[] | undefined) ?? []
       // error 3 is a local error (disk, data); 1 and 2 are tracker warnings and errors, not fatal here.
       const broken = torrents.find((t) => t.error === 3)
       if (broken) throw new Error(`${what}: torrent ${broken.id}: ${broken.errorString}`)
       return {
         // status 1–2: checking; 6: seeding.
-        done: torrents.length === ids.length && torrents.every((t) => t.leftUntilDone === 0 && t.sizeWhenDone > 0 && t.status !== 1 && t.status !== 2),
+        done:
+          torrents.length === ids.length &&
+          torrents.every((t) => t.leftUntilDone === 0 && t.sizeWhenDone > 0 && t.status !== 1 && t.status !== 2),
         have: sum(torrents, (t) => t.haveValid),
         size: sum(torrents, (t) => t.sizeWhenDone),
         uploaded: sum(torrents, (t) => t.uploadedEver),
@@ -307,15 +387,29 @@ async function startAria2(res: Resources, host: NetHost, dir: string, downloadDi
     const body = JSON.stringify({ jsonrpc: '2.0', id: String(++nextId), method, params })
     const response = await nsHttp(bridge, { method: 'POST', path: '/jsonrpc', headers: { 'content-type': 'application/json' }, body })
     const parsed = JSON.parse(response.body.toString('utf8') || '{}') as { result?: T; error?: { code: number; message: string } }
-    if (parsed.error || response.status !== 200) throw new Error(`${what}: ${method}: HTTP ${response.status} ${parsed.error ? `${parsed.error.code} ${parsed.error.message}` : ''}`)
+    if (parsed.error || response.status !== 200)
+      throw new Error(`${what}: ${method}: HTTP ${response.status} ${parsed.error ? `${parsed.error.code} ${parsed.error.message}` : ''}`)
     return parsed.result as T
   }
-  const version = await waitFor(`${what}: its RPC on ${bridge.target}`, () => {
-    ensureRunning(what, handle)
-    return rpc<{ version: string }>('aria2.getVersion')
-  }, 30_000, 100)
+  const version = await waitFor(
+    `${what}: its RPC on ${bridge.target}`,
+    () => {
+      ensureRunning(what, handle)
+      return rpc<{ version: string }>('aria2.getVersion')
+    },
+    30_000,
+    100,
+  )
 
-  interface Aria2Status { gid: string; status: string; completedLength: string; totalLength: string; uploadLength: string; followedBy?: string[]; errorMessage?: string }
+  interface Aria2Status {
+    gid: string
+    status: string
+    completedLength: string
+    totalLength: string
+    uploadLength: string
+    followedBy?: string[]
+    errorMessage?: string
+  }
   const keys = ['gid', 'status', 'completedLength', 'totalLength', 'uploadLength', 'followedBy', 'errorMessage']
   /** What a GID became: the BitTorrent downloads it was followed by, or itself. */
   const resolve = async (gid: string): Promise<Aria2Status[]> => {

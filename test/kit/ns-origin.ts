@@ -96,10 +96,14 @@ export async function prepareNsOrigin(res: Resources, host: NetHost, options: Ns
 /** Starts the daemon on a prepared data directory inside its host, as `npm start` does, and nginx in front if asked. */
 export async function startNsOrigin(res: Resources, setup: NsOriginSetup, command: DaemonCommand): Promise<NsOrigin> {
   const { host, daemonPort } = setup
-  const daemon = startCli(res, command, [], { env: { GRIBSWARM_CONFIG: setup.configPath }, wrap: (cmd, args) => daemonInNs(host, cmd, args) })
+  const daemon = startCli(res, command, [], {
+    env: { GRIBSWARM_CONFIG: setup.configPath },
+    wrap: (cmd, args) => daemonInNs(host, cmd, args),
+  })
   const bridge = await openBridge(res, host, '127.0.0.1', daemonPort)
   const status = async () => {
-    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`the daemon in ${host.name} exited: ${daemon.stderr.slice(-2000)}`)
+    if (daemon.child.exitCode !== null || daemon.child.signalCode !== null)
+      throw new Error(`the daemon in ${host.name} exited: ${daemon.stderr.slice(-2000)}`)
     const response = await nsHttp(bridge, { path: '/api/status' })
     if (response.status !== 200) throw new Error(`/api/status in ${host.name}: HTTP ${response.status}`)
     return JSON.parse(response.body.toString('utf8')) as StatusReport
@@ -122,7 +126,12 @@ export async function startNsOrigin(res: Resources, setup: NsOriginSetup, comman
   const sent = async () => {
     const s = await status()
     const file = s.items.find((i) => i.infoHash === setup.infoHash)
-    return { bittorrent: file?.uploaded ?? 0, http: s.http.dataBytes, webSeed: s.http.webSeedBytes, webSeedDeclined: s.http.webSeedDeclined }
+    return {
+      bittorrent: file?.uploaded ?? 0,
+      http: s.http.dataBytes,
+      webSeed: s.http.webSeedBytes,
+      webSeedDeclined: s.http.webSeedDeclined,
+    }
   }
   return {
     ...setup,
@@ -149,7 +158,14 @@ async function publish(dataDir: string, file: string, sections: Record<string, R
       overrides: {
         ...sections,
         dataDir,
-        source: { enabled: true, bucketUrl: upstream.bucketUrl, fallbackBucketUrls: [], packages: ['SP1'], ranges: ['000H012H'], lookbackRuns: 1 },
+        source: {
+          enabled: true,
+          bucketUrl: upstream.bucketUrl,
+          fallbackBucketUrls: [],
+          packages: ['SP1'],
+          ranges: ['000H012H'],
+          lookbackRuns: 1,
+        },
       },
     })
     const { pipeline, store, unlock } = await openPipeline(config, silentLogger)

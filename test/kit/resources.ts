@@ -82,7 +82,11 @@ export class Resources {
   start(command: string, args: string[], options: StartOptions = {}) {
     const begin = performance.now()
     const inherit = options.output === 'inherit'
-    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', inherit ? 'inherit' : 'pipe', inherit ? 'inherit' : 'pipe'] })
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ['ignore', inherit ? 'inherit' : 'pipe', inherit ? 'inherit' : 'pipe'],
+    })
     const stdout = tail(64 * 1024)
     const stderr = tail(64 * 1024)
     const output = tail(64 * 1024)

@@ -18,7 +18,10 @@ export function ensureRunning(tool: string, handle: ChildHandle, extraLog = ''):
  * transmission-daemon's settings.json with what a closed test network needs and nothing else:
  * no DHT, LPD or port forwarding; RPC on 127.0.0.1 without authentication; `extra` on top.
  */
-export async function writeTransmissionSettings(dir: string, o: { rpcPort: number; rpcAddress?: string; peerPort: number; downloadDir: string; extra?: Record<string, unknown> }): Promise<void> {
+export async function writeTransmissionSettings(
+  dir: string,
+  o: { rpcPort: number; rpcAddress?: string; peerPort: number; downloadDir: string; extra?: Record<string, unknown> },
+): Promise<void> {
   const settings = {
     'dht-enabled': false,
     'lpd-enabled': false,
@@ -42,7 +45,10 @@ export async function writeTransmissionSettings(dir: string, o: { rpcPort: numbe
  * notice accepted (else it asks on the terminal), Web UI on 127.0.0.1:webPort without login
  * from localhost, no DHT, LSD or UPnP/NAT-PMP; `bittorrent` lines added to [BitTorrent].
  */
-export async function writeQbittorrentProfile(profile: string, o: { webPort: number; webAddress?: string; savePath: string; bittorrent?: string[] }): Promise<void> {
+export async function writeQbittorrentProfile(
+  profile: string,
+  o: { webPort: number; webAddress?: string; savePath: string; bittorrent?: string[] },
+): Promise<void> {
   const configDir = join(profile, 'qBittorrent', 'config')
   await mkdir(configDir, { recursive: true })
   const conf = [
@@ -112,9 +118,14 @@ export async function runNginx(res: Resources, server: string[], options: NginxO
   const run = options.wrap?.('nginx', args) ?? { command: 'nginx', args }
   const handle = res.start(run.command, run.args)
   const errorLog = async () => `\nerror.log: ${(await readFile(join(prefix, 'error.log'), 'utf8').catch(() => '')).slice(-2000)}`
-  await waitFor(`nginx on ${options.what} (config ${confPath})`, async () => {
-    ensureRunning('nginx', handle, await errorLog())
-    return options.ready()
-  }, 30_000, 100)
+  await waitFor(
+    `nginx on ${options.what} (config ${confPath})`,
+    async () => {
+      ensureRunning('nginx', handle, await errorLog())
+      return options.ready()
+    },
+    30_000,
+    100,
+  )
   return { pid: handle.child.pid!, stop: () => handle.stop(5000) }
 }

@@ -34,7 +34,6 @@ export async function freePort(): Promise<number> {
   return any
 }
 
-
 /** Polls `check` until it returns something truthy, or throws after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, everyMs = 50): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs

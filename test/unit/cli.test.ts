@@ -64,7 +64,10 @@ async function daemonPid(setup: DaemonSetup): Promise<number> {
 
 test("a daemon started by npm stops cleanly when npm's shell dies of the SIGTERM npm forwards it; one started otherwise keeps running", async () => {
   const res = resources()
-  const [npmSetup, otherSetup] = [await writeDaemonConfig(res, 'npm-parent', { source: { enabled: false } }), await writeDaemonConfig(res, 'other-parent', { source: { enabled: false } })]
+  const [npmSetup, otherSetup] = [
+    await writeDaemonConfig(res, 'npm-parent', { source: { enabled: false } }),
+    await writeDaemonConfig(res, 'other-parent', { source: { enabled: false } }),
+  ]
   const npmShell = daemonUnderShell(res, npmSetup, { npm_lifecycle_event: 'start' })
   // systemd, nohup: a parent that goes is no reason to stop.
   const otherShell = daemonUnderShell(res, otherSetup, { npm_lifecycle_event: '' })
@@ -91,7 +94,12 @@ test('fetch --dry-run lists what a pass would fetch and writes nothing, not even
   await upstream.put({ key: arpegeKey({ run, grid: '01', pkg: 'SP1', range: '000H012H' }), path: join(body, 'f.grib2') })
   const dataDir = join(await res.tempDir('gribswarm-dry-run-'), 'never-made')
   const dryRun = await startCli(res, cliCommand('fetch'), ['--dry-run', '--run', run, '--package', 'SP1'], {
-    env: { GRIBSWARM_DATADIR: dataDir, GRIBSWARM_SOURCE__BUCKETURL: upstream.bucketUrl, GRIBSWARM_SOURCE__FALLBACKBUCKETURLS: '[]', GRIBSWARM_SOURCE__RANGES: '000H012H' },
+    env: {
+      GRIBSWARM_DATADIR: dataDir,
+      GRIBSWARM_SOURCE__BUCKETURL: upstream.bucketUrl,
+      GRIBSWARM_SOURCE__FALLBACKBUCKETURLS: '[]',
+      GRIBSWARM_SOURCE__RANGES: '000H012H',
+    },
   }).finished(60_000)
   assert.equal(dryRun.code, 0, dryRun.output)
   assert.match(dryRun.stdout, /^1 to fetch, 0 already done/m)

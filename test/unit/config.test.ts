@@ -17,7 +17,12 @@ test('the embedded defaults are valid: ARPEGE 0.1° Europe, SP1 and SP2, nine ra
 
 test('environment variables override keys at any depth, lists by comma', () => {
   const config = loadConfig({
-    env: { GRIBSWARM_HTTP__PORT: '8081', GRIBSWARM_SOURCE__PACKAGES: 'SP1,HP1', GRIBSWARM_SEED__DHT: 'false', GRIBSWARM_DATADIR: '/srv/grib' },
+    env: {
+      GRIBSWARM_HTTP__PORT: '8081',
+      GRIBSWARM_SOURCE__PACKAGES: 'SP1,HP1',
+      GRIBSWARM_SEED__DHT: 'false',
+      GRIBSWARM_DATADIR: '/srv/grib',
+    },
   })
   assert.equal(config.http.port, 8081)
   assert.deepEqual(config.source.packages, ['SP1', 'HP1'])
@@ -62,11 +67,14 @@ test('a bad value stops with one message naming the key and what was expected', 
     [{ colour: 'blue' }, /unknown key "colour"/],
   ]
   for (const [overrides, message] of cases) {
-    assert.throws(() => loadConfig({ env: {}, overrides: overrides as never }), (err: Error) => {
-      assert.ok(err instanceof ConfigError, `${JSON.stringify(overrides)}: ${err}`)
-      assert.match(err.message, message)
-      return true
-    })
+    assert.throws(
+      () => loadConfig({ env: {}, overrides: overrides as never }),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError, `${JSON.stringify(overrides)}: ${err}`)
+        assert.match(err.message, message)
+        return true
+      },
+    )
   }
 })
 

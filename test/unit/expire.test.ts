@@ -17,9 +17,23 @@ async function storeWith(items: Array<{ relPath: string; expiresAt: string }>): 
     const temp = store.tempPath(relPath)
     await writeFile(temp, 'GRIB')
     await store.publish(temp, Buffer.from('d4:infoe'), {
-      version: 1, relPath, fileName: relPath.split('/').pop()!, sourceUrl: 'http://upstream.test/x', run: '2026-11-23T00:00:00Z', model: 'arpege',
-      grid: '01', package: 'SP1', range: '000H012H', size: 4, md5: '', sha512: relPath, infoHash: 'ab'.repeat(20), pieceLength: 16384, magnetURI: '',
-      publishedAt: '2026-11-23T00:00:00Z', expiresAt,
+      version: 1,
+      relPath,
+      fileName: relPath.split('/').pop()!,
+      sourceUrl: 'http://upstream.test/x',
+      run: '2026-11-23T00:00:00Z',
+      model: 'arpege',
+      grid: '01',
+      package: 'SP1',
+      range: '000H012H',
+      size: 4,
+      md5: '',
+      sha512: relPath,
+      infoHash: 'ab'.repeat(20),
+      pieceLength: 16384,
+      magnetURI: '',
+      publishedAt: '2026-11-23T00:00:00Z',
+      expiresAt,
     })
   }
   return store
@@ -31,22 +45,34 @@ test('a sweep expires what is due at the injected time, telling listeners last f
     { relPath: 'r/later.grib2', expiresAt: '2026-11-23T13:00:00Z' },
   ])
   const told: string[] = []
-  const listener = (name: string): PublishListener => ({ published: async () => {}, expired: async (item) => void told.push(`${name}:${item.relPath}`) })
+  const listener = (name: string): PublishListener => ({
+    published: async () => {},
+    expired: async (item) => void told.push(`${name}:${item.relPath}`),
+  })
   const events = new Events()
   const emitted: string[] = []
   events.on('expired', ({ item, reason }) => emitted.push(`${item.relPath} (${reason})`))
-  const expirer = new Expirer({ publishSeconds: 3600, checkEverySeconds: 60, forgetExpiredAfterDays: 16 }, {
-    store,
-    listeners: [listener('tracker'), listener('seeder')],
-    events,
-    log: silentLogger,
-    now: () => new Date('2026-11-23T12:30:00Z'),
-  })
+  const expirer = new Expirer(
+    { publishSeconds: 3600, checkEverySeconds: 60, forgetExpiredAfterDays: 16 },
+    {
+      store,
+      listeners: [listener('tracker'), listener('seeder')],
+      events,
+      log: silentLogger,
+      now: () => new Date('2026-11-23T12:30:00Z'),
+    },
+  )
   const expired = await expirer.sweep()
-  assert.deepEqual(expired.map((i) => i.relPath), ['r/due.grib2'])
+  assert.deepEqual(
+    expired.map((i) => i.relPath),
+    ['r/due.grib2'],
+  )
   assert.deepEqual(told, ['seeder:r/due.grib2', 'tracker:r/due.grib2'])
   assert.deepEqual(emitted, ['r/due.grib2 (retention over)'])
-  assert.deepEqual(store.list().map((i) => i.relPath), ['r/later.grib2'])
+  assert.deepEqual(
+    store.list().map((i) => i.relPath),
+    ['r/later.grib2'],
+  )
   assert.ok(store.isDone('r/due.grib2'), 'a tombstone keeps it from being fetched again')
   assert.deepEqual(expirer.status(), { expired: 1 })
 })

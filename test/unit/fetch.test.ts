@@ -16,7 +16,10 @@ import { PieceHasher } from '../../src/torrent.ts'
 import { tempDir } from '../kit/helpers.ts'
 
 test('backoff doubles from the base at each attempt, up to the maximum', () => {
-  assert.deepEqual([1, 2, 3, 4, 5, 6].map((attempt) => backoff(attempt, 100, 1000)), [100, 200, 400, 800, 1000, 1000])
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6].map((attempt) => backoff(attempt, 100, 1000)),
+    [100, 200, 400, 800, 1000, 1000],
+  )
   assert.equal(backoff(60, 2000, 60_000), 60_000, 'no overflow far out')
   assert.equal(backoff(3, 0, 1000), 0)
   assert.equal(backoff(3, 500, 100), 100, 'the maximum wins over the base')
@@ -48,23 +51,40 @@ async function upstream(...answers: Answer[]): Promise<{ url: string; requests: 
 }
 
 const whole: Answer = (_req, res) => void res.writeHead(200, { 'content-length': DATA.length, etag: `"${MD5}"` }).end(DATA)
-const status = (code: number): Answer => (_req, res) => void res.writeHead(code).end()
+const status =
+  (code: number): Answer =>
+  (_req, res) =>
+    void res.writeHead(code).end()
 /** Sends the first `bytes` of the file, then drops the connection. */
-const cutAfter = (bytes: number): Answer => (_req, res) => {
-  res.writeHead(200, { 'content-length': DATA.length })
-  res.write(DATA.subarray(0, bytes), () => res.destroy())
-}
+const cutAfter =
+  (bytes: number): Answer =>
+  (_req, res) => {
+    res.writeHead(200, { 'content-length': DATA.length })
+    res.write(DATA.subarray(0, bytes), () => res.destroy())
+  }
 /** Answers the Range asked for, as a 206. */
 const ranged: Answer = (req, res) => {
   const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1])
   if (!(start > 0 && start < DATA.length)) return void res.writeHead(400).end(`bad range ${req.headers.range}`)
-  res.writeHead(206, { 'content-length': DATA.length - start, 'content-range': `bytes ${start}-${DATA.length - 1}/${DATA.length}` }).end(DATA.subarray(start))
+  res
+    .writeHead(206, { 'content-length': DATA.length - start, 'content-range': `bytes ${start}-${DATA.length - 1}/${DATA.length}` })
+    .end(DATA.subarray(start))
 }
 
 function candidate(url: string, over: Partial<Candidate> = {}): Candidate {
   return {
-    key: 'pnt/f.grib2', url, relPath: 'r/f.grib2', fileName: 'f.grib2', run: '2026-11-23T00:00:00Z', model: 'arpege', grid: '01', package: 'SP1', range: '000H012H',
-    size: DATA.length, etag: MD5, ...over,
+    key: 'pnt/f.grib2',
+    url,
+    relPath: 'r/f.grib2',
+    fileName: 'f.grib2',
+    run: '2026-11-23T00:00:00Z',
+    model: 'arpege',
+    grid: '01',
+    package: 'SP1',
+    range: '000H012H',
+    size: DATA.length,
+    etag: MD5,
+    ...over,
   }
 }
 
@@ -76,7 +96,14 @@ async function target(): Promise<string> {
 function expected(path: string) {
   const pieces = new PieceHasher(PIECE)
   pieces.update(DATA)
-  return { path, size: DATA.length, md5: MD5, sha512: createHash('sha512').update(DATA).digest('base64'), pieceLength: PIECE, pieces: pieces.digest() }
+  return {
+    path,
+    size: DATA.length,
+    md5: MD5,
+    sha512: createHash('sha512').update(DATA).digest('base64'),
+    pieceLength: PIECE,
+    pieces: pieces.digest(),
+  }
 }
 
 async function fetched(path: string, result: Awaited<ReturnType<typeof fetchFile>>) {
@@ -89,12 +116,18 @@ test('a download writes the file and computes MD5, SHA-512 and the piece hashes 
   const server = await upstream(whole)
   const path = await target()
   const progress: Array<[number, number | undefined]> = []
-  const result = await fetchFile(http, candidate(server.url), path, { ...OPTIONS, onProgress: (received, total) => progress.push([received, total]) })
+  const result = await fetchFile(http, candidate(server.url), path, {
+    ...OPTIONS,
+    onProgress: (received, total) => progress.push([received, total]),
+  })
   await fetched(path, result)
   assert.equal(server.requests.length, 1)
   assert.equal(server.requests[0]!.range, undefined)
   assert.deepEqual(progress.at(-1), [DATA.length, DATA.length])
-  assert.ok(progress.every(([received], i) => i === 0 || received > progress[i - 1]![0]), 'progress only grows')
+  assert.ok(
+    progress.every(([received], i) => i === 0 || received > progress[i - 1]![0]),
+    'progress only grows',
+  )
 })
 
 test('without a size from the listing, the Content-Length is the size', async () => {
@@ -124,14 +157,18 @@ test('a server that ignores the Range is read again from byte 0, and a new watch
   }
   const result = await fetchFile(http, candidate(server.url), path, { ...OPTIONS, watch })
   await fetched(path, result)
-  assert.deepEqual(server.requests.map((h) => h.range), [undefined, server.requests[1]!.range, undefined])
+  assert.deepEqual(
+    server.requests.map((h) => h.range),
+    [undefined, server.requests[1]!.range, undefined],
+  )
   assert.equal(watchers.length, 2)
   assert.equal(result.watcher, watchers[1])
   assert.equal(watchers[1]!.bytes, DATA.length)
 })
 
 test('a 206 that does not start where we asked is not taken', async () => {
-  const wrongStart: Answer = (_req, res) => void res.writeHead(206, { 'content-range': `bytes 0-${DATA.length - 1}/${DATA.length}` }).end(DATA)
+  const wrongStart: Answer = (_req, res) =>
+    void res.writeHead(206, { 'content-range': `bytes 0-${DATA.length - 1}/${DATA.length}` }).end(DATA)
   const server = await upstream(cutAfter(40_000), wrongStart, ranged)
   const path = await target()
   await fetched(path, await fetchFile(http, candidate(server.url), path, OPTIONS))
@@ -141,7 +178,10 @@ test('a 206 that does not start where we asked is not taken', async () => {
 test('404 and 410 mean "not published yet": NotFoundError at once', async () => {
   for (const code of [404, 410]) {
     const server = await upstream(status(code))
-    await assert.rejects(fetchFile(http, candidate(server.url), await target(), OPTIONS), (err: Error) => err instanceof NotFoundError && err.message.includes(`HTTP ${code}`))
+    await assert.rejects(
+      fetchFile(http, candidate(server.url), await target(), OPTIONS),
+      (err: Error) => err instanceof NotFoundError && err.message.includes(`HTTP ${code}`),
+    )
     assert.equal(server.requests.length, 1, String(code))
   }
 })
@@ -149,7 +189,10 @@ test('404 and 410 mean "not published yet": NotFoundError at once', async () => 
 test('other client errors fail at once; 408, 429 and 5xx are retried', async () => {
   for (const code of [400, 401, 403, 416]) {
     const server = await upstream(status(code))
-    await assert.rejects(fetchFile(http, candidate(server.url), await target(), OPTIONS), (err: Error) => !(err instanceof NotFoundError) && err.message.endsWith(`HTTP ${code}`))
+    await assert.rejects(
+      fetchFile(http, candidate(server.url), await target(), OPTIONS),
+      (err: Error) => !(err instanceof NotFoundError) && err.message.endsWith(`HTTP ${code}`),
+    )
     assert.equal(server.requests.length, 1, String(code))
   }
   const server = await upstream(status(408), status(429), status(503), whole)
@@ -170,7 +213,10 @@ test('after `attempts` failed transfers it gives up, saying why', async () => {
 
 test('a body whose MD5 is not the plain-MD5 ETag of the listing is an IntegrityError', async () => {
   const server = await upstream(whole)
-  await assert.rejects(fetchFile(http, candidate(server.url, { etag: 'f'.repeat(32) }), await target(), OPTIONS), (err: Error) => err instanceof IntegrityError && /does not match the upstream ETag/.test(err.message))
+  await assert.rejects(
+    fetchFile(http, candidate(server.url, { etag: 'f'.repeat(32) }), await target(), OPTIONS),
+    (err: Error) => err instanceof IntegrityError && /does not match the upstream ETag/.test(err.message),
+  )
   // Case does not matter; a multipart ETag (md5-of-parts "-N") is not an MD5 of the body and is not checked.
   for (const etag of [MD5.toUpperCase(), `${'f'.repeat(32)}-3`, 'W/"weak"']) {
     const path = await target()
@@ -190,14 +236,22 @@ test('no size anywhere: the download is refused, a cut file could not be told fr
 
 test('a Content-Length other than the listed size is an IntegrityError at once', async () => {
   const server = await upstream(whole)
-  await assert.rejects(fetchFile(http, candidate(server.url, { size: DATA.length + 1 }), await target(), OPTIONS), (err: Error) => err instanceof IntegrityError)
+  await assert.rejects(
+    fetchFile(http, candidate(server.url, { size: DATA.length + 1 }), await target(), OPTIONS),
+    (err: Error) => err instanceof IntegrityError,
+  )
   assert.equal(server.requests.length, 1)
 })
 
-test('the watcher\'s error stops the download and is what fetchFile throws, without retries', async () => {
+test("the watcher's error stops the download and is what fetchFile throws, without retries", async () => {
   const server = await upstream(whole)
   const invalid = new Error('not GRIB')
-  const watch = () => ({ error: undefined as Error | undefined, update(this: ChunkWatcher & { error?: Error }) { this.error = invalid } })
+  const watch = () => ({
+    error: undefined as Error | undefined,
+    update(this: ChunkWatcher & { error?: Error }) {
+      this.error = invalid
+    },
+  })
   await assert.rejects(fetchFile(http, candidate(server.url), await target(), { ...OPTIONS, watch }), (err) => err === invalid)
   assert.equal(server.requests.length, 1)
 })
@@ -209,7 +263,11 @@ test('aborting stops the download at once, without retries', async () => {
   }
   const server = await upstream(hang)
   const controller = new AbortController()
-  const download = fetchFile(http, candidate(server.url), await target(), { ...OPTIONS, signal: controller.signal, onProgress: () => controller.abort() })
+  const download = fetchFile(http, candidate(server.url), await target(), {
+    ...OPTIONS,
+    signal: controller.signal,
+    onProgress: () => controller.abort(),
+  })
   await assert.rejects(download)
   assert.ok(controller.signal.aborted)
   assert.equal(server.requests.length, 1)

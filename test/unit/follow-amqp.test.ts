@@ -9,7 +9,10 @@ test('a v03 remove is read as a removal of the file under baseUrl', () => {
 })
 
 test("an older poster's `integrity` is read as the identity", () => {
-  const post = fromV03({ pubTime: 'x', baseUrl: 'http://h:1/data', relPath: 'a/b.grib2', integrity: { method: 'sha512', value: 'abc=' } }, 'amqp://h')
+  const post = fromV03(
+    { pubTime: 'x', baseUrl: 'http://h:1/data', relPath: 'a/b.grib2', integrity: { method: 'sha512', value: 'abc=' } },
+    'amqp://h',
+  )
   assert.equal(post?.identity, 'abc=')
   assert.equal(post?.remove, false)
 })

@@ -45,7 +45,19 @@ test('parseRange: one bytes range, in each of its forms', () => {
 })
 
 test('parseRange: no header, another unit or several ranges give the whole body', () => {
-  for (const header of [undefined, '', '   ', 'items=0-5', 'none', 'bytes', 'octets=0-1', 'bytes=0-1,5-6', 'bytes=0-1, -5', 'bytes=0-1,0-1', 'bytes=0-,900-']) {
+  for (const header of [
+    undefined,
+    '',
+    '   ',
+    'items=0-5',
+    'none',
+    'bytes',
+    'octets=0-1',
+    'bytes=0-1,5-6',
+    'bytes=0-1, -5',
+    'bytes=0-1,0-1',
+    'bytes=0-,900-',
+  ]) {
     assert.equal(parseRange(header, 1000), undefined, String(header))
   }
   // several ranges, one of them outside the file: the whole body is still a valid answer
@@ -100,12 +112,33 @@ async function publish(relPath: string, body: Buffer, publishedAt: Date): Promis
   const hasher = new PieceHasher(16384)
   hasher.update(body)
   const fileName = relPath.split('/').pop()!
-  const built = buildTorrent({ name: fileName, length: body.length, pieceLength: 16384, pieces: hasher.digest(), announce: [], webSeeds: [], creationDate: publishedAt })
+  const built = buildTorrent({
+    name: fileName,
+    length: body.length,
+    pieceLength: 16384,
+    pieces: hasher.digest(),
+    announce: [],
+    webSeeds: [],
+    creationDate: publishedAt,
+  })
   return store.publish(temp, built.torrent, {
-    version: 1, relPath, fileName, sourceUrl: `http://upstream.test/${fileName}`, run: '2026-11-23T00:00:00Z', model: 'arpege', grid: '01',
-    package: 'SP1', range: '000H012H', size: body.length, md5: createHash('md5').update(body).digest('hex'),
-    sha512: createHash('sha512').update(body).digest('base64'), infoHash: built.infoHash, pieceLength: 16384, magnetURI: built.magnetURI,
-    publishedAt: publishedAt.toISOString(), expiresAt: new Date(publishedAt.getTime() + 2 * HOUR).toISOString(),
+    version: 1,
+    relPath,
+    fileName,
+    sourceUrl: `http://upstream.test/${fileName}`,
+    run: '2026-11-23T00:00:00Z',
+    model: 'arpege',
+    grid: '01',
+    package: 'SP1',
+    range: '000H012H',
+    size: body.length,
+    md5: createHash('md5').update(body).digest('hex'),
+    sha512: createHash('sha512').update(body).digest('base64'),
+    infoHash: built.infoHash,
+    pieceLength: 16384,
+    magnetURI: built.magnetURI,
+    publishedAt: publishedAt.toISOString(),
+    expiresAt: new Date(publishedAt.getTime() + 2 * HOUR).toISOString(),
   })
 }
 
@@ -157,7 +190,14 @@ function swarmOf(peers: Record<string, number>): () => SwarmView {
   return () => ({ peer: (address) => (address in peers ? { progressAt: Date.now() - peers[address]! } : undefined) })
 }
 
-const counts = (over: Partial<ReturnType<HttpTraffic['of']>> = {}) => ({ dataRequests: 0, dataBytes: 0, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 0, ...over })
+const counts = (over: Partial<ReturnType<HttpTraffic['of']>> = {}) => ({
+  dataRequests: 0,
+  dataBytes: 0,
+  webSeedRequests: 0,
+  webSeedBytes: 0,
+  webSeedDeclined: 0,
+  ...over,
+})
 
 // ---------------------------------------------------------------------------------------------
 // /data/
@@ -448,7 +488,11 @@ test('accelRedirect: the daemon answers with the internal location and no body, 
   assert.equal(part.rawPayload.length, 0)
   const head = await request({ method: 'HEAD', url: `/data/${A}` })
   assert.equal(head.headers['x-accel-redirect'], `/_gribswarm_data/${A}`)
-  assert.equal((await request({ url: `/data/${A}`, headers: { range: 'bytes=1000-' } })).statusCode, 416, 'an unsatisfiable range is answered here')
+  assert.equal(
+    (await request({ url: `/data/${A}`, headers: { range: 'bytes=1000-' } })).statusCode,
+    416,
+    'an unsatisfiable range is answered here',
+  )
   assert.deepEqual(traffic.of(A), counts({ dataRequests: 3, dataBytes: 1100 }), 'HEAD counts a request, no bytes')
 })
 
@@ -484,7 +528,10 @@ test('the feeds are served with their own content types and list every published
     for (const item of [itemA, itemPlus]) assert.ok(res.payload.includes(item.infoHash), `${url} lists ${item.relPath}`)
   }
   const rss = (await request('/rss.xml')).payload
-  assert.ok(rss.includes(`length="${store.torrentSize(A)}" type="application/x-bittorrent"`), 'the enclosure is the .torrent, with its size')
+  assert.ok(
+    rss.includes(`length="${store.torrentSize(A)}" type="application/x-bittorrent"`),
+    'the enclosure is the .torrent, with its size',
+  )
   const feed = (await request('/feed.json')).json<{ items: unknown[] }>()
   assert.equal(feed.items.length, store.list().length)
 })
@@ -509,7 +556,13 @@ test('the status page and its static files; nothing else from the public directo
   const script = await request('/static/status.js')
   assert.equal(script.headers['content-type'], 'text/javascript; charset=utf-8')
   assert.equal(script.payload, 'console.log(1)')
-  for (const url of ['/static/notes.txt', '/static/missing.js', '/static/sub', '/static/..%2fsecret.grib2', '/static/%2e%2e%2findex.html']) {
+  for (const url of [
+    '/static/notes.txt',
+    '/static/missing.js',
+    '/static/sub',
+    '/static/..%2fsecret.grib2',
+    '/static/%2e%2e%2findex.html',
+  ]) {
     assert.equal((await request(url)).statusCode, 404, url)
   }
 })
@@ -524,7 +577,11 @@ test('an unknown route or method is a 404 with a JSON error', async () => {
     assert.equal(other.statusCode, 404, method)
     assert.equal(other.json<{ error: string }>().error, `no route ${method} /data/${A}`)
   }
-  assert.equal((await request(`/${'x'.repeat(300)}`)).json<{ error: string }>().error.length, 'no route GET '.length + 200, 'long URLs are cut in the error')
+  assert.equal(
+    (await request(`/${'x'.repeat(300)}`)).json<{ error: string }>().error.length,
+    'no route GET '.length + 200,
+    'long URLs are cut in the error',
+  )
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -32,7 +32,11 @@ test('messages below the configured level are dropped; the default level is info
   for (const [i, level] of levels.entries()) {
     const { lines, log } = capture(level)
     for (const at of levels) log[at](at)
-    assert.deepEqual(lines.map((l) => rest(l)?.split(' ').pop()), levels.slice(i), level)
+    assert.deepEqual(
+      lines.map((l) => rest(l)?.split(' ').pop()),
+      levels.slice(i),
+      level,
+    )
   }
   const { lines, log } = capture()
   log.debug('hidden')
@@ -71,7 +75,11 @@ test('a child logger adds its context to every line; a call can override it', ()
   file.info('started')
   file.info('retry', { stage: 'fetch-retry', attempt: 2 })
   stage.info('idle')
-  assert.deepEqual(lines.map(rest), ['INFO  started stage=fetch relPath=a.grib2', 'INFO  retry stage=fetch-retry relPath=a.grib2 attempt=2', 'INFO  idle stage=fetch'])
+  assert.deepEqual(lines.map(rest), [
+    'INFO  started stage=fetch relPath=a.grib2',
+    'INFO  retry stage=fetch-retry relPath=a.grib2 attempt=2',
+    'INFO  idle stage=fetch',
+  ])
   const quiet = capture('warn')
   quiet.log.child({ x: 1 }).info('dropped by the parent level')
   assert.deepEqual(quiet.lines, [])

@@ -16,10 +16,24 @@ const REL = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T00
 
 function item(relPath = REL): ItemRecord {
   return {
-    version: 1, relPath, fileName: relPath.split('/').pop()!, sourceUrl: 'http://upstream.test/x', run: '2026-11-23T00:00:00Z',
-    model: 'arpege', grid: '01', package: 'SP1', range: '000H012H', size: 1234, mtimeMs: Date.parse('2026-11-23T03:01:02.500Z'),
-    md5: '0'.repeat(32), sha512: 'c2hhNTEy', infoHash: 'ab'.repeat(20), pieceLength: 16384, magnetURI: 'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
-    publishedAt: '2026-11-23T03:04:05.678Z', expiresAt: '2026-11-23T15:04:05.678Z',
+    version: 1,
+    relPath,
+    fileName: relPath.split('/').pop()!,
+    sourceUrl: 'http://upstream.test/x',
+    run: '2026-11-23T00:00:00Z',
+    model: 'arpege',
+    grid: '01',
+    package: 'SP1',
+    range: '000H012H',
+    size: 1234,
+    mtimeMs: Date.parse('2026-11-23T03:01:02.500Z'),
+    md5: '0'.repeat(32),
+    sha512: 'c2hhNTEy',
+    infoHash: 'ab'.repeat(20),
+    pieceLength: 16384,
+    magnetURI: 'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
+    publishedAt: '2026-11-23T03:04:05.678Z',
+    expiresAt: '2026-11-23T15:04:05.678Z',
   }
 }
 
@@ -65,7 +79,11 @@ test('postMessage: where the file is, what it is, and how to get it by BitTorren
   } satisfies V03Message)
   // sr_post(7): the file is at baseUrl + "/" + relPath.
   assert.equal(`${message.baseUrl}/${message.relPath}`, `http://node.test:8080/data/${REL}`)
-  assert.equal(postMessage(item('a/f+1.grib2'), 'http://n', 's').torrentUrl, 'http://n/data/a/f%2B1.grib2.torrent', 'the torrent URL is encoded')
+  assert.equal(
+    postMessage(item('a/f+1.grib2'), 'http://n', 's').torrentUrl,
+    'http://n/data/a/f%2B1.grib2.torrent',
+    'the torrent URL is encoded',
+  )
 })
 
 test('removeMessage: a fileOp remove for the same relPath, stamped when it is sent', () => {
@@ -102,11 +120,14 @@ async function outbox(dataDir: string): Promise<Array<{ topic: string; body: V03
 test('a published or expired file is queued on disk at once, in the order announced, with its topic', async () => {
   const dataDir = await tempDir()
   const notifier = new Notifier(NOTIFY, { dataDir, publicBaseUrl: 'http://node.test', log: silentLogger })
-  const items = Array.from({ length: 20 }, (_, i) => item(`20261123T00Z/arpege/01/SP${i % 2 + 1}/f${i}.grib2`))
+  const items = Array.from({ length: 20 }, (_, i) => item(`20261123T00Z/arpege/01/SP${(i % 2) + 1}/f${i}.grib2`))
   // Announced together, without waiting: written one after the other all the same.
   await Promise.all([...items.map((i) => notifier.published(i)), notifier.expired(items[0]!)])
   const queued = await outbox(dataDir)
-  assert.deepEqual(queued.map((e) => [e.body.relPath, e.body.fileOp ? 'remove' : 'post']), [...items.map((i) => [i.relPath, 'post']), [items[0]!.relPath, 'remove']])
+  assert.deepEqual(
+    queued.map((e) => [e.body.relPath, e.body.fileOp ? 'remove' : 'post']),
+    [...items.map((i) => [i.relPath, 'post']), [items[0]!.relPath, 'remove']],
+  )
   assert.deepEqual(queued[0], { topic: 'v03.20261123T00Z.arpege.01.SP1', body: postMessage(items[0]!, 'http://node.test', 'origin-node') })
   assert.equal(queued[1]?.topic, 'v03.20261123T00Z.arpege.01.SP2')
   assert.equal(notifier.status().backlog, 21)
@@ -116,8 +137,14 @@ test('a full outbox drops its oldest messages and counts them', async () => {
   const dataDir = await tempDir()
   const notifier = new Notifier({ ...NOTIFY, maxBacklog: 3 }, { dataDir, publicBaseUrl: 'http://node.test', log: silentLogger })
   for (let i = 0; i < 5; i++) await notifier.published(item(`r/f${i}.grib2`))
-  assert.deepEqual((await outbox(dataDir)).map((e) => e.body.relPath), ['r/f2.grib2', 'r/f3.grib2', 'r/f4.grib2'])
-  assert.deepEqual({ backlog: notifier.status().backlog, dropped: notifier.status().dropped, sent: notifier.status().sent }, { backlog: 3, dropped: 2, sent: 0 })
+  assert.deepEqual(
+    (await outbox(dataDir)).map((e) => e.body.relPath),
+    ['r/f2.grib2', 'r/f3.grib2', 'r/f4.grib2'],
+  )
+  assert.deepEqual(
+    { backlog: notifier.status().backlog, dropped: notifier.status().dropped, sent: notifier.status().sent },
+    { backlog: 3, dropped: 2, sent: 0 },
+  )
 })
 
 test('a message that cannot be queued is refused and does not block the next', async () => {
@@ -125,7 +152,10 @@ test('a message that cannot be queued is refused and does not block the next', a
   const notifier = new Notifier(NOTIFY, { dataDir, publicBaseUrl: 'http://node.test', log: silentLogger })
   await assert.rejects(async () => notifier.published(item(`${'d'.repeat(300)}/f.grib2`)), /longer than 255 bytes/)
   await notifier.published(item('r/ok.grib2'))
-  assert.deepEqual((await outbox(dataDir)).map((e) => e.body.relPath), ['r/ok.grib2'])
+  assert.deepEqual(
+    (await outbox(dataDir)).map((e) => e.body.relPath),
+    ['r/ok.grib2'],
+  )
 })
 
 test('a message that cannot be queued is refused through the promise published() returns', async () => {
@@ -148,8 +178,15 @@ test('the status never shows the broker password; a restart finds the backlog an
   try {
     assert.equal(second.status().backlog, 3)
     await second.published(item('r/new.grib2'))
-    assert.deepEqual((await outbox(dataDir)).map((e) => e.body.relPath), ['r/old0.grib2', 'r/old1.grib2', 'r/old2.grib2', 'r/new.grib2'])
-    const status = await waitFor('the connection failure in the status', () => (second.status().lastError ? second.status() : undefined), 10_000)
+    assert.deepEqual(
+      (await outbox(dataDir)).map((e) => e.body.relPath),
+      ['r/old0.grib2', 'r/old1.grib2', 'r/old2.grib2', 'r/new.grib2'],
+    )
+    const status = await waitFor(
+      'the connection failure in the status',
+      () => (second.status().lastError ? second.status() : undefined),
+      10_000,
+    )
     assert.equal(status.connected, false)
     assert.doesNotMatch(JSON.stringify(status), /hunter2/)
   } finally {

@@ -39,14 +39,28 @@ test('a seeder dialling its own address does not connect to itself', async () =>
   await writeFile(join(dir, 'f.grib2'), body)
   const hasher = new PieceHasher(16384)
   hasher.update(body)
-  const built = buildTorrent({ name: 'f.grib2', length: body.length, pieceLength: 16384, pieces: hasher.digest(), announce: [], webSeeds: [] })
+  const built = buildTorrent({
+    name: 'f.grib2',
+    length: body.length,
+    pieceLength: 16384,
+    pieces: hasher.digest(),
+    announce: [],
+    webSeeds: [],
+  })
   const seeder = new Seeder(
     { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: false },
     { uplink: new Uplink(0), dataPath: () => join(dir, 'f.grib2'), events: new Events(), log: silentLogger },
   )
   await seeder.start()
   onCleanup(() => seeder.stop())
-  const item = { relPath: 'r/f.grib2', fileName: 'f.grib2', size: body.length, pieceLength: 16384, infoHash: built.infoHash, mtimeMs: 0 } as ItemRecord
+  const item = {
+    relPath: 'r/f.grib2',
+    fileName: 'f.grib2',
+    size: body.length,
+    pieceLength: 16384,
+    infoHash: built.infoHash,
+    mtimeMs: 0,
+  } as ItemRecord
   await seeder.published(item, built.torrent)
   // What a tracker does when it lists the seeder among a swarm's peers, under an address of the
   // machine other than 127.0.0.1 (which webtorrent itself skips for its own port).

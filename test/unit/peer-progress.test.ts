@@ -38,7 +38,11 @@ test('a client is known from its connection, with its connection time as its las
 test('any HAVE, bitfield or have-all from the client is progress', () => {
   const { peers, clock, connect } = swarm()
   const wire = connect('10.0.0.2')
-  for (const [event, at] of [['have', 2_000], ['bitfield', 3_000], ['have-all', 4_000]] as const) {
+  for (const [event, at] of [
+    ['have', 2_000],
+    ['bitfield', 3_000],
+    ['have-all', 4_000],
+  ] as const) {
     clock.now = at
     wire.emit(event, 0)
     assert.equal(peers.peer('10.0.0.2')?.progressAt, at, event)

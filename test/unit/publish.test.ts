@@ -40,8 +40,18 @@ async function download(store: DataStore, relPath: string, body = Buffer.from('G
   return {
     path,
     record: {
-      version: 1, relPath, fileName: relPath.split('/').pop()!, sourceUrl: 'http://upstream.test/x', run: '2026-11-23T00:00:00Z',
-      model: 'arpege', grid: '01', package: 'SP1', range: '000H012H', size: body.length, md5: '0'.repeat(32), sha512: 'AA==',
+      version: 1,
+      relPath,
+      fileName: relPath.split('/').pop()!,
+      sourceUrl: 'http://upstream.test/x',
+      run: '2026-11-23T00:00:00Z',
+      model: 'arpege',
+      grid: '01',
+      package: 'SP1',
+      range: '000H012H',
+      size: body.length,
+      md5: '0'.repeat(32),
+      sha512: 'AA==',
     },
     pieceLength: 16384,
     pieces: hasher.digest(),
@@ -52,7 +62,11 @@ async function download(store: DataStore, relPath: string, body = Buffer.from('G
 test('files being downloaded count in the budget until released', async () => {
   const { publisher } = await publisherOn()
   const releaseA = await publisher.admit('a', 600)
-  await assert.rejects(publisher.admit('b', 600), (err: Error) => err instanceof DiskBudgetError && /b: 600 bytes published or downloading \+ 600 would exceed disk.budgetBytes 1000/.test(err.message))
+  await assert.rejects(
+    publisher.admit('b', 600),
+    (err: Error) =>
+      err instanceof DiskBudgetError && /b: 600 bytes published or downloading \+ 600 would exceed disk.budgetBytes 1000/.test(err.message),
+  )
   assert.equal(publisher.status().inFlightBytes, 600)
   releaseA()
   releaseA() // twice is once
@@ -87,11 +101,21 @@ test('publishing builds the torrent with our trackers and web seed first, then t
   const emitted: Array<{ item: ItemRecord; from: string }> = []
   events.on('published', (e) => emitted.push(e))
   const file = await download(store, 'r/SP1/f.grib2')
-  const item = await publisher.publish({ ...file, announce: ['http://tracker.test:6969/announce', 'udp://origin.test:1'], webSeeds: ['http://origin.test/webseed/r/SP1/f.grib2'] }, 'upstream')
+  const item = await publisher.publish(
+    {
+      ...file,
+      announce: ['http://tracker.test:6969/announce', 'udp://origin.test:1'],
+      webSeeds: ['http://origin.test/webseed/r/SP1/f.grib2'],
+    },
+    'upstream',
+  )
   assert.equal(store.get('r/SP1/f.grib2')?.infoHash, item.infoHash)
   assert.equal(item.publishedAt, '2026-11-23T03:00:00.000Z')
   assert.equal(item.expiresAt, '2026-11-23T04:00:00.000Z')
-  assert.deepEqual(emitted.map((e) => [e.item.relPath, e.from]), [['r/SP1/f.grib2', 'upstream']])
+  assert.deepEqual(
+    emitted.map((e) => [e.item.relPath, e.from]),
+    [['r/SP1/f.grib2', 'upstream']],
+  )
   assert.deepEqual(told, ['tracker:r/SP1/f.grib2', 'seeder:r/SP1/f.grib2'], 'a failing listener does not stop the next')
   const trackers = [...item.magnetURI.matchAll(/tr=([^&]+)/g)].map((m) => decodeURIComponent(m[1]!))
   assert.deepEqual(trackers, ['http://tracker.test:6969/announce', 'udp://extra.test:1', 'udp://origin.test:1'], 'ours first, no repeats')
@@ -102,6 +126,9 @@ test('publishing builds the torrent with our trackers and web seed first, then t
 test('a copy whose rebuilt torrent would have another infohash is refused, nothing published', async () => {
   const { store, publisher } = await publisherOn()
   const file = await download(store, 'r/SP1/g.grib2')
-  await assert.rejects(publisher.publish({ ...file, infoHash: 'ab'.repeat(20) }, 'http://origin.test/feed.json'), /refusing to split the swarm/)
+  await assert.rejects(
+    publisher.publish({ ...file, infoHash: 'ab'.repeat(20) }, 'http://origin.test/feed.json'),
+    /refusing to split the swarm/,
+  )
   assert.equal(store.get('r/SP1/g.grib2'), undefined)
 })

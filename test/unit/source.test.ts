@@ -8,7 +8,17 @@ import type { AddressInfo } from 'node:net'
 import { after, test } from 'node:test'
 import got from 'got'
 import { silentLogger } from '../../src/log.ts'
-import { expectedFiles, formatRun, listBucket, ListingUnsupportedError, objectUrl, parseRun, recentRuns, Source, type SourceConfig } from '../../src/source.ts'
+import {
+  expectedFiles,
+  formatRun,
+  listBucket,
+  ListingUnsupportedError,
+  objectUrl,
+  parseRun,
+  recentRuns,
+  Source,
+  type SourceConfig,
+} from '../../src/source.ts'
 
 const http = got.extend({ retry: { limit: 0 }, timeout: { request: 5000 } })
 const HOURS = [0, 6, 12, 18]
@@ -34,7 +44,11 @@ const key = (pkg: string, range: string, run = RUN) => `pnt/${run}/arpege/01/${p
 // Runs
 
 test('recentRuns: the newest runs at or before now, newest first', () => {
-  assert.deepEqual(recentRuns(new Date('2026-11-23T07:30:00Z'), HOURS, 3), ['2026-11-23T06:00:00Z', '2026-11-23T00:00:00Z', '2026-11-22T18:00:00Z'])
+  assert.deepEqual(recentRuns(new Date('2026-11-23T07:30:00Z'), HOURS, 3), [
+    '2026-11-23T06:00:00Z',
+    '2026-11-23T00:00:00Z',
+    '2026-11-22T18:00:00Z',
+  ])
   assert.deepEqual(recentRuns(new Date('2026-11-23T06:00:00Z'), HOURS, 1), ['2026-11-23T06:00:00Z'], 'a run is due at its own hour')
   assert.deepEqual(recentRuns(new Date('2026-11-23T05:59:59.999Z'), HOURS, 1), ['2026-11-23T00:00:00Z'], 'not a millisecond before it')
   assert.deepEqual(recentRuns(new Date('2026-11-23T07:30:00Z'), HOURS, 0), [])
@@ -42,27 +56,55 @@ test('recentRuns: the newest runs at or before now, newest first', () => {
 
 test('recentRuns: lookback crosses days, months, years and leap days', () => {
   assert.deepEqual(recentRuns(new Date('2026-11-23T00:30:00Z'), HOURS, 2), ['2026-11-23T00:00:00Z', '2026-11-22T18:00:00Z'])
-  assert.deepEqual(recentRuns(new Date('2027-01-01T03:00:00Z'), HOURS, 3), ['2027-01-01T00:00:00Z', '2026-12-31T18:00:00Z', '2026-12-31T12:00:00Z'])
-  assert.deepEqual(recentRuns(new Date('2028-03-01T05:00:00Z'), [0, 12], 3), ['2028-03-01T00:00:00Z', '2028-02-29T12:00:00Z', '2028-02-29T00:00:00Z'])
+  assert.deepEqual(recentRuns(new Date('2027-01-01T03:00:00Z'), HOURS, 3), [
+    '2027-01-01T00:00:00Z',
+    '2026-12-31T18:00:00Z',
+    '2026-12-31T12:00:00Z',
+  ])
+  assert.deepEqual(recentRuns(new Date('2028-03-01T05:00:00Z'), [0, 12], 3), [
+    '2028-03-01T00:00:00Z',
+    '2028-02-29T12:00:00Z',
+    '2028-02-29T00:00:00Z',
+  ])
   // More runs than one day holds: several days back.
-  assert.deepEqual(recentRuns(new Date('2026-11-23T13:00:00Z'), [12], 3), ['2026-11-23T12:00:00Z', '2026-11-22T12:00:00Z', '2026-11-21T12:00:00Z'])
+  assert.deepEqual(recentRuns(new Date('2026-11-23T13:00:00Z'), [12], 3), [
+    '2026-11-23T12:00:00Z',
+    '2026-11-22T12:00:00Z',
+    '2026-11-21T12:00:00Z',
+  ])
   // Before the day's first run: that run is yesterday's.
   assert.deepEqual(recentRuns(new Date('2026-11-23T11:59:00Z'), [12], 1), ['2026-11-22T12:00:00Z'])
 })
 
 test('recentRuns: run hours in any order and with repeats give each run once', () => {
   assert.deepEqual(recentRuns(new Date('2026-11-23T20:00:00Z'), [18, 0, 12, 6, 12], 5), [
-    '2026-11-23T18:00:00Z', '2026-11-23T12:00:00Z', '2026-11-23T06:00:00Z', '2026-11-23T00:00:00Z', '2026-11-22T18:00:00Z',
+    '2026-11-23T18:00:00Z',
+    '2026-11-23T12:00:00Z',
+    '2026-11-23T06:00:00Z',
+    '2026-11-23T00:00:00Z',
+    '2026-11-22T18:00:00Z',
   ])
 })
 
 test('Source.recentRuns takes run hours and lookback from the configuration', () => {
   const source = new Source({ ...CONFIG, runHours: [0, 12], lookbackRuns: 3 }, { http, log: silentLogger })
-  assert.deepEqual(source.recentRuns(new Date('2026-11-23T13:00:00Z')), ['2026-11-23T12:00:00Z', '2026-11-23T00:00:00Z', '2026-11-22T12:00:00Z'])
+  assert.deepEqual(source.recentRuns(new Date('2026-11-23T13:00:00Z')), [
+    '2026-11-23T12:00:00Z',
+    '2026-11-23T00:00:00Z',
+    '2026-11-22T12:00:00Z',
+  ])
 })
 
 test('parseRun accepts the spellings of a run time and normalises them', () => {
-  for (const text of ['2026-11-23T06:00:00Z', '2026-11-23T06:00:00', '2026-11-23T06Z', '2026-11-23T06', '20261123T06', '20261123T0600Z', ' 2026-11-23T06Z\n']) {
+  for (const text of [
+    '2026-11-23T06:00:00Z',
+    '2026-11-23T06:00:00',
+    '2026-11-23T06Z',
+    '2026-11-23T06',
+    '20261123T06',
+    '20261123T0600Z',
+    ' 2026-11-23T06Z\n',
+  ]) {
     assert.equal(parseRun(text), '2026-11-23T06:00:00Z', JSON.stringify(text))
   }
   assert.equal(parseRun('2026-11-23T06:30'), '2026-11-23T06:30:00Z', 'minutes kept')
@@ -70,7 +112,15 @@ test('parseRun accepts the spellings of a run time and normalises them', () => {
 })
 
 test('parseRun refuses what is not a UTC run time', () => {
-  for (const text of ['', '2026-11-23', 'yesterday', '2026-11-23T6', '2026-11-23T06+01:00', '2026-11-23 06:00', '2026-11-23T06:00:00.000Z']) {
+  for (const text of [
+    '',
+    '2026-11-23',
+    'yesterday',
+    '2026-11-23T6',
+    '2026-11-23T06+01:00',
+    '2026-11-23 06:00',
+    '2026-11-23T06:00:00.000Z',
+  ]) {
     assert.throws(() => parseRun(text), /expected a UTC run time/, JSON.stringify(text))
   }
   for (const text of ['2026-13-01T00', '2026-11-32T00', '2026-11-23T25', '2026-11-23T06:60']) {
@@ -89,7 +139,12 @@ test('expectedFiles: one file per package and range, keys and local paths from t
   const files = expectedFiles(CONFIG, RUN)
   assert.deepEqual(
     files.map((f) => [f.package, f.range]),
-    [['SP1', '000H012H'], ['SP1', '013H024H'], ['SP2', '000H012H'], ['SP2', '013H024H']],
+    [
+      ['SP1', '000H012H'],
+      ['SP1', '013H024H'],
+      ['SP2', '000H012H'],
+      ['SP2', '013H024H'],
+    ],
   )
   assert.deepEqual(files[0], {
     key: key('SP1', '000H012H'),
@@ -111,7 +166,10 @@ test('expectedFiles: a run off the hour keeps its minutes in the compact run; a 
 })
 
 test('expectedFiles: every placeholder is available to the local path; an unknown one is an error', () => {
-  const [file] = expectedFiles({ ...CONFIG, packages: ['SP1'], ranges: ['000H012H'], localPathTemplate: '{model}-{grid}/{run}/{package}.{range}/{file}' }, RUN)
+  const [file] = expectedFiles(
+    { ...CONFIG, packages: ['SP1'], ranges: ['000H012H'], localPathTemplate: '{model}-{grid}/{run}/{package}.{range}/{file}' },
+    RUN,
+  )
   assert.equal(file?.relPath, `arpege-01/${RUN}/SP1.000H012H/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2`)
   assert.throws(() => expectedFiles({ ...CONFIG, keyTemplate: '{run}/{member}.grib2' }, RUN), /unknown placeholder \{member\}/)
   assert.throws(() => expectedFiles({ ...CONFIG, localPathTemplate: '{runcompact}/{file}' }, RUN), /unknown placeholder \{runcompact\}/)
@@ -172,7 +230,9 @@ function s3(bucket: Bucket, req: IncomingMessage, res: ServerResponse, url: URL)
   }
   const object = bucket.objects.find((o) => `/${o.key}` === decodeURIComponent(url.pathname))
   if (!object) return void res.writeHead(404).end()
-  res.writeHead(200, { 'content-length': object.size, etag: `"${object.etag ?? ''}"`, 'last-modified': 'Mon, 23 Nov 2026 03:10:00 GMT' }).end()
+  res
+    .writeHead(200, { 'content-length': object.size, etag: `"${object.etag ?? ''}"`, 'last-modified': 'Mon, 23 Nov 2026 03:10:00 GMT' })
+    .end()
 }
 
 async function bucket(objects: FakeObject[] = [], pageSize = 1000): Promise<Bucket> {
@@ -213,30 +273,63 @@ test('listBucket follows continuation tokens to the last page, sending each toke
   const objects = Array.from({ length: 7 }, (_, i) => ({ key: `pnt/f${i}.grib2`, size: i }))
   const b = await bucket(objects, 3)
   const listed = await listBucket(http, b.url, 'pnt/')
-  assert.deepEqual(listed.map((o) => o.key), objects.map((o) => o.key))
-  assert.deepEqual(listings(b).map((r) => r.url.searchParams.get('continuation-token')), [null, 'page:1/+=', 'page:2/+='])
+  assert.deepEqual(
+    listed.map((o) => o.key),
+    objects.map((o) => o.key),
+  )
+  assert.deepEqual(
+    listings(b).map((r) => r.url.searchParams.get('continuation-token')),
+    [null, 'page:1/+=', 'page:2/+='],
+  )
   assert.ok(listings(b).every((r) => r.url.searchParams.get('prefix') === 'pnt/' && r.url.searchParams.get('list-type') === '2'))
 })
 
 test('listBucket: a server that does not list the S3 way is told apart from an empty listing', async () => {
   const answers: Array<[string, (res: ServerResponse) => void, RegExp]> = [
     ['403', (res) => res.writeHead(403).end('<Error><Code>AccessDenied</Code></Error>'), /HTTP 403, not an S3 ListBucketResult/],
-    ['an HTML index', (res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Index of /</body></html>'), /HTTP 200, not an S3 ListBucketResult/],
+    [
+      'an HTML index',
+      (res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Index of /</body></html>'),
+      /HTTP 200, not an S3 ListBucketResult/,
+    ],
     ['a cut body', (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }]).slice(0, -30)), /cut short/],
-    ['an entry without a size', (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }]).replace('<Size>1</Size>', '')), /malformed <Contents>/],
-    ['an entry without a key', (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }]).replace('<Key>pnt/a</Key>', '')), /malformed <Contents>/],
-    ['a truncated page without a token', (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }]).replace('<IsTruncated>false', '<IsTruncated>true')), /without NextContinuationToken/],
-    ['the same token again and again', (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }], 'same')), /does not move on/],
+    [
+      'an entry without a size',
+      (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }]).replace('<Size>1</Size>', '')),
+      /malformed <Contents>/,
+    ],
+    [
+      'an entry without a key',
+      (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }]).replace('<Key>pnt/a</Key>', '')),
+      /malformed <Contents>/,
+    ],
+    [
+      'a truncated page without a token',
+      (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }]).replace('<IsTruncated>false', '<IsTruncated>true')),
+      /without NextContinuationToken/,
+    ],
+    [
+      'the same token again and again',
+      (res) => res.writeHead(200).end(listingXml([{ key: 'pnt/a', size: 1 }], 'same')),
+      /does not move on/,
+    ],
   ]
   for (const [what, answer, error] of answers) {
     const b = await bucket()
     b.handler = (_req, res) => answer(res)
-    await assert.rejects(listBucket(http, b.url, 'pnt/'), (err: Error) => err instanceof ListingUnsupportedError && error.test(err.message), what)
+    await assert.rejects(
+      listBucket(http, b.url, 'pnt/'),
+      (err: Error) => err instanceof ListingUnsupportedError && error.test(err.message),
+      what,
+    )
   }
 })
 
 test('listBucket gives up after maxPages pages', async () => {
-  const b = await bucket(Array.from({ length: 5 }, (_, i) => ({ key: `pnt/f${i}`, size: 1 })), 1)
+  const b = await bucket(
+    Array.from({ length: 5 }, (_, i) => ({ key: `pnt/f${i}`, size: 1 })),
+    1,
+  )
   await assert.rejects(listBucket(http, b.url, 'pnt/', 3), /more than 3 pages/)
   assert.equal(listings(b).length, 3)
   assert.equal((await listBucket(http, b.url, 'pnt/', 5)).length, 5, 'exactly maxPages pages is enough')
@@ -262,17 +355,35 @@ test('discover lists each run once under the common directory of its keys, and r
       etag: 'aa'.repeat(16),
       lastModified: '2026-11-23T03:10:00.000Z',
     },
-    { ...expectedFiles(CONFIG, RUN)[3], url: `${b.url}/${key('SP2', '013H024H')}`, size: 200, etag: 'bb'.repeat(16), lastModified: '2026-11-23T03:10:00.000Z' },
-    { ...expectedFiles(CONFIG, '2026-11-22T18:00:00Z')[0], url: `${b.url}/${key('SP1', '000H012H', '2026-11-22T18:00:00Z')}`, size: 400, etag: 'd41d8cd98f00b204e9800998ecf8427e', lastModified: '2026-11-23T03:10:00.000Z' },
+    {
+      ...expectedFiles(CONFIG, RUN)[3],
+      url: `${b.url}/${key('SP2', '013H024H')}`,
+      size: 200,
+      etag: 'bb'.repeat(16),
+      lastModified: '2026-11-23T03:10:00.000Z',
+    },
+    {
+      ...expectedFiles(CONFIG, '2026-11-22T18:00:00Z')[0],
+      url: `${b.url}/${key('SP1', '000H012H', '2026-11-22T18:00:00Z')}`,
+      size: 400,
+      etag: 'd41d8cd98f00b204e9800998ecf8427e',
+      lastModified: '2026-11-23T03:10:00.000Z',
+    },
   ])
-  assert.deepEqual(listings(b).map((r) => r.url.searchParams.get('prefix')), [`pnt/${RUN}/arpege/01/`, 'pnt/2026-11-22T18:00:00Z/arpege/01/'])
+  assert.deepEqual(
+    listings(b).map((r) => r.url.searchParams.get('prefix')),
+    [`pnt/${RUN}/arpege/01/`, 'pnt/2026-11-22T18:00:00Z/arpege/01/'],
+  )
   assert.equal(b.requests.length, 2, 'no HEAD when the listing answers')
 })
 
-test('discover with one package lists that package\'s directory only', async () => {
+test("discover with one package lists that package's directory only", async () => {
   const b = await bucket([{ key: key('SP2', '000H012H'), size: 1 }])
   const source = new Source({ ...CONFIG, bucketUrl: b.url }, { http, log: silentLogger })
-  assert.deepEqual((await source.discover([RUN], ['SP2'])).map((c) => c.key), [key('SP2', '000H012H')])
+  assert.deepEqual(
+    (await source.discover([RUN], ['SP2'])).map((c) => c.key),
+    [key('SP2', '000H012H')],
+  )
   assert.equal(listings(b)[0]?.url.searchParams.get('prefix'), `pnt/${RUN}/arpege/01/SP2/`)
 })
 
@@ -283,7 +394,13 @@ test('discover probes each file with HEAD where the server cannot list (discover
   const source = new Source({ ...CONFIG, bucketUrl: b.url }, { http, log: silentLogger })
   const found = await source.discover([RUN])
   assert.deepEqual(found, [
-    { ...expectedFiles(CONFIG, RUN)[1], url: `${b.url}/${key('SP1', '013H024H')}`, size: 123, etag: 'cc'.repeat(16), lastModified: 'Mon, 23 Nov 2026 03:10:00 GMT' },
+    {
+      ...expectedFiles(CONFIG, RUN)[1],
+      url: `${b.url}/${key('SP1', '013H024H')}`,
+      size: 123,
+      etag: 'cc'.repeat(16),
+      lastModified: 'Mon, 23 Nov 2026 03:10:00 GMT',
+    },
   ])
   assert.equal(b.requests.filter((r) => r.method === 'HEAD').length, 4, 'one HEAD per expected file')
 })
@@ -302,7 +419,12 @@ test('discovery "probe" never lists; "list" does not fall back to probing', asyn
 
 test('probing: 403 and 404 mean "not there yet", other statuses fail the bucket', async () => {
   const b = await bucket()
-  const status: Record<string, number> = { [key('SP1', '000H012H')]: 403, [key('SP1', '013H024H')]: 404, [key('SP2', '000H012H')]: 200, [key('SP2', '013H024H')]: 404 }
+  const status: Record<string, number> = {
+    [key('SP1', '000H012H')]: 403,
+    [key('SP1', '013H024H')]: 404,
+    [key('SP2', '000H012H')]: 200,
+    [key('SP2', '013H024H')]: 404,
+  }
   b.handler = (_req, res, url) => void res.writeHead(status[decodeURIComponent(url.pathname.slice(1))] ?? 500).end()
   const source = new Source({ ...CONFIG, bucketUrl: b.url, discovery: 'probe' }, { http, log: silentLogger })
   const [only, ...rest] = await source.discover([RUN])
@@ -323,5 +445,9 @@ test('discover tries the fallback bucket URLs in turn, and fails with every reas
   assert.equal(found?.url, `${up.url}/${key('SP1', '000H012H')}`, 'URLs point at the bucket that answered')
 
   const alsoDown = new Source({ ...CONFIG, bucketUrl: down.url, fallbackBucketUrls: [down.url + '/'] }, { http, log: silentLogger })
-  await assert.rejects(alsoDown.discover([RUN]), (err: Error) => err.message.startsWith(`run ${RUN}: no upstream answered (${down.url}: HEAD`) && err.message.includes(`; ${down.url}/: HEAD`))
+  await assert.rejects(
+    alsoDown.discover([RUN]),
+    (err: Error) =>
+      err.message.startsWith(`run ${RUN}: no upstream answered (${down.url}: HEAD`) && err.message.includes(`; ${down.url}/: HEAD`),
+  )
 })

@@ -15,16 +15,35 @@ test('each item gets its age, time to expiry, URLs and the figures of every stag
   const temp = store.tempPath(relPath)
   await writeFile(temp, 'GRIB')
   await store.publish(temp, Buffer.from('d4:infoe'), {
-    version: 1, relPath, fileName: 'f_1.grib2', sourceUrl: 'http://upstream.test/x', run: '2026-11-23T00:00:00Z', model: 'arpege', grid: '01',
-    package: 'SP1', range: '000H012H', size: 4, md5: '', sha512: 'AA==', infoHash: 'ab'.repeat(20), pieceLength: 16384, magnetURI: 'magnet:?x',
-    publishedAt: '2026-11-23T03:00:00.000Z', expiresAt: '2026-11-23T15:00:00.000Z',
+    version: 1,
+    relPath,
+    fileName: 'f_1.grib2',
+    sourceUrl: 'http://upstream.test/x',
+    run: '2026-11-23T00:00:00Z',
+    model: 'arpege',
+    grid: '01',
+    package: 'SP1',
+    range: '000H012H',
+    size: 4,
+    md5: '',
+    sha512: 'AA==',
+    infoHash: 'ab'.repeat(20),
+    pieceLength: 16384,
+    magnetURI: 'magnet:?x',
+    publishedAt: '2026-11-23T03:00:00.000Z',
+    expiresAt: '2026-11-23T15:00:00.000Z',
   })
   const http = { dataRequests: 1, dataBytes: 4, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 2 }
-  const [item] = itemStatuses(store, 'http://node.test', {
-    swarm: () => ({ seeders: 3, leechers: 1 }),
-    seed: () => ({ peers: 2, uploaded: 10, uploadSpeed: 0 }),
-    http: () => http,
-  }, Date.parse('2026-11-23T16:00:00Z'))
+  const [item] = itemStatuses(
+    store,
+    'http://node.test',
+    {
+      swarm: () => ({ seeders: 3, leechers: 1 }),
+      seed: () => ({ peers: 2, uploaded: 10, uploadSpeed: 0 }),
+      http: () => http,
+    },
+    Date.parse('2026-11-23T16:00:00Z'),
+  )
   assert.equal(item!.ageSeconds, 13 * 3600)
   assert.equal(item!.expiresInSeconds, 0, 'never negative')
   assert.equal(item!.torrentUrl, `http://node.test/data/${relPath}.torrent`)

@@ -13,9 +13,23 @@ const REL = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T00
 
 function record(relPath = REL, expiresAt = new Date(Date.now() + 3600_000)): Omit<ItemRecord, 'mtimeMs'> {
   return {
-    version: 1, relPath, fileName: relPath.split('/').pop()!, sourceUrl: 'http://127.0.0.1/x', run: '2026-11-23T00:00:00Z',
-    model: 'arpege', grid: '01', package: 'SP1', range: '000H012H', size: 5, md5: '0'.repeat(32), sha512: 'AA==',
-    infoHash: 'ab'.repeat(20), pieceLength: 16384, magnetURI: 'magnet:?', publishedAt: new Date().toISOString(), expiresAt: expiresAt.toISOString(),
+    version: 1,
+    relPath,
+    fileName: relPath.split('/').pop()!,
+    sourceUrl: 'http://127.0.0.1/x',
+    run: '2026-11-23T00:00:00Z',
+    model: 'arpege',
+    grid: '01',
+    package: 'SP1',
+    range: '000H012H',
+    size: 5,
+    md5: '0'.repeat(32),
+    sha512: 'AA==',
+    infoHash: 'ab'.repeat(20),
+    pieceLength: 16384,
+    magnetURI: 'magnet:?',
+    publishedAt: new Date().toISOString(),
+    expiresAt: expiresAt.toISOString(),
   }
 }
 

@@ -25,15 +25,36 @@ async function seedRandomFile() {
   await writeFile(join(dir, name), data)
   const hasher = new PieceHasher(PIECE)
   hasher.update(data)
-  const built = buildTorrent({ name, length: data.length, pieceLength: PIECE, pieces: hasher.digest(), announce: [], webSeeds: [], createdBy: 'test' })
+  const built = buildTorrent({
+    name,
+    length: data.length,
+    pieceLength: PIECE,
+    pieces: hasher.digest(),
+    announce: [],
+    webSeeds: [],
+    createdBy: 'test',
+  })
   // Super-seeding's waits shortened (10 s and 2 s), with room for the steps a test takes before them.
   const seeder = new Seeder(
     { port: 0, dht: false, pex: false, utp: false, maxConnsPerTorrent: 55, superSeed: true },
-    { uplink: new Uplink(0), dataPath: (relPath) => join(dir, relPath.slice(relPath.lastIndexOf('/') + 1)), events: new Events(), log: createLogger('error'), superSeedTiming: { releaseAfterMs: 3000, haveGraceMs: 1000 } },
+    {
+      uplink: new Uplink(0),
+      dataPath: (relPath) => join(dir, relPath.slice(relPath.lastIndexOf('/') + 1)),
+      events: new Events(),
+      log: createLogger('error'),
+      superSeedTiming: { releaseAfterMs: 3000, haveGraceMs: 1000 },
+    },
   )
   await seeder.start()
   onCleanup(() => seeder.stop())
-  const item = { relPath: `x/${name}`, fileName: name, size: data.length, pieceLength: PIECE, infoHash: built.infoHash, mtimeMs: 0 } as ItemRecord
+  const item = {
+    relPath: `x/${name}`,
+    fileName: name,
+    size: data.length,
+    pieceLength: PIECE,
+    infoHash: built.infoHash,
+    mtimeMs: 0,
+  } as ItemRecord
   await seeder.published(item, built.torrent)
   return { seeder, data, infoHash: built.infoHash }
 }
@@ -106,8 +127,13 @@ test('a piece sent in full to Transmission, which batches its HAVEs, leaves its 
   await waitFor('unchoke', () => b.told.unchoked, 10_000)
   const [first] = b.told.haves
   // Every block of the first piece, and no HAVE for it.
-  await Promise.all(Array.from({ length: PIECE / 16384 }, (_, block) =>
-    new Promise((resolve, reject) => b.wire.request(first!, block * 16384, 16384, (err) => (err ? reject(err) : resolve(undefined))))))
+  await Promise.all(
+    Array.from(
+      { length: PIECE / 16384 },
+      (_, block) =>
+        new Promise((resolve, reject) => b.wire.request(first!, block * 16384, 16384, (err) => (err ? reject(err) : resolve(undefined)))),
+    ),
+  )
   assert.equal(b.told.haves.length, 8, 'not at once: it may yet announce it')
   await waitFor('a ninth piece for B', () => b.told.haves.length === 9, 10_000, 50)
   assert.ok(!a.told.haves.includes(b.told.haves[8]!), 'a piece nobody was told about')

@@ -28,10 +28,21 @@ test('hashing while streaming, in any chunking, gives the torrent create-torrent
   for (let offset = 0; offset < data.length; offset += 7777) hasher.update(data.subarray(offset, offset + 7777))
   const announce = ['http://127.0.0.1:6969/announce', 'udp://127.0.0.1:6969']
   const webSeed = 'http://127.0.0.1:8080/data/x/arpege.grib2'
-  const built = buildTorrent({ name: 'arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2', length: data.length, pieceLength, pieces: hasher.digest(), announce, webSeeds: [webSeed], comment: 'from upstream', createdBy: 'gribswarm' })
+  const built = buildTorrent({
+    name: 'arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2',
+    length: data.length,
+    pieceLength,
+    pieces: hasher.digest(),
+    announce,
+    webSeeds: [webSeed],
+    comment: 'from upstream',
+    createdBy: 'gribswarm',
+  })
 
   const reference = await new Promise<Uint8Array>((resolve, reject) =>
-    createTorrent(path, { pieceLength, announceList: announce.map((u) => [u]), urlList: [webSeed] }, (err, t) => (err ? reject(err) : resolve(t))),
+    createTorrent(path, { pieceLength, announceList: announce.map((u) => [u]), urlList: [webSeed] }, (err, t) =>
+      err ? reject(err) : resolve(t),
+    ),
   )
   const expected = await parseTorrent(reference)
   const parsed = await parseTorrent(built.torrent)

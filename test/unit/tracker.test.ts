@@ -20,8 +20,9 @@ test('the tracker knows which addresses announced a published torrent, and when 
   const other = 'cd'.repeat(20)
   tracker.allow(published)
   const announce = (infoHash: string, left: number, event = '') =>
-    fetch(`http://127.0.0.1:${tracker.port}/announce?info_hash=${encode(infoHash)}&peer_id=${encode('ef'.repeat(20))}&port=6881&left=${left}&compact=1${event ? `&event=${event}` : ''}`)
-      .then((r) => r.arrayBuffer())
+    fetch(
+      `http://127.0.0.1:${tracker.port}/announce?info_hash=${encode(infoHash)}&peer_id=${encode('ef'.repeat(20))}&port=6881&left=${left}&compact=1${event ? `&event=${event}` : ''}`,
+    ).then((r) => r.arrayBuffer())
 
   await announce(other, 100, 'started')
   assert.equal(tracker.client(other, '127.0.0.1'), undefined, 'an unpublished infohash leaves no trace')

@@ -26,7 +26,8 @@ async function through(uplink: Uplink, chunks: Buffer[]): Promise<Buffer> {
   return Buffer.concat(out)
 }
 
-const chunksOf = (data: Buffer, size: number) => Array.from({ length: Math.ceil(data.length / size) }, (_, i) => data.subarray(i * size, (i + 1) * size))
+const chunksOf = (data: Buffer, size: number) =>
+  Array.from({ length: Math.ceil(data.length / size) }, (_, i) => data.subarray(i * size, (i + 1) * size))
 
 test('an unlimited uplink (bytesPerSec 0) passes everything through at once', async () => {
   const uplink = new Uplink(0)
@@ -51,7 +52,11 @@ test('a limited uplink paces a stream to its rate and keeps the bytes in order',
 test('streams on one uplink share its rate', async () => {
   const uplink = new Uplink(20_000)
   const started = performance.now()
-  await Promise.all([through(uplink, chunksOf(randomBytes(1_500), 500)), through(uplink, chunksOf(randomBytes(1_500), 500)), uplink.take(500)])
+  await Promise.all([
+    through(uplink, chunksOf(randomBytes(1_500), 500)),
+    through(uplink, chunksOf(randomBytes(1_500), 500)),
+    uplink.take(500),
+  ])
   const elapsed = performance.now() - started
   assert.ok(elapsed >= 150, `3500 bytes together at 20000 B/s took ${elapsed.toFixed(0)} ms, at least 175 expected`)
 })

@@ -19,7 +19,12 @@ test('a client in the swarm that keeps gaining pieces is left to its peers, told
   const decision = await decideWebSeed(swarmWith({ '10.0.0.2': { progressAt: now - 5_000 } }), '10.0.0.2', options, () => now)
   // It could count as stalled 25 s from now: no sooner.
   assert.deepEqual(decision, { serve: false, reason: 'peers-serving', retryAfterSeconds: 25 })
-  const capped = await decideWebSeed(swarmWith({ '10.0.0.2': { progressAt: now } }), '10.0.0.2', { ...options, retryAfterSeconds: 10 }, () => now)
+  const capped = await decideWebSeed(
+    swarmWith({ '10.0.0.2': { progressAt: now } }),
+    '10.0.0.2',
+    { ...options, retryAfterSeconds: 10 },
+    () => now,
+  )
   assert.deepEqual(capped, { serve: false, reason: 'peers-serving', retryAfterSeconds: 10 })
 })
 
