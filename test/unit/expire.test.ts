@@ -9,6 +9,7 @@ import { silentLogger } from '../../src/log.ts'
 import type { PublishListener } from '../../src/stage.ts'
 import { DataStore } from '../../src/store.ts'
 import { tempDir } from '../kit/helpers.ts'
+import { itemRecord } from '../kit/records.ts'
 
 async function storeWith(items: Array<{ relPath: string; expiresAt: string }>): Promise<DataStore> {
   const store = new DataStore(await tempDir(), silentLogger)
@@ -16,25 +17,11 @@ async function storeWith(items: Array<{ relPath: string; expiresAt: string }>): 
   for (const { relPath, expiresAt } of items) {
     const temp = store.tempPath(relPath)
     await writeFile(temp, 'GRIB')
-    await store.publish(temp, Buffer.from('d4:infoe'), {
-      version: 1,
-      relPath,
-      fileName: relPath.split('/').pop()!,
-      sourceUrl: 'http://upstream.test/x',
-      run: '2026-11-23T00:00:00Z',
-      model: 'arpege',
-      grid: '01',
-      package: 'SP1',
-      range: '000H012H',
-      size: 4,
-      md5: '',
-      sha512: relPath,
-      infoHash: 'ab'.repeat(20),
-      pieceLength: 16384,
-      magnetURI: '',
-      publishedAt: '2026-11-23T00:00:00Z',
-      expiresAt,
-    })
+    await store.publish(
+      temp,
+      Buffer.from('d4:infoe'),
+      itemRecord({ relPath, sha512: relPath, publishedAt: '2026-11-23T00:00:00Z', expiresAt }),
+    )
   }
   return store
 }

@@ -14,6 +14,7 @@ import { buildTorrent, decodeTorrent, PieceHasher } from '../../src/torrent.ts'
 import { Uplink } from '../../src/uplink.ts'
 import type { SwarmView } from '../../src/webseed.ts'
 import { tempDir } from '../kit/helpers.ts'
+import { itemRecord } from '../kit/records.ts'
 
 // ---------------------------------------------------------------------------------------------
 // parseRange (RFC 9110, section 14)
@@ -121,25 +122,21 @@ async function publish(relPath: string, body: Buffer, publishedAt: Date): Promis
     webSeeds: [],
     creationDate: publishedAt,
   })
-  return store.publish(temp, built.torrent, {
-    version: 1,
-    relPath,
-    fileName,
-    sourceUrl: `http://upstream.test/${fileName}`,
-    run: '2026-11-23T00:00:00Z',
-    model: 'arpege',
-    grid: '01',
-    package: 'SP1',
-    range: '000H012H',
-    size: body.length,
-    md5: createHash('md5').update(body).digest('hex'),
-    sha512: createHash('sha512').update(body).digest('base64'),
-    infoHash: built.infoHash,
-    pieceLength: 16384,
-    magnetURI: built.magnetURI,
-    publishedAt: publishedAt.toISOString(),
-    expiresAt: new Date(publishedAt.getTime() + 2 * HOUR).toISOString(),
-  })
+  return store.publish(
+    temp,
+    built.torrent,
+    itemRecord({
+      relPath,
+      sourceUrl: `http://upstream.test/${fileName}`,
+      size: body.length,
+      md5: createHash('md5').update(body).digest('hex'),
+      sha512: createHash('sha512').update(body).digest('base64'),
+      infoHash: built.infoHash,
+      magnetURI: built.magnetURI,
+      publishedAt: publishedAt.toISOString(),
+      expiresAt: new Date(publishedAt.getTime() + 2 * HOUR).toISOString(),
+    }),
+  )
 }
 
 const published = new Date(Math.floor(Date.now() / 1000) * 1000 - HOUR)

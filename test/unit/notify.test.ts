@@ -11,30 +11,18 @@ import { silentLogger } from '../../src/log.ts'
 import { Notifier, postMessage, removeMessage, topicFor, v03Time, type V03Message } from '../../src/notify.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import { tempDir, waitFor } from '../kit/helpers.ts'
-
-const REL = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2'
+import { itemRecord, REL_PATH as REL } from '../kit/records.ts'
 
 function item(relPath = REL): ItemRecord {
-  return {
-    version: 1,
+  return itemRecord({
     relPath,
-    fileName: relPath.split('/').pop()!,
-    sourceUrl: 'http://upstream.test/x',
-    run: '2026-11-23T00:00:00Z',
-    model: 'arpege',
-    grid: '01',
-    package: 'SP1',
-    range: '000H012H',
     size: 1234,
     mtimeMs: Date.parse('2026-11-23T03:01:02.500Z'),
-    md5: '0'.repeat(32),
     sha512: 'c2hhNTEy',
-    infoHash: 'ab'.repeat(20),
-    pieceLength: 16384,
     magnetURI: 'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
     publishedAt: '2026-11-23T03:04:05.678Z',
     expiresAt: '2026-11-23T15:04:05.678Z',
-  }
+  })
 }
 
 test('v03Time: UTC without dashes or colons, milliseconds kept', () => {

@@ -10,6 +10,7 @@ import type { PublishListener } from '../../src/stage.ts'
 import { DataStore, type ItemRecord } from '../../src/store.ts'
 import { PieceHasher } from '../../src/torrent.ts'
 import { tempDir } from '../kit/helpers.ts'
+import { itemRecord } from '../kit/records.ts'
 
 const DISK = { budgetBytes: 1000, minFreeBytes: 0 }
 
@@ -37,22 +38,11 @@ async function download(store: DataStore, relPath: string, body = Buffer.from('G
   await writeFile(path, body)
   const hasher = new PieceHasher(16384)
   hasher.update(body)
+  // What the publish stage sets itself (infohash, magnet, times) it overwrites; expiry it sets unless given.
+  const { expiresAt: _, ...record } = itemRecord({ relPath, size: body.length })
   return {
     path,
-    record: {
-      version: 1,
-      relPath,
-      fileName: relPath.split('/').pop()!,
-      sourceUrl: 'http://upstream.test/x',
-      run: '2026-11-23T00:00:00Z',
-      model: 'arpege',
-      grid: '01',
-      package: 'SP1',
-      range: '000H012H',
-      size: body.length,
-      md5: '0'.repeat(32),
-      sha512: 'AA==',
-    },
+    record,
     pieceLength: 16384,
     pieces: hasher.digest(),
     comment: 'test',

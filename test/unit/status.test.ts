@@ -7,6 +7,7 @@ import { silentLogger } from '../../src/log.ts'
 import { itemStatuses, mirrorStatus } from '../../src/status.ts'
 import { DataStore } from '../../src/store.ts'
 import { tempDir } from '../kit/helpers.ts'
+import { itemRecord } from '../kit/records.ts'
 
 test('each item gets its age, time to expiry, URLs and the figures of every stage', async () => {
   const store = new DataStore(await tempDir(), silentLogger)
@@ -14,25 +15,11 @@ test('each item gets its age, time to expiry, URLs and the figures of every stag
   const relPath = '20261123T00Z/arpege/01/SP1/f_1.grib2'
   const temp = store.tempPath(relPath)
   await writeFile(temp, 'GRIB')
-  await store.publish(temp, Buffer.from('d4:infoe'), {
-    version: 1,
-    relPath,
-    fileName: 'f_1.grib2',
-    sourceUrl: 'http://upstream.test/x',
-    run: '2026-11-23T00:00:00Z',
-    model: 'arpege',
-    grid: '01',
-    package: 'SP1',
-    range: '000H012H',
-    size: 4,
-    md5: '',
-    sha512: 'AA==',
-    infoHash: 'ab'.repeat(20),
-    pieceLength: 16384,
-    magnetURI: 'magnet:?x',
-    publishedAt: '2026-11-23T03:00:00.000Z',
-    expiresAt: '2026-11-23T15:00:00.000Z',
-  })
+  await store.publish(
+    temp,
+    Buffer.from('d4:infoe'),
+    itemRecord({ relPath, magnetURI: 'magnet:?x', publishedAt: '2026-11-23T03:00:00.000Z', expiresAt: '2026-11-23T15:00:00.000Z' }),
+  )
   const http = { dataRequests: 1, dataBytes: 4, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 2 }
   const [item] = itemStatuses(
     store,

@@ -7,30 +7,19 @@ import { test } from 'node:test'
 import { createLogger } from '../../src/log.ts'
 import { checkRelPath, DataStore, resolveInside, type ItemRecord } from '../../src/store.ts'
 import { tempDir } from '../kit/helpers.ts'
+import { itemRecord, REL_PATH as REL } from '../kit/records.ts'
 
 const log = createLogger('error')
-const REL = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2'
 
 function record(relPath = REL, expiresAt = new Date(Date.now() + 3600_000)): Omit<ItemRecord, 'mtimeMs'> {
-  return {
-    version: 1,
+  const { mtimeMs: _, ...fields } = itemRecord({
     relPath,
-    fileName: relPath.split('/').pop()!,
     sourceUrl: 'http://127.0.0.1/x',
-    run: '2026-11-23T00:00:00Z',
-    model: 'arpege',
-    grid: '01',
-    package: 'SP1',
-    range: '000H012H',
     size: 5,
-    md5: '0'.repeat(32),
-    sha512: 'AA==',
-    infoHash: 'ab'.repeat(20),
-    pieceLength: 16384,
-    magnetURI: 'magnet:?',
     publishedAt: new Date().toISOString(),
     expiresAt: expiresAt.toISOString(),
-  }
+  })
+  return fields
 }
 
 async function tree(dir: string): Promise<string[]> {

@@ -1,0 +1,30 @@
+// Published items for tests: every field of an ItemRecord filled, the ones a test is about
+// given by the test.
+import type { ItemRecord } from '../../src/store.ts'
+
+export const REL_PATH = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2'
+
+export function itemRecord(fields: Partial<ItemRecord> = {}): ItemRecord {
+  const relPath = fields.relPath ?? REL_PATH
+  return {
+    version: 1,
+    relPath,
+    fileName: relPath.split('/').pop()!,
+    sourceUrl: 'http://upstream.test/x',
+    run: '2026-11-23T00:00:00Z',
+    model: 'arpege',
+    grid: '01',
+    package: 'SP1',
+    range: '000H012H',
+    size: 4,
+    mtimeMs: 0,
+    md5: '0'.repeat(32),
+    sha512: 'AA==',
+    infoHash: 'ab'.repeat(20),
+    pieceLength: 16384,
+    magnetURI: 'magnet:?',
+    publishedAt: '2026-11-23T03:00:00.000Z',
+    expiresAt: '2026-11-23T15:00:00.000Z',
+    ...fields,
+  }
+}
