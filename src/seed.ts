@@ -34,7 +34,7 @@ export interface SeederDeps {
   superSeedTiming?: SuperSeedTiming
 }
 
-export class Seeder implements Stage<{ port: number; torrents: number }>, PublishListener {
+export class Seeder implements Stage<{ port: number; torrents: number; rehashed: number }>, PublishListener {
   private client: WebTorrent | undefined
   private readonly uplink: Uplink
   private readonly log: Logger
@@ -51,8 +51,11 @@ export class Seeder implements Stage<{ port: number; torrents: number }>, Publis
     this.log = deps.log
   }
 
+  /** Files whose pieces were checked again since start (changed since they were published). */
+  private rehashed = 0
+
   status() {
-    return { port: this.port, torrents: this.client?.torrents.length ?? 0 }
+    return { port: this.port, torrents: this.client?.torrents.length ?? 0, rehashed: this.rehashed }
   }
 
   get port(): number {
@@ -98,7 +101,10 @@ export class Seeder implements Stage<{ port: number; torrents: number }>, Publis
     }
     const current = await stat(dataPath)
     const unchanged = current.size === item.size && current.mtimeMs === item.mtimeMs
-    if (!unchanged) this.log.warn('data file changed since it was published, re-checking its pieces', { relPath: item.relPath })
+    if (!unchanged) {
+      this.rehashed++
+      this.log.warn('data file changed since it was published, re-checking its pieces', { relPath: item.relPath })
+    }
     let peers: PeerProgress | undefined
     const torrent = await new Promise<Torrent>((resolve, reject) => {
       // No piece cache of webtorrent's own: the kernel's page cache already holds hot pieces,

@@ -37,7 +37,8 @@ export interface StatusReport {
   disk: { publishedBytes: number; inFlightBytes: number; budgetBytes: number; freeBytes: number }
   retentionSeconds: number
   tracker?: { port: number; announce: string[] }
-  seeder: { port: number; torrents: number }
+  /** rehashed: files whose pieces were checked again since start, because they changed on disk. */
+  seeder: { port: number; torrents: number; rehashed: number }
   uplink: { bytesPerSec: number; webSeed: 'fallback' | 'always' }
   http: HttpCounts
   notify?: NotifierStatus

@@ -10,7 +10,7 @@ import parseTorrent from 'parse-torrent'
 import { Resources } from '../kit/resources.ts'
 import { startNginxFront } from '../kit/nginx-front.ts'
 import type { Config } from '../../src/config.ts'
-import { Daemon } from '../../src/daemon.ts'
+import { Daemon, type StatusReport } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import { freePort, onCleanup, RUN, tempDir, testConfig, upstreamServing } from '../kit/helpers.ts'
@@ -67,7 +67,7 @@ test('the .torrent, the feeds and the status API come through nginx', async () =
   assert.equal(torrent.infoHash, item.infoHash)
   assert.deepEqual(torrent.urlList, [`${front}/webseed/${item.relPath}`])
   assert.match(await (await fetch(`${front}/rss.xml`)).text(), new RegExp(item.infoHash))
-  assert.equal(((await (await fetch(`${front}/api/status`)).json()) as { items: unknown[] }).items.length, 1)
+  assert.equal(((await (await fetch(`${front}/api/status`)).json()) as StatusReport).items.length, 1)
 })
 
 test('web-seed requests: served through nginx when the client is not in the swarm, declined when it is', async () => {
