@@ -61,7 +61,8 @@ export class Publisher {
   /**
    * Reserves room for `size` bytes of `relPath` until the returned release() is called (once
    * the file is published or given up). Throws DiskBudgetError, naming the limit, when the
-   * budget or the free-space floor would be crossed.
+   * budget would be crossed, or the free space less every download under way (this one
+   * included) would go under the floor.
    */
   async admit(relPath: string, size: number): Promise<() => void> {
     const { budgetBytes, minFreeBytes } = this.config
@@ -79,9 +80,13 @@ export class Publisher {
       release()
       throw err
     })
-    if (free - size < minFreeBytes) {
+    // inFlightBytes counts this file and every other admitted download: none is on disk yet.
+    const downloading = this.inFlightBytes
+    if (free - downloading < minFreeBytes) {
       release()
-      throw new DiskBudgetError(`${relPath}: ${free} bytes free - ${size} would go under disk.minFreeBytes ${minFreeBytes}`)
+      throw new DiskBudgetError(
+        `${relPath}: ${free} bytes free - ${downloading} downloading (${size} of them this file) would go under disk.minFreeBytes ${minFreeBytes}`,
+      )
     }
     return release
   }

@@ -73,9 +73,23 @@ test('two admissions at once cannot both take the last room', async () => {
 
 test('a file that would take the disk under disk.minFreeBytes is refused, and its room given back', async () => {
   const { publisher } = await publisherOn({ budgetBytes: 1e12, minFreeBytes: 1000 }, [], 1500)
-  await assert.rejects(publisher.admit('a', 600), /a: 1500 bytes free - 600 would go under disk.minFreeBytes 1000/)
+  await assert.rejects(
+    publisher.admit('a', 600),
+    (err: Error) => err instanceof DiskBudgetError && /^a: .*disk\.minFreeBytes/.test(err.message),
+  )
   assert.equal(publisher.status().inFlightBytes, 0)
   ;(await publisher.admit('b', 400))()
+})
+
+test('the free-space floor counts the other downloads under way, not only this one', async () => {
+  // 1500 free, floor 1000: 400 fits alone, and 300 would too, but not both (700 > 500).
+  const { publisher } = await publisherOn({ budgetBytes: 1e12, minFreeBytes: 1000 }, [], 1500)
+  const releaseA = await publisher.admit('a', 400)
+  await assert.rejects(publisher.admit('b', 300), (err: Error) => err instanceof DiskBudgetError && /^b: /.test(err.message))
+  assert.equal(publisher.status().inFlightBytes, 400, "the refused file's room is given back, the first one's kept")
+  releaseA()
+  ;(await publisher.admit('b', 300))()
+  assert.equal(publisher.status().inFlightBytes, 0)
 })
 
 test('publishing builds the torrent with our trackers and web seed first, then tells events and listeners in order', async () => {
