@@ -48,6 +48,8 @@ export interface PublisherDeps {
 export class Publisher {
   /** Bytes of admitted files not yet published or given up. */
   private inFlightBytes = 0
+  /** relPaths between publish()'s check and the store having them. */
+  private readonly publishing = new Set<string>()
 
   constructor(
     private readonly config: Config['disk'],
@@ -91,8 +93,25 @@ export class Publisher {
     return release
   }
 
-  /** Builds the torrent, publishes, then tells the listeners (a listener's failure is logged, the item stays published). */
+  /**
+   * Builds the torrent, publishes, then tells the listeners (a listener's failure is logged, the
+   * item stays published). Refuses a relPath published or expired already, or being published
+   * now: the upstream pass and a mirror's copy may both have fetched it.
+   */
   async publish(file: Publication, from: string): Promise<ItemRecord> {
+    const { relPath } = file.record
+    if (this.deps.store.isDone(relPath) || this.publishing.has(relPath)) {
+      throw new Error(`${relPath} (from ${from}): published or expired already, or being published; not publishing it again`)
+    }
+    this.publishing.add(relPath)
+    try {
+      return await this.publishOnce(file, from)
+    } finally {
+      this.publishing.delete(relPath)
+    }
+  }
+
+  private async publishOnce(file: Publication, from: string): Promise<ItemRecord> {
     const { store, torrent, publicBaseUrl, log, events } = this.deps
     const publishedAt = this.deps.now?.() ?? new Date()
     const { relPath, fileName, size } = file.record

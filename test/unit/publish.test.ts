@@ -136,3 +136,33 @@ test('a copy whose rebuilt torrent would have another infohash is refused, nothi
   )
   assert.equal(store.get('r/SP1/g.grib2'), undefined)
 })
+
+test('a relPath published, expired or being published already is not published again', async () => {
+  const { store, publisher, events } = await publisherOn()
+  let emitted = 0
+  events.on('published', () => emitted++)
+  const refused = (relPath: string, from: string) => (err: Error) => err.message.includes(relPath) && err.message.includes(from)
+
+  // Two sources at once (the upstream pass and a mirror's copy): one publishes, the other is refused.
+  const fromUpstream = await download(store, 'r/SP1/a.grib2')
+  const results = await Promise.allSettled([
+    publisher.publish(fromUpstream, 'upstream'),
+    publisher.publish(fromUpstream, 'http://origin.test/feed.json'),
+  ])
+  assert.deepEqual(
+    results.map((r) => r.status),
+    ['fulfilled', 'rejected'],
+  )
+  assert.ok(refused('r/SP1/a.grib2', 'http://origin.test/feed.json')((results[1] as PromiseRejectedResult).reason))
+  const first = store.get('r/SP1/a.grib2')!
+
+  // Published: a later copy is refused and the published item is left as it was.
+  await assert.rejects(publisher.publish(await download(store, 'r/SP1/a.grib2'), 'later'), refused('r/SP1/a.grib2', 'later'))
+  assert.deepEqual(store.get('r/SP1/a.grib2'), first)
+
+  // Expired (a tombstone): refused too, it stays unpublished.
+  await store.unpublish('r/SP1/a.grib2')
+  await assert.rejects(publisher.publish(await download(store, 'r/SP1/a.grib2'), 'after expiry'), refused('r/SP1/a.grib2', 'after expiry'))
+  assert.equal(store.get('r/SP1/a.grib2'), undefined)
+  assert.equal(emitted, 1)
+})
