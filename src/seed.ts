@@ -132,7 +132,7 @@ export class Seeder implements Stage<{ port: number; torrents: number; rehashed:
    * which goes on seeding it from `dir` while the caller verifies the file: published() takes
    * the torrent over, remove() lets go of it when the copy is refused.
    */
-  download(torrentFile: Uint8Array, dir: string, options: DownloadOptions): Promise<void> {
+  async download(torrentFile: Uint8Array, dir: string, options: DownloadOptions): Promise<void> {
     return downloadTorrent(this.requireClient(), torrentFile, dir, options, this.log)
   }
 
