@@ -147,6 +147,9 @@ const schema = z.strictObject({
     // Client-side filters on relPath, as Sarracenia's accept/reject: regular expressions.
     accept: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),
     reject: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),
+    // Files a plain Sarracenia pump announces are validated by GDAL as GRIB, unless their relPath
+    // matches one of these: then they are published on their announced checksum alone.
+    otherFormats: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),
     pollSeconds: timerSeconds,
     concurrency: positiveInt.max(16),
     downloadTimeoutSeconds: timerSeconds,

@@ -168,6 +168,8 @@ export class Daemon {
             publisher,
             seeder,
             http,
+            fetch: config.fetch,
+            minPieces: config.torrent.minPieces,
             remove: (relPath, reason) => expirer.remove(relPath, reason),
             log: log.child({ stage: 'mirror' }),
           })

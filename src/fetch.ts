@@ -33,6 +33,17 @@ export interface FetchedFile<W extends ChunkWatcher = ChunkWatcher> {
   sha512: string
   pieceLength: number
   pieces: Buffer
+  /** The server's Last-Modified (ISO 8601), when it sent one. */
+  lastModified?: string
+}
+
+/** What a download needs to know of the file: where, and what the upstream said of its size and ETag. */
+export type FetchTarget = Pick<Candidate, 'url' | 'size' | 'etag'>
+
+/** An HTTP date (or ISO 8601 time) as ISO 8601, or undefined. */
+export function isoTime(date: string | undefined): string | undefined {
+  const ms = date === undefined ? NaN : Date.parse(date)
+  return Number.isNaN(ms) ? undefined : new Date(ms).toISOString()
 }
 
 /** The upstream says the file is not there (404/410): not an error, it just is not published yet. */
@@ -59,6 +70,7 @@ class Digests<W extends ChunkWatcher> {
   sha512: Hash = createHash('sha512')
   pieces: PieceHasher
   received = 0
+  lastModified: string | undefined
   readonly watcher: W | undefined
   constructor(
     readonly pieceLength: number,
@@ -91,7 +103,7 @@ function parseContentRange(header: string | undefined): { start: number; total?:
  */
 export async function fetchFile<W extends ChunkWatcher>(
   http: Got,
-  candidate: Candidate,
+  candidate: FetchTarget,
   path: string,
   options: FetchOptions<W>,
 ): Promise<FetchedFile<W>> {
@@ -135,7 +147,9 @@ export async function fetchFile<W extends ChunkWatcher>(
   if (candidate.size !== undefined && digests.received !== candidate.size) {
     throw new IntegrityError(`GET ${candidate.url}: got ${digests.received} bytes, the listing said ${candidate.size}`)
   }
+  const lastModified = isoTime(digests.lastModified)
   return {
+    ...(lastModified && { lastModified }),
     watcher: digests.watcher,
     path,
     size: digests.received,
@@ -170,7 +184,7 @@ async function withOwnSignal<T>(outer: AbortSignal | undefined, work: (signal: A
 /** One HTTP request, appending to the file. Returns the object's total size, or 'restart'. */
 async function transfer(
   http: Got,
-  candidate: Candidate,
+  candidate: FetchTarget,
   file: FileHandle,
   digests: Digests<ChunkWatcher>,
   expectedSize: number | undefined,
@@ -218,6 +232,7 @@ async function transfer(
     total = Number.isSafeInteger(length) ? length : undefined
   }
   total ??= expectedSize
+  digests.lastModified ??= response.headers['last-modified']
   if (total === undefined) {
     stream.destroy()
     throw new FatalHttpError(`${where}: no Content-Length, cannot tell a complete file from a cut one`)

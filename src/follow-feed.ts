@@ -18,6 +18,12 @@ function relPathOf(url: string): string | undefined {
     .join('/')
 }
 
+/** A gribswarm node's file, from its sidecar URL: <base>/data/<relPath>.json. */
+function published(relPath: string, sidecarUrl: string, origin: string): Announcement {
+  const url = sidecarUrl.replace(/\.json$/, '')
+  return { relPath, origin, baseUrl: url.slice(0, url.indexOf('/data/') + '/data'.length), url, sidecarUrl }
+}
+
 /** Announcements in a gribswarm feed: JSON Feed (its _gribswarm extension) or RSS/Atom (torrent enclosures). */
 export function parseFeed(text: string, feedUrl: string): Announcement[] {
   const found: Announcement[] = []
@@ -26,7 +32,8 @@ export function parseFeed(text: string, feedUrl: string): Announcement[] {
     for (const item of feed.items ?? []) {
       const ext = item._gribswarm
       if (ext?.relPath && ext.sidecar) {
-        found.push({ relPath: ext.relPath, sidecarUrl: new URL(ext.sidecar, feedUrl).toString(), identity: ext.sha512, origin: feedUrl })
+        const identity = ext.sha512 ? { method: 'sha512' as const, value: ext.sha512 } : undefined
+        found.push({ ...published(ext.relPath, new URL(ext.sidecar, feedUrl).toString(), feedUrl), identity })
       }
     }
     return found
@@ -34,7 +41,7 @@ export function parseFeed(text: string, feedUrl: string): Announcement[] {
   for (const [, url] of text.matchAll(/<(?:enclosure url|link rel="enclosure" href)="([^"]+\.torrent)"/g)) {
     const torrentUrl = new URL(url!.replaceAll('&amp;', '&'), feedUrl).toString()
     const relPath = relPathOf(torrentUrl)
-    if (relPath) found.push({ relPath, sidecarUrl: torrentUrl.replace(/\.torrent$/, '.json'), origin: feedUrl })
+    if (relPath) found.push(published(relPath, torrentUrl.replace(/\.torrent$/, '.json'), feedUrl))
   }
   return found
 }

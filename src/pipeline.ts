@@ -6,7 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Got } from 'got'
 import type { Config } from './config.ts'
 import type { Events } from './events.ts'
-import { backoff, fetchFile, IntegrityError, NotFoundError, type FetchedFile } from './fetch.ts'
+import { backoff, fetchFile, IntegrityError, isoTime, NotFoundError, type FetchedFile } from './fetch.ts'
 import type { Logger } from './log.ts'
 import { DiskBudgetError, type Publisher } from './publish.ts'
 import type { Candidate, Source } from './source.ts'
@@ -181,6 +181,7 @@ export class Pipeline {
           size: fetched.size,
           md5: fetched.md5,
           sha512: fetched.sha512,
+          upstreamMtime: isoTime(candidate.lastModified) ?? fetched.lastModified,
         },
         pieceLength: fetched.pieceLength,
         pieces: fetched.pieces,

@@ -31,6 +31,19 @@ export interface ItemRecord {
   magnetURI: string
   publishedAt: string
   expiresAt: string
+  /** The upstream's Last-Modified (ISO 8601), posted as v03 mtime; absent when it said none. */
+  upstreamMtime?: string
+  /** MIME type posted as v03 contentType; absent means GRIB. */
+  contentType?: string
+  /** A copy: the followed feed or broker it was announced on, and the announcing node's baseUrl and source. Only a remove from there removes it. */
+  copiedFrom?: Provenance
+}
+
+/** Who announced a copied file: what a remove must match to apply to it. */
+export interface Provenance {
+  origin: string
+  baseUrl: string
+  source?: string
 }
 
 /** Rejects anything that could leave the tree: absolute paths, `..`, odd characters. */

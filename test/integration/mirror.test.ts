@@ -1,7 +1,7 @@
 // A mesh in one test, each node with its own ports and data directory: an origin and two
 // mirrors. Mirror A follows the origin's JSON feed and mirror B's notifications (through a
 // named durable queue); mirror B follows the origin's notifications and A's feed: A and B
-// follow each other, a cycle. Then a third mirror, the volunteer quick start, copies from A
+// follow each other, a cycle. A removal applies only to copies from where it came. Then a third mirror, the volunteer quick start, copies from A
 // once the origin is gone. Real RabbitMQ, real webtorrent swarms, libtorrent from Debian.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -15,10 +15,11 @@ import { libtorrentDownload } from '../kit/peers.ts'
 import { cliCommand, startCli } from '../kit/daemon.ts'
 import { Resources } from '../kit/resources.ts'
 import type { Config } from '../../src/config.ts'
+import { redactUrl } from '../../src/amqp.ts'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
 import { parseFeed } from '../../src/follow-feed.ts'
-import type { V03Message } from '../../src/notify.ts'
+import type { V03Message } from '../../src/v03.ts'
 import { fixture, freePort, onCleanup, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
 const BROKER = process.env.GRIBSWARM_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672'
@@ -192,22 +193,34 @@ test('a mirror stopped with a copy running and another queued stops at once, pub
   assert.deepEqual(await readdir(join(config.dataDir, 'tmp')), [])
 })
 
-test('a removal at the origin propagates everywhere, hop by hop, and nobody copies it again', async () => {
+test('a removal at the origin travels the path each copy took; a copy from elsewhere refuses it and stays', async () => {
   const item = origin.store.list().find((i) => i.range === RANGES[0])!
-  await origin.expirer.remove(item.relPath, 'test')
-  // B hears it from the origin's broker; A from B's re-announced removal.
-  await waitFor('mirror B to remove it', () => !mirrorB.store.get(item.relPath), 20_000)
-  await waitFor('mirror A to remove it', () => !mirrorA.store.get(item.relPath), 20_000)
+  const { relPath } = item
+  // Each mirror copied the file from whichever source announced it first: only a remove from
+  // that same source applies. B hears the origin's broker; A hears B's.
+  const channel = (name: string) => `${redactUrl(BROKER)} ${exchange(name)}`
+  const bRemoves = mirrorB.store.get(relPath)!.copiedFrom?.origin === channel('origin')
+  const aRemoves = bRemoves && mirrorA.store.get(relPath)!.copiedFrom?.origin === channel('b')
+  const refused = (node: Daemon) => node.mirror!.status().refused
+  const [refusedByA, refusedByB] = [refused(mirrorA), refused(mirrorB)]
+  await origin.expirer.remove(relPath, 'test')
+  if (bRemoves) await waitFor('mirror B to remove it', () => !mirrorB.store.get(relPath), 20_000)
+  else await waitFor("mirror B to refuse the origin's remove", () => refused(mirrorB) > refusedByB, 20_000)
+  if (aRemoves) await waitFor('mirror A to remove it', () => !mirrorA.store.get(relPath), 20_000)
+  else if (bRemoves) await waitFor("mirror A to refuse B's remove", () => refused(mirrorA) > refusedByA, 20_000)
   await Promise.all([mirrorA, mirrorB].map((m) => Promise.all(m.feeds.map((feed) => feed.poll()))))
-  for (const mirror of [mirrorA, mirrorB]) {
+  for (const [mirror, removes] of [
+    [mirrorA, aRemoves],
+    [mirrorB, bRemoves],
+  ] as const) {
     await mirror.mirror!.whenIdle()
-    assert.ok(mirror.store.isDone(item.relPath) && !mirror.store.get(item.relPath), 'gone, and remembered as done')
+    if (removes) assert.ok(mirror.store.isDone(relPath) && !mirror.store.get(relPath), 'gone, and remembered as done')
+    else assert.ok(mirror.store.get(relPath), 'kept until its expiry: the remove did not come from where the copy came')
   }
-  const removals = announcedByA.filter((m) => m.fileOp)
   assert.deepEqual(
-    removals.map((m) => m.relPath),
-    [item.relPath],
-    'A re-announces the removal once',
+    announcedByA.filter((m) => m.fileOp).map((m) => m.relPath),
+    aRemoves ? [relPath] : [],
+    'A re-announces a removal it applied, once',
   )
 })
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
-import { topicFor, v03Time } from '../../src/notify.ts'
+import { topicFor, v03Time } from '../../src/v03.ts'
 import { BROKER, subscribe } from '../kit/amqp.ts'
 import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
 

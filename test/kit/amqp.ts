@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import amqp from 'amqplib'
 import { Events } from '../../src/events.ts'
-import type { V03Message } from '../../src/notify.ts'
+import type { V03Message } from '../../src/v03.ts'
 
 export const BROKER = process.env.GRIBSWARM_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672'
 const run = promisify(execFile)

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import got from 'got'
-import { backoff, fetchFile, IntegrityError, NotFoundError, type ChunkWatcher, type FetchOptions } from '../../src/fetch.ts'
+import { backoff, fetchFile, IntegrityError, isoTime, NotFoundError, type ChunkWatcher, type FetchOptions } from '../../src/fetch.ts'
 import type { Candidate } from '../../src/source.ts'
 import { PieceHasher } from '../../src/torrent.ts'
 import { tempDir } from '../kit/helpers.ts'
@@ -134,6 +134,16 @@ test('without a size from the listing, the Content-Length is the size', async ()
   const server = await upstream(whole)
   const path = await target()
   await fetched(path, await fetchFile(http, candidate(server.url, { size: undefined, etag: undefined }), path, OPTIONS))
+})
+
+test("the server's Last-Modified comes back as an ISO 8601 time, to be posted as the file's mtime", async () => {
+  const server = await upstream((_req, res) =>
+    res.writeHead(200, { 'content-length': DATA.length, 'last-modified': 'Mon, 23 Nov 2026 03:01:02 GMT' }).end(DATA),
+  )
+  const path = await target()
+  const result = await fetchFile(http, { url: server.url }, path, OPTIONS)
+  assert.equal(result.lastModified, '2026-11-23T03:01:02.000Z')
+  assert.equal(isoTime('not a date'), undefined)
 })
 
 test('a broken transfer resumes where it stopped, with Range and If-Range', async () => {

@@ -8,8 +8,10 @@ test('an RSS feed is read as announcements of its torrent enclosures', () => {
   assert.deepEqual(parseFeed(rss, 'http://h:1/rss.xml'), [
     {
       relPath: '20261123T00Z/arpege/01/SP1/f.grib2',
-      sidecarUrl: 'http://h:1/data/20261123T00Z/arpege/01/SP1/f.grib2.json',
       origin: 'http://h:1/rss.xml',
+      baseUrl: 'http://h:1/data',
+      url: 'http://h:1/data/20261123T00Z/arpege/01/SP1/f.grib2',
+      sidecarUrl: 'http://h:1/data/20261123T00Z/arpege/01/SP1/f.grib2.json',
     },
   ])
 })
@@ -19,6 +21,13 @@ test('a JSON Feed is read through its _gribswarm extension, sidecar URLs resolve
     items: [{ _gribswarm: { relPath: 'a/b.grib2', sidecar: '/data/a/b.grib2.json', sha512: 'abc=' } }, { title: 'no extension' }],
   })
   assert.deepEqual(parseFeed(json, 'http://h:1/feed.json'), [
-    { relPath: 'a/b.grib2', sidecarUrl: 'http://h:1/data/a/b.grib2.json', identity: 'abc=', origin: 'http://h:1/feed.json' },
+    {
+      relPath: 'a/b.grib2',
+      origin: 'http://h:1/feed.json',
+      baseUrl: 'http://h:1/data',
+      url: 'http://h:1/data/a/b.grib2',
+      sidecarUrl: 'http://h:1/data/a/b.grib2.json',
+      identity: { method: 'sha512', value: 'abc=' },
+    },
   ])
 })

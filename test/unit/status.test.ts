@@ -42,7 +42,7 @@ test('each item gets its age, time to expiry, URLs and the figures of every stag
 
 test("the mirror's status counts the broker subscriptions bound now and lists what it follows", () => {
   const status = mirrorStatus(
-    { copied: 2, dropped: 1, failed: 0, copying: [] },
+    { copied: 2, dropped: 1, failed: 0, refused: 3, conflicts: 1, copying: [] },
     [{ feed: 'http://a.test/feed.json', polls: 3 }],
     [
       { broker: 'amqp://guest:***@b.test/', exchange: 'xpublic', following: true },
@@ -56,6 +56,8 @@ test("the mirror's status counts the broker subscriptions bound now and lists wh
     copied: 2,
     dropped: 1,
     failed: 0,
+    refused: 3,
+    conflicts: 1,
     copying: [],
   })
 })
