@@ -302,7 +302,8 @@ export class Mirror implements Stage<MirrorStatus> {
   }
 
   /** Copies one file; undefined when its content turns out to be known already. */
-  private copy(a: Announcement): Promise<ItemRecord | undefined> {
+  private async copy(a: Announcement): Promise<ItemRecord | undefined> {
+    checkRelPath(a.relPath) // nothing is reserved or written for a path that could leave the tree
     return a.sidecarUrl ? this.copyFromNode(a, a.sidecarUrl) : this.copyFromPump(a)
   }
 
