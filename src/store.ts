@@ -6,7 +6,7 @@
 // in tmp/ so a crash at any step is finished or undone at the next start; expiry moves the
 // sidecar to expired/ first (a tombstone that also stops the file being fetched again).
 import { createHash } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink } from 'node:fs/promises'
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, statfs, unlink } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import type { Logger } from './log.ts'
 
@@ -357,10 +357,25 @@ export class DataStore {
     return record
   }
 
-  /** Second half of expiry, once nothing reads the files any more. */
-  async deleteFiles(relPath: string): Promise<void> {
+  /**
+   * Second half of expiry, once nothing reads the files any more. Returns the directories it
+   * left empty and removed, deepest first (relative, as relPaths are), for subscribers to
+   * remove theirs: a run directory goes once its last file has.
+   */
+  async deleteFiles(relPath: string): Promise<string[]> {
     if (this.items.has(relPath)) throw new Error(`refusing to delete ${relPath}: it is still published`)
     await rm(this.dataPath(relPath), { force: true })
     await rm(this.torrentPath(relPath), { force: true })
+    const removed: string[] = []
+    for (let dir = dirname(relPath); dir !== '.'; dir = dirname(dir)) {
+      // rmdir fails on a directory that is not empty: a publication under way keeps it.
+      const gone = await rmdir(join(this.pubDir, dir)).then(
+        () => true,
+        () => false,
+      )
+      if (!gone) break
+      removed.push(dir)
+    }
+    return removed
   }
 }

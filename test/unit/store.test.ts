@@ -115,6 +115,24 @@ test('tombstones are forgotten after forgetExpiredAfterDays', async () => {
   assert.deepEqual(await tree(store.dataDir), [])
 })
 
+test('deleting the last file of a directory removes the directories it empties, and says which', async () => {
+  const { store } = await storeWithDownload()
+  const sibling = REL.replace(/[^/]+$/, 'other.grib2')
+  await writeFile(store.tempPath(sibling), 'data')
+  await store.publish(store.tempPath(REL), Buffer.from('d4:infoe'), record(REL))
+  await store.publish(store.tempPath(sibling), Buffer.from('d4:infoe'), record(sibling))
+  await store.unpublish(REL)
+  assert.deepEqual(await store.deleteFiles(REL), [], 'the directory still holds the sibling')
+  await store.unpublish(sibling)
+  const dirs = REL.split('/').slice(0, -1)
+  assert.deepEqual(
+    await store.deleteFiles(sibling),
+    dirs.map((_, i) => dirs.slice(0, dirs.length - i).join('/')),
+    'every directory up to pub/, deepest first',
+  )
+  assert.deepEqual(await readdir(store.pubDir), [])
+})
+
 test('paths that could leave the data directory are refused', () => {
   for (const bad of ['../x', 'a/../../x', '/etc/passwd', 'a//b', 'a/./b', '', 'a/b\\..\\c', 'a/%2e%2e/b', 'a\0b']) {
     assert.throws(() => checkRelPath(bad), /unsafe relative path/, JSON.stringify(bad))
