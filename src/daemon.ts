@@ -211,8 +211,11 @@ export class Daemon {
     })
 
     const seedPublished: Stage = { start: () => this.seedPublished(), stop: async () => {}, status: () => undefined }
-    // The outbox first (expiry posts removals), expiry before seeding (nothing expired is seeded
-    // again), the sources last: nothing is published before everything downstream runs.
+    const expirySweeps: Stage = { start: async () => expirer.arm(), stop: () => expirer.stop(), status: () => undefined }
+    // The outbox first (expiry posts removals), the startup expiry before seeding (nothing expired
+    // is seeded again), the periodic sweeps once what the store held is seeded again (nothing
+    // expires while it is; on stop they end before the stages they tell), the sources last:
+    // nothing is published before everything downstream runs.
     this.stages = [
       ...(this.notifier ? [this.notifier] : []),
       expirer,
@@ -220,6 +223,7 @@ export class Daemon {
       seeder,
       seedPublished,
       this.http,
+      expirySweeps,
       ...(mirror ? [mirror] : []),
       ...this.feeds,
       ...this.brokers,
@@ -245,12 +249,14 @@ export class Daemon {
 
   /** What the store held at start: seeded again and allowed on the tracker, not announced again. */
   private async seedPublished(): Promise<void> {
-    const items = this.store.list()
-    for (const item of items) {
+    let count = 0
+    for (const item of this.store.list()) {
+      if (!this.store.get(item.relPath)) continue // expired since the list was taken
       await this.tracker?.published(item)
       await this.seeder.published(item, await readFile(this.store.torrentPath(item.relPath)))
+      count++
     }
-    this.log.info('seeding published items', { count: items.length })
+    this.log.info('seeding published items', { count })
   }
 
   get httpPort(): number {

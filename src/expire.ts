@@ -27,17 +27,28 @@ export class Expirer implements Stage<{ expired: number }> {
     private readonly deps: ExpirerDeps,
   ) {}
 
-  /** Expires what fell due while the daemon was down, then sweeps every retention.checkEverySeconds. */
+  /**
+   * Expires what fell due while the daemon was down, before anything seeds it again. Nothing
+   * expires after this until arm(): the daemon arms the sweeps once the published items are
+   * seeded again, so that none expires while they are.
+   */
   async start(): Promise<void> {
     await this.sweep()
+  }
+
+  /** Sweeps every retention.checkEverySeconds from now until stop(). */
+  arm(): void {
+    if (this.timer) return
     this.timer = setInterval(() => {
       this.sweep().catch((err: Error) => this.deps.log.error('expiry sweep failed', { error: err }))
     }, this.config.checkEverySeconds * 1000)
     this.timer.unref()
   }
 
+  /** Disarms the sweeps and waits for one under way. */
   async stop(): Promise<void> {
     clearInterval(this.timer)
+    this.timer = undefined
     await this.running
   }
 

@@ -86,7 +86,10 @@ export class Seeder implements Stage<{ port: number; torrents: number; rehashed:
     this.log.info('seeder listening', { port: client.torrentPort, utp: WebTorrent.UTP_SUPPORT && this.options.utp, dht: this.options.dht })
   }
 
-  /** Starts seeding a published item; resolves once it is announced as complete. */
+  /**
+   * Starts seeding a published item; resolves once it is announced as complete, rejects if its
+   * torrent is removed before that.
+   */
   async published(item: ItemRecord, torrentFile: Uint8Array): Promise<void> {
     const client = this.requireClient()
     const dataPath = this.deps.dataPath(item.relPath)
@@ -106,11 +109,15 @@ export class Seeder implements Stage<{ port: number; torrents: number; rehashed:
       this.log.warn('data file changed since it was published, re-checking its pieces', { relPath: item.relPath })
     }
     let peers: PeerProgress | undefined
+    // Removed before it seeds (the item expired meanwhile, the seeder is stopping): webtorrent
+    // then emits 'close' alone, neither ready nor done.
+    const removed = () => new Error(`${item.relPath}: its torrent ${item.infoHash} was removed before it could be seeded`)
     const torrent = await new Promise<Torrent>((resolve, reject) => {
       // No piece cache of webtorrent's own: the kernel's page cache already holds hot pieces,
       // and under load the cache cost ~70 MB of resident memory for no speed (measured).
       const added = client.add(torrentFile, { path: dirname(dataPath), skipVerify: unchanged, storeCacheSlots: 0 }, resolve)
       added.once('error', reject)
+      added.once('close', () => reject(removed()))
       refuseSelfConnections(client, added)
       peers = new PeerProgress(added)
       if (this.options.superSeed) new SuperSeeder(added, item.size, item.pieceLength, this.deps.superSeedTiming)
@@ -119,6 +126,7 @@ export class Seeder implements Stage<{ port: number; torrents: number; rehashed:
       await new Promise<void>((resolve, reject) => {
         torrent.once('done', resolve)
         torrent.once('error', reject)
+        torrent.once('close', () => reject(removed()))
       })
     }
     torrent.on('error', (err: Error) => this.log.error('torrent error', { relPath: item.relPath, error: err }))

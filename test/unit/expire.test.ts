@@ -8,7 +8,7 @@ import { Expirer } from '../../src/expire.ts'
 import { silentLogger } from '../../src/log.ts'
 import type { PublishListener } from '../../src/stage.ts'
 import { DataStore } from '../../src/store.ts'
-import { tempDir } from '../kit/helpers.ts'
+import { tempDir, waitFor } from '../kit/helpers.ts'
 import { itemRecord } from '../kit/records.ts'
 
 async function storeWith(items: Array<{ relPath: string; expiresAt: string }>): Promise<DataStore> {
@@ -62,4 +62,42 @@ test('a sweep expires what is due at the injected time, telling listeners last f
   )
   assert.ok(store.isDone('r/due.grib2'), 'a tombstone keeps it from being fetched again')
   assert.deepEqual(expirer.status(), { expired: 1 })
+})
+
+test('start() expires what fell due while down; the periodic sweeps wait for arm(), and stop() ends them', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] })
+  const store = await storeWith([
+    { relPath: 'r/due.grib2', expiresAt: '2026-11-23T12:00:00Z' },
+    { relPath: 'r/later.grib2', expiresAt: '2026-11-23T13:00:00Z' },
+    { relPath: 'r/last.grib2', expiresAt: '2026-11-23T14:00:00Z' },
+  ])
+  const events = new Events()
+  const expired: string[] = []
+  events.on('expired', ({ item }) => expired.push(item.relPath))
+  let clock = new Date('2026-11-23T12:30:00Z')
+  let sweeps = 0 // each sweep reads the clock once
+  const expirer = new Expirer(
+    { publishSeconds: 3600, checkEverySeconds: 60, forgetExpiredAfterDays: 16 },
+    { store, listeners: [], events, log: silentLogger, now: () => (sweeps++, clock) },
+  )
+
+  await expirer.start()
+  assert.deepEqual(expired, ['r/due.grib2'])
+
+  // Not armed (the published items are being seeded again): time passes, nothing is swept.
+  clock = new Date('2026-11-23T13:30:00Z')
+  t.mock.timers.tick(10 * 60_000)
+  assert.equal(sweeps, 1, 'no sweep before arm()')
+  assert.deepEqual(expired, ['r/due.grib2'])
+
+  expirer.arm()
+  t.mock.timers.tick(60_000)
+  await waitFor('the armed sweep to expire r/later.grib2', () => expired.includes('r/later.grib2'), 5_000, 5)
+
+  await expirer.stop()
+  const swept = sweeps
+  clock = new Date('2026-11-23T14:30:00Z')
+  t.mock.timers.tick(10 * 60_000)
+  assert.equal(sweeps, swept, 'no sweep after stop()')
+  assert.deepEqual(expired, ['r/due.grib2', 'r/later.grib2'])
 })
