@@ -64,6 +64,12 @@ export const PATCHES: Patch[] = [
     neededBy: 'test/unit/superseed.test.ts: a piece sent in full to Transmission',
   },
   {
+    dependency: 'speed-limiter',
+    version: '1.0.2',
+    patch: "takeTokens: HTTP bodies draw on a ThrottleGroup's token bucket (group.bucket)",
+    neededBy: 'test/unit/uplink.test.ts: a limited uplink paces a stream to its rate and keeps the bytes in order',
+  },
+  {
     dependency: 'bittorrent-tracker',
     version: '11.2.3',
     patch: 'serveUdpThrough, handleUdpRequest: our own UDP sockets, bound per family, fed through the BEP 15 connection-id gate',
@@ -135,6 +141,24 @@ export function refuseSelfConnections(client: WebTorrent, torrent: Torrent): voi
  */
 export function shareUploadBudget(client: WebTorrent, group: ThrottleGroup): void {
   client.throttleGroups.up = group
+}
+
+/** limiter's TokenBucket, as speed-limiter 1.0.2 keeps it in `group.bucket`. */
+interface TokenBucket {
+  tryRemoveTokens(count: number): boolean
+  removeTokens(count: number, callback: (err: unknown) => void): boolean
+}
+
+/**
+ * speed-limiter 1.0.2: a ThrottleGroup paces only the streams it makes itself (group.throttle());
+ * it has no call for bytes sent some other way. HTTP bodies (uplink.ts) take theirs from the
+ * group's token bucket, the one webtorrent's wires draw on, so that both share one budget.
+ * Resolves once `count` tokens (at most the group's rate) are taken.
+ */
+export async function takeTokens(group: ThrottleGroup, count: number): Promise<void> {
+  const { bucket } = group as unknown as { bucket: TokenBucket }
+  if (bucket.tryRemoveTokens(count)) return
+  await new Promise<void>((resolve, reject) => bucket.removeTokens(count, (err) => (err ? reject(new Error(String(err))) : resolve())))
 }
 
 /**

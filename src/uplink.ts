@@ -1,9 +1,11 @@
 // One uplink budget. On a VPS, BitTorrent upload and HTTP (web seed, plain downloads) leave
 // through one link: `uplink.bytesPerSec` caps them together. The seeder's wires and the HTTP
 // bodies draw from one token bucket (speed-limiter's ThrottleGroup, the one webtorrent's wires
-// already use); whatever HTTP sends, BitTorrent cannot, and the other way round.
+// already use, which HTTP reaches through patches.ts takeTokens); whatever HTTP sends,
+// BitTorrent cannot, and the other way round.
 import { Transform, type TransformCallback } from 'node:stream'
 import { ThrottleGroup } from 'speed-limiter'
+import { takeTokens } from './patches.ts'
 
 export class Uplink {
   /** handed to webtorrent as its upload throttle group */
@@ -23,13 +25,7 @@ export class Uplink {
   async take(bytes: number): Promise<void> {
     if (!this.limited) return
     const chunk = this.group.getChunksize()
-    for (let left = bytes; left > 0; left -= chunk) {
-      const count = Math.min(chunk, left)
-      if (this.group.bucket.tryRemoveTokens(count)) continue
-      await new Promise<void>((resolve, reject) =>
-        this.group.bucket.removeTokens(count, (err) => (err ? reject(new Error(String(err))) : resolve())),
-      )
-    }
+    for (let left = bytes; left > 0; left -= chunk) await takeTokens(this.group, Math.min(chunk, left))
   }
 
   /** A pass-through stream whose chunks wait for their share of the budget. */
