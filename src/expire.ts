@@ -85,7 +85,15 @@ export class Expirer implements Stage<{ expired: number }> {
         log.error('a stage failed to let go of an expired item', { relPath: item.relPath, stage: listener.constructor.name, error: err })
       }
     }
-    await store.deleteFiles(item.relPath)
+    for (const relDir of await store.deleteFiles(item.relPath)) {
+      for (const listener of this.deps.listeners) {
+        await listener
+          .emptied?.(relDir)
+          .catch((err: Error) =>
+            log.error('a stage failed on a directory emptied by expiry', { relDir, stage: listener.constructor.name, error: err }),
+          )
+      }
+    }
     this.expiredCount++
     log.info('expired', { relPath: item.relPath, publishedAt: item.publishedAt, reason })
     this.deps.events.emit('expired', { item, reason })

@@ -16,4 +16,6 @@ export interface Stage<Status = unknown> {
 export interface PublishListener {
   published(item: ItemRecord, torrent: Uint8Array): Promise<void>
   expired(item: ItemRecord): Promise<void>
+  /** A directory of the tree (relative, as a relPath) that an expiry left empty and removed. */
+  emptied?(relDir: string): Promise<void>
 }

@@ -64,6 +64,30 @@ test('a sweep expires what is due at the injected time, telling listeners last f
   assert.deepEqual(expirer.status(), { expired: 1 })
 })
 
+test('listeners hear of each directory an expiry empties, deepest first, once its last file is gone', async () => {
+  const store = await storeWith([
+    { relPath: 'run/a/one.grib2', expiresAt: '2026-11-23T12:00:00Z' },
+    { relPath: 'run/a/two.grib2', expiresAt: '2026-11-23T13:00:00Z' },
+    { relPath: 'run/b.grib2', expiresAt: '2026-11-23T14:00:00Z' },
+  ])
+  const emptied: string[] = []
+  const expirer = new Expirer(
+    { publishSeconds: 3600, checkEverySeconds: 60, forgetExpiredAfterDays: 16 },
+    {
+      store,
+      listeners: [{ published: async () => {}, expired: async () => {}, emptied: async (relDir) => void emptied.push(relDir) }],
+      events: new Events(),
+      log: silentLogger,
+    },
+  )
+  await expirer.remove('run/a/one.grib2', 'test')
+  assert.deepEqual(emptied, [], 'run/a still holds two.grib2')
+  await expirer.remove('run/a/two.grib2', 'test')
+  assert.deepEqual(emptied, ['run/a'], 'run still holds b.grib2')
+  await expirer.remove('run/b.grib2', 'test')
+  assert.deepEqual(emptied, ['run/a', 'run'])
+})
+
 test('start() expires what fell due while down; the periodic sweeps wait for arm(), and stop() ends them', async (t) => {
   t.mock.timers.enable({ apis: ['setInterval'] })
   const store = await storeWith([
