@@ -148,14 +148,13 @@ declare module 'bittorrent-protocol' {
 }
 
 declare module 'speed-limiter' {
-  /** limiter's TokenBucket, shared by every throttle of a group */
+  /** limiter's TokenBucket, shared by every throttle of a group: reached only through patches.ts takeTokens */
   interface TokenBucket {
     tryRemoveTokens(count: number): boolean
     removeTokens(count: number, callback: (err: unknown) => void): boolean
   }
   export class ThrottleGroup {
     constructor(options: { rate: number; enabled: boolean; chunksize?: number })
-    readonly bucket: TokenBucket
     getChunksize(): number
     getRate(): number
   }
