@@ -120,6 +120,12 @@ function checkRecord(record: ItemRecord, announced: Announcement, sidecarUrl: st
   }
 }
 
+/** A pump's file GDAL cannot read: say how to take files that are not GRIB. */
+function hintOtherFormats(err: Error): never {
+  if (!(err instanceof InvalidFileError)) throw err
+  throw new InvalidFileError(`${err.message} (a file that is not GRIB is copied only if mirror.otherFormats matches its relPath)`)
+}
+
 /** Where a copy came from: what a remove must name to apply to it. */
 function provenance(a: Announcement): Provenance {
   return a.source === undefined ? { origin: a.origin, baseUrl: a.baseUrl } : { origin: a.origin, baseUrl: a.baseUrl, source: a.source }
@@ -385,19 +391,15 @@ export class Mirror implements Stage<MirrorStatus> {
         maxBackoffMs: fetch.maxBackoffMs,
         signal: this.stopping.signal,
         watch: grib ? () => new GribStreamValidator(temp) : undefined,
-      }).catch((err: Error) => {
-        if (!(err instanceof InvalidFileError)) throw err
-        throw new InvalidFileError(`${err.message} (a file that is not GRIB is copied only if mirror.otherFormats matches its relPath)`)
-      })
-      if (sameContent(fetched, a.identity) === false) {
+      }).catch(hintOtherFormats)
+      const same = sameContent(fetched, a.identity)
+      if (same === false) {
         throw new Error(
           `GET ${a.url}: the content differs from the ${a.identity!.method} identity ${a.identity!.value} announced by ${a.origin}`,
         )
       }
-      if (a.identity && sameContent(fetched, a.identity) === undefined) {
-        log.debug('identity names no digest: the copy is checked by validation alone', { relPath: a.relPath, method: a.identity.method })
-      }
-      await fetched.watcher?.finish()
+      if (same === undefined) log.debug('no digest announced: the copy is checked by validation alone', { relPath: a.relPath })
+      await fetched.watcher?.finish().catch(hintOtherFormats)
       this.stopping.signal.throwIfAborted()
       if (store.hasIdentity(fetched.sha512)) return undefined
       return await publisher.publish(
