@@ -118,31 +118,63 @@ const schema = z.strictObject({
     budgetBytes: positiveInt,
     minFreeBytes: z.number().int().nonnegative(),
   }),
-  notify: z.strictObject({
-    // amqp(s)://user:password@host/vhost of the broker to post Sarracenia v03 messages to; empty = off.
-    brokerUrl: z.union([z.literal(''), z.url({ protocol: /^amqps?$/ })]),
-    exchange: z.string().min(1),
-    source: z.string(),
-    // Messages kept on disk while the broker is away; past that the oldest are dropped.
-    maxBacklog: positiveInt,
-  }),
+  notify: z
+    .strictObject({
+      // The broker to post notifications to, chosen by scheme as sr3 does: amqp(s)://user:password@host/vhost
+      // (an exchange) or mqtt(s)://user:password@host:port (MQTT 5, the exchange as first topic level); empty = off.
+      brokerUrl: z.union([z.literal(''), z.url({ protocol: /^(amqps?|mqtts?)$/ })]),
+      exchange: z.string().min(1),
+      source: z.string(),
+      // Messages kept on disk while the broker is away; past that the oldest are dropped.
+      maxBacklog: positiveInt,
+      // What is posted: Sarracenia v03 messages, or WIS2 Notification Messages on the WIS2 topic hierarchy.
+      profile: z.enum(['v03', 'wis2']),
+      wis2: z.strictObject({
+        // The WIS2 centre identifier (e.g. fr-meteofrance): the topic's fourth level.
+        centreId: z.union([
+          z.literal(''),
+          z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: 'lower case letters, digits, "-" and "_"' }),
+        ]),
+        // origin: a WIS2 node's own notifications; cache: a Global Cache's.
+        channel: z.enum(['origin', 'cache']),
+        dataPolicy: z.enum(['core', 'recommended']),
+        // The levels after the data policy: the earth-system discipline and below.
+        topic: z.string().regex(/^[\w-]+(\/[\w-]+)*$/, { message: 'topic levels separated by "/", e.g. weather/prediction/forecast' }),
+        // properties.metadata_id; '' = urn:wmo:md:<centreId>:<model>.
+        metadataId: z.string(),
+      }),
+    })
+    .refine((notify) => notify.profile !== 'wis2' || notify.wis2.centreId !== '', {
+      path: ['wis2', 'centreId'],
+      message: 'required with notify.profile "wis2"',
+    }),
   mirror: z.strictObject({
     // Feeds (/feed.json or /rss.xml) of the gribswarm nodes to copy from.
     feeds: z.array(httpUrl),
-    // Their AMQP notifications: topic patterns are bound on the broker (v03.*.arpege.01.SP1.#).
+    // Their notifications, over AMQP or MQTT (by the URL's scheme): topic patterns in AMQP's syntax
+    // (v03.*.arpege.01.SP1.#), bound on the exchange or subscribed to below it.
     brokers: z.array(
-      z.strictObject({
-        url: z.url({ protocol: /^amqps?$/ }),
-        exchange: z.string().min(1),
-        topics: z.array(z.string().min(1)).min(1),
-        // A durable queue of this name keeps what is announced while we are away; '' = a
-        // temporary one. Sarracenia names them q_<user>.<what>; the user needs the right to declare it.
-        queue: z
-          .string()
-          .regex(/^[\w.:-]*$/)
-          .max(200)
-          .default(''),
-      }),
+      z
+        .strictObject({
+          url: z.url({ protocol: /^(amqps?|mqtts?)$/ }),
+          exchange: z.string().min(1),
+          topics: z.array(z.string().min(1)).min(1),
+          // A durable queue of this name keeps what is announced while we are away; '' = a
+          // temporary one. Sarracenia names them q_<user>.<what>; the user needs the right to declare it.
+          // Over MQTT it is the client id of a persistent session: unique per broker.
+          queue: z
+            .string()
+            .regex(/^[\w.:-]*$/)
+            .max(200)
+            .default(''),
+          // The topic tree: v03 (sr3's; over MQTT the exchange is the first level) or wis2 (over MQTT,
+          // topics start at the channel: origin.a.wis2.#). Bodies of either format are read either way.
+          profile: z.enum(['v03', 'wis2']).default('v03'),
+        })
+        .refine((broker) => !/^mqtts?:/i.test(broker.url) || broker.topics.every((t) => !/(^|[./])#[./]/.test(t)), {
+          path: ['topics'],
+          message: "over MQTT, '#' may only be the last level of a pattern",
+        }),
     ),
     // Client-side filters on relPath, as Sarracenia's accept/reject: regular expressions.
     accept: z.array(z.string().refine(isRegExp, { message: 'not a valid regular expression' })),

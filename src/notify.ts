@@ -1,79 +1,43 @@
-// Stage "notify": Sarracenia v03 notifications over AMQP. Messages go to an on-disk outbox
-// first (a file each, in order), so the pipeline never waits on the broker and nothing is
-// lost while it is away; a sender posts them in order on a confirm channel and deletes each
-// file only once the broker has confirmed it (at-least-once), reconnecting through amqp.ts.
+// Stage "notify": notifications of what this node publishes, Sarracenia v03 messages (or WIS2
+// Notification Messages, notify.profile "wis2"), posted over AMQP or MQTT (broker.ts). Messages
+// go to an on-disk outbox first (a file each, in order), so the pipeline never waits on the
+// broker and nothing is lost while it is away; a sender posts them in order and deletes each
+// file only once the broker has accepted it (at-least-once), reconnecting through broker.ts.
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ChannelModel } from 'amqplib'
-import { keepConnected, redactUrl } from './amqp.ts'
+import { amqpRoutingKey } from './amqp.ts'
+import { keepConnected, redactUrl, type BrokerLink, type OutgoingMessage } from './broker.ts'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import { writeFileAtomic, type ItemRecord } from './store.ts'
-import { torrentUrl } from './urls.ts'
+import { postMessage, removeMessage, type V03Message } from './v03.ts'
+import { wis2Topic, wnmFor, WNM_CONTENT_TYPE, type WisNotificationMessage } from './wis2.ts'
 
-/** A v03 message body (sr_post(7)); unknown fields are allowed and carry the torrent. */
-export interface V03Message {
-  pubTime: string
-  baseUrl: string
-  relPath: string
-  identity?: { method: 'sha512' | 'md5' | 'cod' | 'random'; value: string }
-  fileOp?: { remove: '' }
-  size?: number
-  mtime?: string
-  contentType?: string
-  source?: string
-  [extra: string]: unknown
-}
+/** Posted at once, and accepted by the broker together before their files go. */
+const BATCH = 100
 
-/** Sarracenia's time format: 20261123T000000.000 (UTC, no dashes or colons). */
-export function v03Time(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/Z$/, '')
-}
-
-/** v03 + the directories of relPath; `#` and `*` inside a segment are escaped. */
-export function topicFor(relPath: string, prefix = 'v03'): string {
-  const dirs = relPath
-    .split('/')
-    .slice(0, -1)
-    .map((s) => s.replaceAll('#', '%23').replaceAll('*', '%22'))
-  const topic = [prefix, ...dirs].join('.')
-  if (Buffer.byteLength(topic) > 255) throw new Error(`topic for ${relPath} is longer than 255 bytes`)
-  return topic
-}
-
-export function postMessage(item: ItemRecord, publicBaseUrl: string, source: string): V03Message {
-  return {
-    pubTime: v03Time(new Date(item.publishedAt)),
-    baseUrl: `${publicBaseUrl}/data`,
-    relPath: item.relPath,
-    identity: { method: 'sha512', value: item.sha512 },
-    size: item.size,
-    mtime: v03Time(new Date(item.mtimeMs)),
-    contentType: 'application/x-grib',
-    source,
-    // For BitTorrent-aware subscribers; others ignore them, as v03 requires.
-    infoHash: item.infoHash,
-    magnetURI: item.magnetURI,
-    torrentUrl: torrentUrl(publicBaseUrl, item.relPath),
-    expires: item.expiresAt,
-  }
-}
-
-export function removeMessage(item: ItemRecord, publicBaseUrl: string, source: string, now = new Date()): V03Message {
-  return {
-    pubTime: v03Time(now),
-    baseUrl: `${publicBaseUrl}/data`,
-    relPath: item.relPath,
-    fileOp: { remove: '' },
-    source,
-    infoHash: item.infoHash,
-  }
-}
-
+/**
+ * One file of the outbox. `topic` and `body` are all that gribswarm wrote before MQTT (and all
+ * it reads, should it be downgraded); `levels` and `contentType` came with MQTT. An entry
+ * without them is a v03 message whose levels are those of its routing key.
+ */
 interface OutboxEntry {
+  /** The AMQP routing key, v03.20261123T00Z.arpege.01.SP1. */
   topic: string
-  body: V03Message
+  /** The topic's levels, unescaped: what each transport builds its own topic from. */
+  levels?: string[]
+  contentType?: string
+  body: V03Message | WisNotificationMessage
+}
+
+/** What a transport posts for an entry, old or new. */
+export function outgoing(entry: OutboxEntry): OutgoingMessage {
+  if (typeof entry?.topic !== 'string' || typeof entry.body !== 'object' || entry.body === null) throw new Error('not an outbox entry')
+  const levels = Array.isArray(entry.levels)
+    ? entry.levels.map(String)
+    : entry.topic.split('.').map((level) => level.replaceAll('%23', '#').replaceAll('%22', '*'))
+  return { topic: levels, body: JSON.stringify(entry.body), contentType: entry.contentType ?? 'application/json' }
 }
 
 export interface NotifierStatus {
@@ -81,6 +45,7 @@ export interface NotifierStatus {
   connected: boolean
   backlog: number
   sent: number
+  /** Dropped from a full outbox, or unreadable there. */
   dropped: number
   lastError?: string
 }
@@ -117,7 +82,10 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
     this.files = (await readdir(this.dir)).filter((f) => f.endsWith('.json')).sort()
     this.sequence = this.files.length ? Number(this.files.at(-1)!.slice(0, 16)) + 1 : 0
     if (this.files.length) this.log.info('notifications waiting from an earlier run', { backlog: this.files.length })
-    this.running = keepConnected(this.config.brokerUrl, (connection, closed, ready) => this.send(connection, closed, ready), {
+    const { brokerUrl, exchange, profile } = this.config
+    // v03 over MQTT: xpublic/v03/…, as sr3; WIS2 topics start at their channel.
+    const options = { exchange, exchangeLevel: profile === 'v03' }
+    this.running = keepConnected(brokerUrl, options, (link, ready) => this.send(link, ready), {
       signal: this.stopping.signal,
       onFailure: (err, retryInMs) => {
         this.state.lastError = err.message
@@ -132,11 +100,21 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
   }
 
   published(item: ItemRecord): Promise<void> {
-    return this.enqueue(postMessage(item, this.publicBaseUrl, this.config.source))
+    const { config, publicBaseUrl } = this
+    if (config.profile === 'wis2') {
+      const levels = wis2Topic(config.wis2)
+      return this.enqueue(levels, WNM_CONTENT_TYPE, wnmFor(item, publicBaseUrl, config.wis2, config.source))
+    }
+    return this.enqueue(v03Levels(item.relPath), 'application/json', postMessage(item, publicBaseUrl, config.source))
   }
 
+  /**
+   * v03: a remove message. WIS2: nothing, since a WNM deletion "SHOULD NOT be used for
+   * communicating a rolling data archive" (WNM /rec/core/links C), which expiry is.
+   */
   expired(item: ItemRecord): Promise<void> {
-    return this.enqueue(removeMessage(item, this.publicBaseUrl, this.config.source))
+    if (this.config.profile === 'wis2') return Promise.resolve()
+    return this.enqueue(v03Levels(item.relPath), 'application/json', removeMessage(item, this.publicBaseUrl, this.config.source))
   }
 
   /**
@@ -144,10 +122,10 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
    * Writes are chained so that the sender sees messages in the order they were queued: two
    * files published together must not be announced in the order their writes happened to end.
    */
-  enqueue(body: V03Message): Promise<void> {
+  enqueue(levels: string[], contentType: string, body: V03Message | WisNotificationMessage): Promise<void> {
     let entry: string
     try {
-      entry = JSON.stringify({ topic: topicFor(body.relPath), body } satisfies OutboxEntry)
+      entry = JSON.stringify({ topic: amqpRoutingKey(levels), levels, contentType, body } satisfies OutboxEntry)
     } catch (err) {
       return Promise.reject(err as Error)
     }
@@ -173,39 +151,39 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
     await this.running
   }
 
-  /** One connection's life: post the outbox in order, then wait for more. */
-  private async send(connection: ChannelModel, closed: Promise<never>, ready: () => void): Promise<void> {
+  /** One connection's life: post the outbox in order, in batches, then wait for more. */
+  private async send(link: BrokerLink, ready: () => void): Promise<void> {
+    this.state.connected = true
+    this.state.lastError = undefined
+    ready()
+    this.log.info('connected to broker', { broker: this.state.broker, exchange: this.config.exchange, backlog: this.files.length })
     try {
-      const channel = await connection.createConfirmChannel()
-      channel.on('error', () => {})
-      await channel.assertExchange(this.config.exchange, 'topic', { durable: true })
-      this.state.connected = true
-      this.state.lastError = undefined
-      ready()
-      this.log.info('connected to broker', { broker: this.state.broker, exchange: this.config.exchange, backlog: this.files.length })
       while (!this.stopping.signal.aborted) {
-        const batch = this.files.slice(0, 100)
+        const batch = this.files.slice(0, BATCH)
         if (batch.length === 0) {
-          await Promise.race([this.sleep(60_000), closed])
+          await Promise.race([this.sleep(60_000), link.closed])
           continue
         }
+        const messages: OutgoingMessage[] = []
         for (const name of batch) {
           // A file may have been dropped meanwhile by a full backlog.
           const text = await readFile(join(this.dir, name), 'utf8').catch(() => undefined)
           if (text === undefined) continue
-          const entry = JSON.parse(text) as OutboxEntry
-          channel.publish(this.config.exchange, entry.topic, Buffer.from(JSON.stringify(entry.body)), {
-            contentType: 'application/json',
-            persistent: true,
-          })
+          try {
+            messages.push(outgoing(JSON.parse(text) as OutboxEntry))
+          } catch (err) {
+            // Posting it would fail on every connection and hold everything behind it.
+            this.state.dropped++
+            this.log.error('dropped an unreadable message from the outbox', { file: name, error: err })
+          }
         }
-        await Promise.race([channel.waitForConfirms(), closed])
+        await link.post(messages)
         for (const name of batch) {
           await rm(join(this.dir, name), { force: true })
           const index = this.files.indexOf(name)
           if (index >= 0) this.files.splice(index, 1)
-          this.state.sent++
         }
+        this.state.sent += messages.length
       }
     } finally {
       this.state.connected = false
@@ -222,4 +200,9 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
       this.wake = done
     })
   }
+}
+
+/** v03 + the directories of relPath: the topic sr3 derives, as levels (a '.' in a directory stays in its level over MQTT). */
+export function v03Levels(relPath: string): string[] {
+  return ['v03', ...relPath.split('/').slice(0, -1)]
 }

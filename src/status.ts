@@ -1,6 +1,6 @@
 // What /api/status answers: one typed report assembled from every stage's status(). The
 // status page, the demo and the benchmark read it; they import this type, never re-declare it.
-import type { BrokerFollowerStatus } from './follow-amqp.ts'
+import type { BrokerFollowerStatus } from './follow-broker.ts'
 import type { FeedFollowerStatus } from './follow-feed.ts'
 import type { HttpCounts } from './http.ts'
 import type { MirrorStatus } from './mirror.ts'

@@ -1,14 +1,16 @@
-// Sarracenia v03 notifications (src/notify.ts) without a broker: topics, time stamps, the
-// bodies of post and remove messages, and the on-disk outbox the notifier writes before any
-// broker sees a message (order, backlog limit, what a restart finds). The broker itself is in
-// test/integration/notify.test.ts and test/faults/broker.test.ts.
+// Notifications (src/notify.ts) without a broker: the on-disk outbox the notifier writes before any
+// broker sees a message (order, backlog limit, what a restart finds), in the v03 and WIS2
+// profiles. The brokers themselves are in test/integration/notify.test.ts, mqtt.test.ts and
+// test/faults/broker.test.ts.
 import assert from 'node:assert/strict'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { redactUrl } from '../../src/amqp.ts'
 import { silentLogger } from '../../src/log.ts'
-import { Notifier, postMessage, removeMessage, topicFor, v03Time, type V03Message } from '../../src/notify.ts'
+import { Notifier } from '../../src/notify.ts'
+import { postMessage, type V03Message } from '../../src/v03.ts'
+import type { WisNotificationMessage } from '../../src/wis2.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import { tempDir, waitFor } from '../kit/helpers.ts'
 import { itemRecord, REL_PATH as REL } from '../kit/records.ts'
@@ -25,67 +27,6 @@ function item(relPath = REL): ItemRecord {
   })
 }
 
-test('v03Time: UTC without dashes or colons, milliseconds kept', () => {
-  assert.equal(v03Time(new Date('2026-11-23T04:05:06.789Z')), '20261123T040506.789')
-  assert.equal(v03Time(new Date('2026-01-02T00:00:00Z')), '20260102T000000.000')
-})
-
-test('topicFor: the prefix, then one word per directory; the file name is not part of it', () => {
-  assert.equal(topicFor(REL), 'v03.20261123T00Z.arpege.01.SP1')
-  assert.equal(topicFor(REL, 'v03.post'), 'v03.post.20261123T00Z.arpege.01.SP1')
-  assert.equal(topicFor('f.grib2'), 'v03', 'a file at the top has no directory words')
-})
-
-test('topicFor: the AMQP wildcards # and * inside a directory are escaped as Sarracenia does', () => {
-  assert.equal(topicFor('a#b/c*d/#/*/f#*.grib2'), 'v03.a%23b.c%22d.%23.%22')
-})
-
-test('topicFor: at most 255 bytes (an AMQP short string), counted in bytes, not characters', () => {
-  const dirs = (length: number, char = 'a') => `${char.repeat(length)}/f.grib2`
-  assert.equal(Buffer.byteLength(topicFor(dirs(251))), 255)
-  assert.throws(() => topicFor(dirs(252)), /longer than 255 bytes/)
-  // 'é' is two bytes in UTF-8: 126 of them make 252 bytes, plus "v03." is 256.
-  assert.throws(() => topicFor(dirs(126, 'é')), /longer than 255 bytes/)
-  assert.equal(Buffer.byteLength(topicFor(dirs(125, 'é'))), 254)
-})
-
-test('postMessage: where the file is, what it is, and how to get it by BitTorrent', () => {
-  const message = postMessage(item(), 'http://node.test:8080', 'origin-node')
-  assert.deepEqual(message, {
-    pubTime: '20261123T030405.678',
-    baseUrl: 'http://node.test:8080/data',
-    relPath: REL,
-    identity: { method: 'sha512', value: 'c2hhNTEy' },
-    size: 1234,
-    mtime: '20261123T030102.500',
-    contentType: 'application/x-grib',
-    source: 'origin-node',
-    infoHash: 'ab'.repeat(20),
-    magnetURI: 'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
-    torrentUrl: `http://node.test:8080/data/${REL}.torrent`,
-    expires: '2026-11-23T15:04:05.678Z',
-  } satisfies V03Message)
-  // sr_post(7): the file is at baseUrl + "/" + relPath.
-  assert.equal(`${message.baseUrl}/${message.relPath}`, `http://node.test:8080/data/${REL}`)
-  assert.equal(
-    postMessage(item('a/f+1.grib2'), 'http://n', 's').torrentUrl,
-    'http://n/data/a/f%2B1.grib2.torrent',
-    'the torrent URL is encoded',
-  )
-})
-
-test('removeMessage: a fileOp remove for the same relPath, stamped when it is sent', () => {
-  const message = removeMessage(item(), 'http://node.test:8080', 'origin-node', new Date('2026-11-23T15:04:06Z'))
-  assert.deepEqual(message, {
-    pubTime: '20261123T150406.000',
-    baseUrl: 'http://node.test:8080/data',
-    relPath: REL,
-    fileOp: { remove: '' },
-    source: 'origin-node',
-    infoHash: 'ab'.repeat(20),
-  } satisfies V03Message)
-})
-
 test('redactUrl hides the broker password and nothing else', () => {
   assert.equal(redactUrl('amqps://feeder:s3cr%40t@broker.test:5671/vhost'), 'amqps://feeder:***@broker.test:5671/vhost')
   assert.equal(redactUrl('amqp://guest@broker.test/'), 'amqp://guest@broker.test/')
@@ -97,9 +38,23 @@ test('redactUrl hides the broker password and nothing else', () => {
 // ---------------------------------------------------------------------------------------------
 // The outbox
 
-const NOTIFY = { brokerUrl: 'amqp://feeder:hunter2@127.0.0.1:1/', exchange: 'xpublic', source: 'origin-node', maxBacklog: 100 }
+const WIS2 = {
+  centreId: 'fr-meteofrance',
+  channel: 'origin' as const,
+  dataPolicy: 'core' as const,
+  topic: 'weather/prediction/forecast/medium-range/deterministic/global',
+  metadataId: '',
+}
+const NOTIFY = {
+  brokerUrl: 'amqp://feeder:hunter2@127.0.0.1:1/',
+  exchange: 'xpublic',
+  source: 'origin-node',
+  maxBacklog: 100,
+  profile: 'v03' as const,
+  wis2: WIS2,
+}
 
-async function outbox(dataDir: string): Promise<Array<{ topic: string; body: V03Message }>> {
+async function outbox(dataDir: string): Promise<Array<{ topic: string; levels: string[]; contentType: string; body: V03Message }>> {
   const dir = join(dataDir, 'outbox')
   const names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort()
   return Promise.all(names.map(async (n) => JSON.parse(await readFile(join(dir, n), 'utf8'))))
@@ -116,7 +71,12 @@ test('a published or expired file is queued on disk at once, in the order announ
     queued.map((e) => [e.body.relPath, e.body.fileOp ? 'remove' : 'post']),
     [...items.map((i) => [i.relPath, 'post']), [items[0]!.relPath, 'remove']],
   )
-  assert.deepEqual(queued[0], { topic: 'v03.20261123T00Z.arpege.01.SP1', body: postMessage(items[0]!, 'http://node.test', 'origin-node') })
+  assert.deepEqual(queued[0], {
+    topic: 'v03.20261123T00Z.arpege.01.SP1',
+    levels: ['v03', '20261123T00Z', 'arpege', '01', 'SP1'],
+    contentType: 'application/json',
+    body: postMessage(items[0]!, 'http://node.test', 'origin-node'),
+  })
   assert.equal(queued[1]?.topic, 'v03.20261123T00Z.arpege.01.SP2')
   assert.equal(notifier.status().backlog, 21)
 })
@@ -180,4 +140,26 @@ test('the status never shows the broker password; a restart finds the backlog an
   } finally {
     await second.stop()
   }
+})
+
+test('profile wis2: a published file is queued as a WNM on the WIS2 topic; expiry posts no deletion (a rolling archive)', async () => {
+  const dataDir = await tempDir()
+  const notifier = new Notifier({ ...NOTIFY, profile: 'wis2' }, { dataDir, publicBaseUrl: 'http://node.test', log: silentLogger })
+  await notifier.published(item())
+  await notifier.expired(item())
+  const queued = (await outbox(dataDir)) as unknown as Array<{
+    topic: string
+    levels: string[]
+    contentType: string
+    body: WisNotificationMessage
+  }>
+  assert.equal(queued.length, 1)
+  assert.equal(
+    queued[0]!.levels.join('/'),
+    'origin/a/wis2/fr-meteofrance/data/core/weather/prediction/forecast/medium-range/deterministic/global',
+  )
+  assert.equal(queued[0]!.topic, queued[0]!.levels.join('.'), 'the AMQP routing key, for a WIS2 exchange on RabbitMQ')
+  assert.equal(queued[0]!.contentType, 'application/geo+json')
+  assert.equal(queued[0]!.body.properties.data_id, REL)
+  assert.equal(queued[0]!.body.links[0]!.href, `http://node.test/data/${REL}`)
 })

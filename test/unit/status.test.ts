@@ -45,8 +45,8 @@ test("the mirror's status counts the broker subscriptions bound now and lists wh
     { copied: 2, dropped: 1, failed: 0, refused: 3, conflicts: 1, copying: [] },
     [{ feed: 'http://a.test/feed.json', polls: 3 }],
     [
-      { broker: 'amqp://guest:***@b.test/', exchange: 'xpublic', following: true },
-      { broker: 'amqp://c.test/', exchange: 'xpublic', following: false },
+      { broker: 'amqp://guest:***@b.test/', exchange: 'xpublic', following: true, received: 0, rejected: 0, ignored: 0 },
+      { broker: 'amqp://c.test/', exchange: 'xpublic', following: false, received: 0, rejected: 0, ignored: 0 },
     ],
   )
   assert.deepEqual(status, {
