@@ -12,6 +12,7 @@
 //   wait.ts          free loopback ports, polling with a deadline
 //   measure.ts       /proc readers (memory, threads, fds, CPU), median and quantiles
 //   amqp.ts          the RabbitMQ the notification tests use
+//   sr3.ts           the vendored MetPX sr3 (../shared/vendor/) as a peer: subscribe, sr3_post, watch
 //   crash-hook.ts    loaded into a daemon child to stop it at a chosen step
 //   netns.ts, ns-bridge.mjs, ns-clients.ts, ns-origin.ts, nginx-front.ts, stock-tools.ts
 //                    stock clients and the origin as separate hosts (network namespaces, or
