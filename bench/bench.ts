@@ -16,6 +16,7 @@
 //                          nginx), and with 2 mirrors; chart in results/offload.svg
 //     hosts.ts             origin offload with stock clients as separate hosts, web seed on and off
 //     notify.ts            published → v03 message at a subscriber (vs a bare AMQP publish)
+//     pump.ts              an sr3 post → the file seeding on a follower (vs a plain HTTP download)
 //     tracker.ts           tracker announces/s over HTTP and UDP, 10,000 peers over 40 torrents (vs opentracker)
 //   bench/lib/             what only the benchmark uses:
 //     util.ts              progress lines, Row/ScenarioContext/ScenarioResult, results directory, formatting
@@ -35,6 +36,7 @@ import { benchMemory } from './scenarios/memory.ts'
 import { benchNotify } from './scenarios/notify.ts'
 import { benchOffload } from './scenarios/offload.ts'
 import { benchPublishing } from './scenarios/publishing.ts'
+import { benchPump } from './scenarios/pump.ts'
 import { benchSeeding } from './scenarios/seeding.ts'
 import { benchTracker } from './scenarios/tracker.ts'
 import { missingTools, referenceVersions } from './lib/references.ts'
@@ -53,7 +55,7 @@ from Debian: bash scripts/bench-setup.sh installs them (as root).
 
 Options:
   --quick          small sizes (a few minutes), for CI
-  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,tracker (comma-separated)
+  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,pump,tracker (comma-separated)
   --daemon HOW     how the memory scenario runs the daemon: build (compiled JavaScript, as
                    npm start; the default) or tsx (src/ through the TypeScript loader)
   -h, --help       this text
@@ -118,6 +120,7 @@ async function main(): Promise<number> {
     ['offload', 'Origin offload', benchOffload],
     ['hosts', 'Origin offload, stock clients as separate hosts', benchHosts],
     ['notify', 'Notification latency', benchNotify],
+    ['pump', 'Following a Sarracenia pump', benchPump],
     ['tracker', 'Tracker announces', benchTracker],
   ]
   const only = args.only

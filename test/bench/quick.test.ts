@@ -25,6 +25,7 @@ test('npm run bench -- --quick runs every scenario and prints its table', async 
     'Resident memory',
     'Origin offload',
     'Notification latency',
+    'Following a Sarracenia pump',
     'Tracker',
   ]) {
     assert.ok(
