@@ -80,6 +80,7 @@ export async function openMqttLink(url: string, { exchange, exchangeLevel, durab
   const client = mqtt.connect(clientOptions(url, durable))
   const { closed, fail, failed } = closeSignal()
   const topicRoot = exchangeLevel ? exchange : undefined
+  let closing: Promise<void> | undefined
 
   // A persistent session may deliver what waited for us as soon as the broker accepts the
   // connection, before follow() is called: those messages wait here for the handler.
@@ -144,17 +145,22 @@ export async function openMqttLink(url: string, { exchange, exchangeLevel, durab
       if (refused.length) throw new Error(`${where} refused the subscription to ${refused.map((g) => g.topic).join(' ')}`)
     },
 
-    async close(): Promise<void> {
-      fail(new Error(`connection to ${where} closed`))
-      if (client.disconnected || !client.connected) return void client.end(true)
-      // DISCONNECT first (a durable session is kept all the same), unless the broker is too slow to take it.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => client.end(true, () => resolve()), 2000)
+    close(): Promise<void> {
+      // Once, and for every caller until the socket is closed: a session opened again right after
+      // must not take the client id over from a connection whose last PUBACKs are still on the way.
+      return (closing ??= new Promise<void>((resolve) => {
+        fail(new Error(`connection to ${where} closed`))
+        if (client.disconnected || !client.connected) return void client.end(true, () => resolve())
+        // DISCONNECT first (a durable session is kept all the same), unless the broker is too slow to take it.
+        const timer = setTimeout(() => {
+          client.stream?.destroy()
+          resolve()
+        }, 2000)
         client.end(false, () => {
           clearTimeout(timer)
           resolve()
         })
-      })
+      }))
     },
   }
 }

@@ -15,7 +15,34 @@ export const rabbitmqctl = (args: string[]) => run('rabbitmqctl', args)
 export interface Received {
   topic: string
   contentType?: string
+  contentEncoding?: string
   body: V03Message
+}
+
+/** Posts raw bytes on an exchange, as anyone allowed to post there could. */
+export async function amqpPost(exchange: string, messages: Array<{ topic: string; body: string | Buffer }>): Promise<void> {
+  const connection = await amqp.connect(BROKER)
+  try {
+    const channel = await connection.createConfirmChannel()
+    await channel.assertExchange(exchange, 'topic', { durable: true })
+    for (const { topic, body } of messages) channel.publish(exchange, topic, Buffer.isBuffer(body) ? body : Buffer.from(body))
+    await channel.waitForConfirms()
+  } finally {
+    await connection.close()
+  }
+}
+
+/** Runs `action` on a channel of its own (deleting a queue, checking one). */
+export async function withChannel<T>(action: (channel: amqp.Channel) => Promise<T>): Promise<T> {
+  const connection = await amqp.connect(BROKER)
+  connection.on('error', () => {})
+  try {
+    const channel = await connection.createChannel()
+    channel.on('error', () => {})
+    return await action(channel)
+  } finally {
+    await connection.close().catch(() => {})
+  }
 }
 
 /** A durable queue bound to the exchange, so that it outlives a broker restart. */
@@ -32,7 +59,12 @@ export async function subscribe(exchange: string, pattern: string) {
     await channel.bindQueue(queue, exchange, pattern)
     await channel.consume(queue, (m) => {
       if (!m) return
-      received.push({ topic: m.fields.routingKey, contentType: m.properties.contentType, body: JSON.parse(m.content.toString()) })
+      received.push({
+        topic: m.fields.routingKey,
+        contentType: m.properties.contentType,
+        contentEncoding: m.properties.contentEncoding,
+        body: JSON.parse(m.content.toString()),
+      })
       channel.ack(m)
     })
   }
