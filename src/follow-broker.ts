@@ -86,7 +86,7 @@ export class BrokerFollower implements Stage<BrokerFollowerStatus> {
     await link.follow(config.topics, (message) => this.receive(message))
     ready()
     this.state.following = true
-    this.state.lastError = undefined
+    delete this.state.lastError
     this.deps.log.info('following notifications', {
       broker: this.state.broker,
       exchange: config.exchange,

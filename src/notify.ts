@@ -154,7 +154,7 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
   /** One connection's life: post the outbox in order, in batches, then wait for more. */
   private async send(link: BrokerLink, ready: () => void): Promise<void> {
     this.state.connected = true
-    this.state.lastError = undefined
+    delete this.state.lastError
     ready()
     this.log.info('connected to broker', { broker: this.state.broker, exchange: this.config.exchange, backlog: this.files.length })
     try {
