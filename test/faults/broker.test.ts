@@ -1,14 +1,20 @@
 // Fault injection, the broker: stopped mid-run, or down when the daemon starts and still down
 // across a restart of the daemon. The pipeline never waits for it; the backlog waits on disk
 // (and on the status page) and is delivered once, in publication order, when it returns.
+// RabbitMQ with a daemon; Mosquitto with a notifier and a durable follower alone.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { test } from 'node:test'
 import { Daemon } from '../../src/daemon.ts'
 import { Events } from '../../src/events.ts'
-import { createLogger } from '../../src/log.ts'
+import { BrokerFollower } from '../../src/follow-broker.ts'
+import { createLogger, silentLogger } from '../../src/log.ts'
+import type { Announcement } from '../../src/mirror.ts'
+import { Notifier } from '../../src/notify.ts'
 import { BROKER, publicationOrder, rabbitmqctl, subscribe } from '../kit/amqp.ts'
 import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
+import { MQTT_BROKER, restartMosquitto } from '../kit/mqtt.ts'
+import { itemRecord } from '../kit/records.ts'
 
 const RANGES = ['000H012H', '013H024H', '025H036H']
 const log = createLogger('error')
@@ -88,3 +94,40 @@ test('broker down at start and across a daemon restart: the backlog survives on 
     await brokerDown(false)
     return daemon
   }))
+
+test('MQTT: Mosquitto restarted under a notifier and a durable follower: the backlog waits on disk and arrives once, in order', async () => {
+  const exchange = `xpublic-faults-${randomBytes(3).toString('hex')}`
+  const offered: Announcement[] = []
+  const follower = new BrokerFollower(
+    { url: MQTT_BROKER, exchange, topics: ['v03.#'], queue: `q_faults.${randomBytes(4).toString('hex')}`, profile: 'v03' },
+    { retentionSeconds: 120, log: silentLogger, offer: async (a) => void offered.push(a) },
+  )
+  const wis2 = { centreId: '', channel: 'origin' as const, dataPolicy: 'core' as const, topic: 'weather', metadataId: '' }
+  const notifier = new Notifier(
+    { brokerUrl: MQTT_BROKER, exchange, source: 'faults', maxBacklog: 100, profile: 'v03', wis2 },
+    { dataDir: await tempDir(), publicBaseUrl: 'http://node.test', log: silentLogger },
+  )
+  const relPaths = [0, 1, 2, 3].map((i) => `20261123T00Z/arpege/01/SP1/f${i}.grib2`)
+  await follower.start()
+  await notifier.start()
+  try {
+    await waitFor('both to connect', () => follower.status().following && notifier.status().connected, 10_000)
+    await notifier.published(itemRecord({ relPath: relPaths[0] }))
+    await waitFor('the first message', () => offered.length === 1, 10_000)
+    // The broker goes away while three more files are published: they wait in the outbox.
+    const restarted = restartMosquitto()
+    await waitFor('the notifier to see the broker gone', () => !notifier.status().connected, 10_000)
+    for (const relPath of relPaths.slice(1)) await notifier.published(itemRecord({ relPath }))
+    await restarted
+    await waitFor('the backlog to arrive', () => offered.length >= 4 && notifier.status().backlog === 0, 30_000, 100)
+    assert.deepEqual(
+      offered.map((a) => a.relPath),
+      relPaths,
+      'each once, in publication order',
+    )
+    assert.equal(notifier.status().sent, 4)
+  } finally {
+    await notifier.stop()
+    await follower.stop()
+  }
+})
