@@ -11,7 +11,7 @@ import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import { writeFileAtomic, type ItemRecord } from './store.ts'
-import { postMessage, removeMessage, type V03Message } from './v03.ts'
+import { postMessage, removeDirMessage, removeMessage, topicLevels, type V03Message } from './v03.ts'
 import { wis2Topic, wnmFor, WNM_CONTENT_TYPE, type WisNotificationMessage } from './wis2.ts'
 
 /** Posted at once, and accepted by the broker together before their files go. */
@@ -105,7 +105,7 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
       const levels = wis2Topic(config.wis2)
       return this.enqueue(levels, WNM_CONTENT_TYPE, wnmFor(item, publicBaseUrl, config.wis2, config.source))
     }
-    return this.enqueue(v03Levels(item.relPath), 'application/json', postMessage(item, publicBaseUrl, config.source))
+    return this.enqueue(topicLevels(item.relPath), 'application/json', postMessage(item, publicBaseUrl, config.source))
   }
 
   /**
@@ -114,7 +114,13 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
    */
   expired(item: ItemRecord): Promise<void> {
     if (this.config.profile === 'wis2') return Promise.resolve()
-    return this.enqueue(v03Levels(item.relPath), 'application/json', removeMessage(item, this.publicBaseUrl, this.config.source))
+    return this.enqueue(topicLevels(item.relPath), 'application/json', removeMessage(item, this.publicBaseUrl, this.config.source))
+  }
+
+  /** v03: the directory remove sr3 applies as an rmdir (its default fileEvents include it). WIS2 has no directories. */
+  emptied(relDir: string): Promise<void> {
+    if (this.config.profile === 'wis2') return Promise.resolve()
+    return this.enqueue(topicLevels(relDir), 'application/json', removeDirMessage(relDir, this.publicBaseUrl, this.config.source))
   }
 
   /**
@@ -200,9 +206,4 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
       this.wake = done
     })
   }
-}
-
-/** v03 + the directories of relPath: the topic sr3 derives, as levels (a '.' in a directory stays in its level over MQTT). */
-export function v03Levels(relPath: string): string[] {
-  return ['v03', ...relPath.split('/').slice(0, -1)]
 }

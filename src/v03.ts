@@ -43,15 +43,12 @@ export function parseV03Time(text: unknown): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date
 }
 
-/** v03 + the directories of relPath; `#` and `*` inside a segment are escaped. */
-export function topicFor(relPath: string, prefix = 'v03'): string {
-  const dirs = relPath
-    .split('/')
-    .slice(0, -1)
-    .map((s) => s.replaceAll('#', '%23').replaceAll('*', '%22'))
-  const topic = [prefix, ...dirs].join('.')
-  if (Buffer.byteLength(topic) > 255) throw new Error(`topic for ${relPath} is longer than 255 bytes`)
-  return topic
+/**
+ * The topic sr3 derives for relPath, as levels: v03 + its directories. Each transport joins and
+ * escapes them its own way (amqp.ts, mqtt.ts); a '.' in a directory stays in its level over MQTT.
+ */
+export function topicLevels(relPath: string): string[] {
+  return ['v03', ...relPath.split('/').slice(0, -1)]
 }
 
 export function postMessage(item: ItemRecord, publicBaseUrl: string, source: string): V03Message {

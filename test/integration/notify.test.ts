@@ -10,14 +10,15 @@ import { redactUrl } from '../../src/broker.ts'
 import { BrokerFollower, type BrokerConfig } from '../../src/follow-broker.ts'
 import { createLogger, silentLogger } from '../../src/log.ts'
 import type { Announcement } from '../../src/mirror.ts'
-import { postMessage, topicFor, v03Time } from '../../src/v03.ts'
+import { amqpRoutingKey } from '../../src/amqp.ts'
+import { postMessage, topicLevels, v03Time } from '../../src/v03.ts'
 import { amqpPost, BROKER, subscribe, withChannel } from '../kit/amqp.ts'
 import { RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
 import { itemRecord } from '../kit/records.ts'
 
 test('topics and message helpers follow sr_post(7)', () => {
-  assert.equal(topicFor('20261123T00Z/arpege/01/SP1/f.grib2'), 'v03.20261123T00Z.arpege.01.SP1')
-  assert.equal(topicFor('a#b/c*d/f'), 'v03.a%23b.c%22d')
+  assert.equal(amqpRoutingKey(topicLevels('20261123T00Z/arpege/01/SP1/f.grib2')), 'v03.20261123T00Z.arpege.01.SP1')
+  assert.equal(amqpRoutingKey(topicLevels('a#b/c*d/f')), 'v03.a%23b.c%22d')
   assert.equal(v03Time(new Date('2026-11-23T04:05:06.789Z')), '20261123T040506.789')
 })
 

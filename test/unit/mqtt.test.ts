@@ -7,8 +7,8 @@ import { amqpBindingKey, amqpRoutingKey } from '../../src/amqp.ts'
 import { transportOf } from '../../src/broker.ts'
 import { loadConfig } from '../../src/config.ts'
 import { mqttFilter, mqttTopic } from '../../src/mqtt.ts'
-import { outgoing, v03Levels } from '../../src/notify.ts'
-import { topicFor } from '../../src/v03.ts'
+import { outgoing } from '../../src/notify.ts'
+import { topicLevels } from '../../src/v03.ts'
 import { REL_PATH } from '../kit/records.ts'
 
 test('the transport is chosen by the URL scheme, as sr3 chooses it', () => {
@@ -22,11 +22,10 @@ test('the transport is chosen by the URL scheme, as sr3 chooses it', () => {
   )
 })
 
-test('AMQP: the levels joined with ".", # and * in a level escaped as sr3 does, and the same key as v03.ts topicFor', () => {
-  assert.equal(amqpRoutingKey(v03Levels(REL_PATH)), 'v03.20261123T00Z.arpege.01.SP1')
-  assert.equal(amqpRoutingKey(v03Levels(REL_PATH)), topicFor(REL_PATH))
+test('AMQP: the levels joined with ".", # and * in a level escaped as sr3 does, at most 255 bytes', () => {
+  assert.equal(amqpRoutingKey(topicLevels(REL_PATH)), 'v03.20261123T00Z.arpege.01.SP1')
   assert.equal(amqpRoutingKey(['v03', 'a#b', 'c*d', '#', '*']), 'v03.a%23b.c%22d.%23.%22')
-  assert.equal(amqpRoutingKey(v03Levels('f.grib2')), 'v03')
+  assert.equal(amqpRoutingKey(topicLevels('f.grib2')), 'v03')
   assert.throws(() => amqpRoutingKey(['v03', 'd'.repeat(252)]), /longer than 255 bytes/)
   assert.equal(Buffer.byteLength(amqpRoutingKey(['v03', 'd'.repeat(251)])), 255)
 })
@@ -37,7 +36,7 @@ test('AMQP: a binding pattern is used as it is, or translated from an MQTT filte
 })
 
 test('MQTT: the exchange is the first level, "/" between levels, # and + escaped (sr3 moth/mqtt.py)', () => {
-  assert.equal(mqttTopic('xpublic', v03Levels(REL_PATH)), 'xpublic/v03/20261123T00Z/arpege/01/SP1')
+  assert.equal(mqttTopic('xpublic', topicLevels(REL_PATH)), 'xpublic/v03/20261123T00Z/arpege/01/SP1')
   assert.equal(mqttTopic('xpublic', ['v03', 'a#b', 'c+d', 'e.f', 'g*h']), 'xpublic/v03/a%23b/c%2Bd/e.f/g*h', "a '.' stays inside its level")
   assert.equal(
     mqttTopic(undefined, ['origin', 'a', 'wis2', 'fr-meteofrance', 'data']),

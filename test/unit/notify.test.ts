@@ -81,6 +81,22 @@ test('a published or expired file is queued on disk at once, in the order announ
   assert.equal(notifier.status().backlog, 21)
 })
 
+test("a directory emptied by expiry is queued as the directory remove sr3 applies, under its parent's topic", async () => {
+  const dataDir = await tempDir()
+  const notifier = new Notifier(NOTIFY, { dataDir, publicBaseUrl: 'http://node.test', log: silentLogger })
+  await notifier.emptied('20261123T00Z/arpege/01/SP1')
+  const [entry] = await outbox(dataDir)
+  assert.equal(entry?.topic, 'v03.20261123T00Z.arpege.01')
+  assert.deepEqual(entry?.body.fileOp, { directory: '', remove: '' })
+  assert.equal(entry?.body.relPath, '20261123T00Z/arpege/01/SP1')
+  const wis2 = new Notifier(
+    { ...NOTIFY, profile: 'wis2' },
+    { dataDir: await tempDir(), publicBaseUrl: 'http://node.test', log: silentLogger },
+  )
+  await wis2.emptied('20261123T00Z')
+  assert.equal(wis2.status().backlog, 0, 'WIS2 has no directories')
+})
+
 test('a full outbox drops its oldest messages and counts them', async () => {
   const dataDir = await tempDir()
   const notifier = new Notifier({ ...NOTIFY, maxBacklog: 3 }, { dataDir, publicBaseUrl: 'http://node.test', log: silentLogger })

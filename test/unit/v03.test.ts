@@ -3,7 +3,16 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { ItemRecord } from '../../src/store.ts'
-import { fromV03, parseV03Time, postMessage, removeDirMessage, removeMessage, topicFor, v03Time, type V03Message } from '../../src/v03.ts'
+import {
+  fromV03,
+  parseV03Time,
+  postMessage,
+  removeDirMessage,
+  removeMessage,
+  topicLevels,
+  v03Time,
+  type V03Message,
+} from '../../src/v03.ts'
 import { itemRecord, REL_PATH as REL } from '../kit/records.ts'
 
 function item(relPath = REL): ItemRecord {
@@ -23,23 +32,9 @@ test('v03Time: UTC without dashes or colons, milliseconds kept', () => {
   assert.equal(v03Time(new Date('2026-01-02T00:00:00Z')), '20260102T000000.000')
 })
 
-test('topicFor: the prefix, then one word per directory; the file name is not part of it', () => {
-  assert.equal(topicFor(REL), 'v03.20261123T00Z.arpege.01.SP1')
-  assert.equal(topicFor(REL, 'v03.post'), 'v03.post.20261123T00Z.arpege.01.SP1')
-  assert.equal(topicFor('f.grib2'), 'v03', 'a file at the top has no directory words')
-})
-
-test('topicFor: the AMQP wildcards # and * inside a directory are escaped as Sarracenia does', () => {
-  assert.equal(topicFor('a#b/c*d/#/*/f#*.grib2'), 'v03.a%23b.c%22d.%23.%22')
-})
-
-test('topicFor: at most 255 bytes (an AMQP short string), counted in bytes, not characters', () => {
-  const dirs = (length: number, char = 'a') => `${char.repeat(length)}/f.grib2`
-  assert.equal(Buffer.byteLength(topicFor(dirs(251))), 255)
-  assert.throws(() => topicFor(dirs(252)), /longer than 255 bytes/)
-  // 'é' is two bytes in UTF-8: 126 of them make 252 bytes, plus "v03." is 256.
-  assert.throws(() => topicFor(dirs(126, 'é')), /longer than 255 bytes/)
-  assert.equal(Buffer.byteLength(topicFor(dirs(125, 'é'))), 254)
+test('topicLevels: the prefix, then one level per directory; the file name is not part of it', () => {
+  assert.deepEqual(topicLevels(REL), ['v03', '20261123T00Z', 'arpege', '01', 'SP1'])
+  assert.deepEqual(topicLevels('f.grib2'), ['v03'], 'a file at the top has no directory levels')
 })
 
 test('postMessage: where the file is, what it is, and how to get it by BitTorrent', () => {
