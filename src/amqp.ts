@@ -4,8 +4,6 @@
 import amqp, { type ConfirmChannel } from 'amqplib'
 import { closeSignal, redactUrl, type BrokerLink, type IncomingMessage, type LinkOptions, type OutgoingMessage } from './broker.ts'
 
-export { redactUrl } from './broker.ts'
-
 /** Messages handed to the follower and not yet acknowledged, at most. */
 const PREFETCH = 100
 
