@@ -56,7 +56,9 @@ async function refresh() {
   if (mirror) {
     parts.push(`Mirroring ${mirror.follows.join(', ')}: ` +
       (mirror.brokers ? `${mirror.following} of ${mirror.brokers} broker subscriptions live, ` : '') +
-      `${mirror.copied} files copied, ${mirror.dropped} repeats dropped, ${mirror.failed} failed.` +
+      `${mirror.copied} files copied, ${mirror.dropped} repeats dropped, ${mirror.failed} failed` +
+      (mirror.refused ? `, ${mirror.refused} removes refused (not from where the copy came)` : '') +
+      (mirror.conflicts ? `, ${mirror.conflicts} announcements of other content under a path held ignored` : '') + '.' +
       mirror.copying.map((c) => ` Copying ${c.relPath}: ${c.peers} peers, ${bytes(c.uploaded)} uploaded meanwhile.`).join(''))
   }
   network.textContent = parts.join(' ')
