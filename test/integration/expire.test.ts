@@ -39,10 +39,11 @@ test('an item expires after its retention: gone from feeds, tracker, seeder and 
     const rss = () => fetch(`${config.http.publicBaseUrl}/rss.xml`).then((r) => r.text())
     assert.ok((await rss()).includes(infoHash))
 
-    // Unpublished first (gone from the index and feeds), then let go by the stages, then deleted.
-    const pubDir = join(config.dataDir, 'pub', '20261123T00Z/arpege/01/SP1')
+    // Unpublished first (gone from the index and feeds), then let go by the stages, then deleted,
+    // and with them the run directories they emptied.
+    const pubDir = join(config.dataDir, 'pub')
     await waitFor(
-      'both items to expire and their files to go',
+      'both items to expire and their files and emptied directories to go',
       async () => daemon.store.list().length === 0 && (await readdir(pubDir)).length === 0,
       15_000,
     )
