@@ -1,9 +1,10 @@
 // gribswarm and the real MetPX-Sarracenia sr3 (3.00.56rc2, the reference implementation of v03)
-// on one RabbitMQ: a stock `sr3 subscribe` consumes what gribswarm posts, gribswarm follows what
-// a stock `sr3_post` announces, and the removes a stock `sr3 watch` posts for files it never
-// served are refused. sr3 comes from ../shared/vendor/ (test/kit/sr3.ts); every test is skipped,
-// saying why, when it cannot run. What sr3 did is checked on disk and on the broker; what the
-// daemon did through its events, its store and /api/status.
+// on RabbitMQ and Mosquitto: a stock `sr3 subscribe` consumes what gribswarm posts over AMQP and
+// over MQTT, gribswarm follows what a stock `sr3_post` announces, and the removes a stock
+// `sr3 watch` posts for files it never served are refused. sr3 comes from ../shared/vendor/
+// (test/kit/sr3.ts); every test is skipped, saying why, when it cannot run. What sr3 did is
+// checked on disk and on the broker; what the daemon did through its events, its store and
+// /api/status.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { copyFile, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises'
@@ -18,9 +19,10 @@ import { Events, type GribswarmEvents } from '../../src/events.ts'
 import { createLogger } from '../../src/log.ts'
 import { resolveInside } from '../../src/store.ts'
 import { BROKER, subscribe, type Received } from '../kit/amqp.ts'
+import { MQTT_BROKER } from '../kit/mqtt.ts'
 import { fixture, freePort, RUN, tempDir, testConfig, upstreamServing, waitFor } from '../kit/helpers.ts'
 import { Resources } from '../kit/resources.ts'
-import { queueMessages, queuesBoundTo, Sr3, sr3Available } from '../kit/sr3.ts'
+import { queueMessages, queuesBoundTo, Sr3, sr3Available, sr3MqttAvailable } from '../kit/sr3.ts'
 
 const skip = sr3Available()
 const log = createLogger('error')
@@ -114,16 +116,21 @@ async function statusRelPaths(daemon: Daemon): Promise<string[]> {
   return status.items.map((i) => i.relPath).sort()
 }
 
-test("a stock sr3 subscribe consumes gribswarm's posts over AMQP, and applies its removes", { skip, timeout: 180_000 }, async (t) => {
-  const { res, exchange, lap, sr3 } = await setup(t)
-  const notifyExchange = exchange('notify')
+/**
+ * A stock sr3 subscribe on the exchange a daemon posts to, over `broker`: it downloads each
+ * file byte-identical at its relPath, then applies the removes and directory removes of expiry.
+ */
+async function subscribeToDaemon(t: TestContext, broker: string, use: (s: Awaited<ReturnType<typeof setup>>) => string) {
+  const context = await setup(t)
+  const { res, lap, sr3 } = context
+  const notifyExchange = use(context)
   const upstream = await upstreamServing(RANGES)
   res.defer('stop the upstream', () => upstream.stop())
 
-  const sub = await sr3.startSubscribe({ broker: BROKER, exchange: notifyExchange, directory: join(sr3.dir, 'downloads') })
-  lap('sr3 subscribe bound')
+  const sub = await sr3.startSubscribe({ broker, exchange: notifyExchange, directory: join(sr3.dir, 'downloads') })
+  lap('sr3 subscribe receives')
   const config = await testConfig(await tempDir(), upstream.bucketUrl, {
-    notify: { brokerUrl: BROKER, exchange: notifyExchange, source: 'test-origin', maxBacklog: 100 },
+    notify: { brokerUrl: broker, exchange: notifyExchange, source: 'test-origin', maxBacklog: 100 },
     seed: { port: 0, dht: false, utp: false },
   })
   const { daemon, expired } = await startDaemon(res, config)
@@ -150,14 +157,33 @@ test("a stock sr3 subscribe consumes gribswarm's posts over AMQP, and applies it
     assert.fail(`${err.message}\n${await diagnostics()}`),
   )
   lap('sr3 removed both files (fileOp remove)')
-  await sub.stop()
-  const left = await readdir(sub.directory, { recursive: true })
-  t.diagnostic(`left under sr3's directory (directories only): ${JSON.stringify(left.sort())}`)
-})
+  // Then the directories expiry emptied, each announced by a directory remove, deepest first.
+  await waitFor('sr3 to remove the emptied directories', async () => (await readdir(sub.directory)).length === 0, 30_000, 200).catch(
+    async (err: Error) =>
+      assert.fail(
+        `${err.message}; left under its directory: ${JSON.stringify((await readdir(sub.directory, { recursive: true })).sort())}\n${await diagnostics()}`,
+      ),
+  )
+  lap('sr3 removed the run directories (fileOp directory remove)')
+}
 
-test('gribswarm follows a stock sr3 post', { skip, timeout: 180_000 }, async (t) => {
-  const { res, exchange, lap, sr3 } = await setup(t)
-  const pumpExchange = exchange('pump')
+test("a stock sr3 subscribe consumes gribswarm's posts over AMQP, and applies its removes", { skip, timeout: 180_000 }, (t) =>
+  subscribeToDaemon(t, BROKER, ({ exchange }) => exchange('notify')),
+)
+
+test(
+  "a stock sr3 subscribe consumes gribswarm's posts over MQTT, and applies its removes",
+  { skip: sr3MqttAvailable(), timeout: 180_000 },
+  (t) =>
+    // MQTT has no exchanges to declare or delete: the name is the topic's first level.
+    subscribeToDaemon(t, MQTT_BROKER, () => `xpublic-test-sr3-mqtt-${randomBytes(3).toString('hex')}`),
+)
+
+/** gribswarm following a pump on `broker`: a stock sr3_post announces a file, the daemon copies, publishes and re-posts it (over AMQP). */
+async function followSr3Post(t: TestContext, broker: string, pumpName: (s: Awaited<ReturnType<typeof setup>>) => string) {
+  const context = await setup(t)
+  const { res, exchange, lap, sr3 } = context
+  const pumpExchange = pumpName(context)
   const notifyExchange = exchange('notify')
   // What a plain pump offers: a GRIB file under its web server's root.
   const root = join(sr3.dir, 'pump')
@@ -171,19 +197,19 @@ test('gribswarm follows a stock sr3 post', { skip, timeout: 180_000 }, async (t)
     source: { enabled: false, bucketUrl: 'http://127.0.0.1:9', fallbackBucketUrls: [] },
     notify: { brokerUrl: BROKER, exchange: notifyExchange, source: 'test-mirror', maxBacklog: 100 },
     seed: { port: 0, dht: false, utp: false },
-    mirror: { brokers: [{ url: BROKER, exchange: pumpExchange, topics: ['v03.#'], queue: '' }], downloadTimeoutSeconds: 60 },
+    mirror: { brokers: [{ url: broker, exchange: pumpExchange, topics: ['v03.#'], queue: '' }], downloadTimeoutSeconds: 60 },
   })
   const { daemon, published } = await startDaemon(res, config)
   await waitFor('the daemon to follow the pump exchange', () => following(daemon), 20_000)
   lap('the daemon follows the pump exchange')
 
-  await sr3.post({ broker: BROKER, exchange: pumpExchange, baseUrl: pump.baseUrl, postBaseDir: root, path: join(root, relPath) })
+  await sr3.post({ broker, exchange: pumpExchange, baseUrl: pump.baseUrl, postBaseDir: root, path: join(root, relPath) })
   lap('sr3_post posted')
   const event = await copied(daemon, published, relPath, pump.requests)
   lap('the daemon published the copy')
-  const broker = daemon.brokers[0]!.status().broker
+  const followed = daemon.brokers[0]!.status().broker
   assert.notEqual(event.from, 'upstream')
-  assert.ok(event.from.includes(broker), `published from ${event.from}: the followed broker ${broker}`)
+  assert.ok(event.from.includes(followed), `published from ${event.from}: the followed broker ${followed}`)
   t.diagnostic(`published from ${event.from}`)
   assert.ok((await readFile(daemon.store.dataPath(relPath))).equals(body), 'the published file is byte-identical')
   const served = Buffer.from(await (await fetch(`${config.http.publicBaseUrl}/data/${relPath}`)).arrayBuffer())
@@ -199,7 +225,15 @@ test('gribswarm follows a stock sr3 post', { skip, timeout: 180_000 }, async (t)
   assert.equal(repost.body.baseUrl, `${config.http.publicBaseUrl}/data`)
   assert.deepEqual(repost.body.identity, { method: 'sha512', value: event.item.sha512 })
   assert.equal(repost.body.size, body.length)
-})
+}
+
+test('gribswarm follows a stock sr3 post over AMQP', { skip, timeout: 180_000 }, (t) =>
+  followSr3Post(t, BROKER, ({ exchange }) => exchange('pump')),
+)
+
+test('gribswarm follows a stock sr3 post over MQTT', { skip: sr3MqttAvailable(), timeout: 180_000 }, (t) =>
+  followSr3Post(t, MQTT_BROKER, () => `xpublic-test-sr3-mqtt-pump-${randomBytes(3).toString('hex')}`),
+)
 
 /**
  * Someone else's stock sr3 watch, posting to the exchange the daemon follows with an unrelated

@@ -25,14 +25,23 @@
 //   the same port as the credential line.
 // - `sr3_post` of a path that does not exist posts nothing ("could not post"): a remove comes
 //   from `sr3 watch` with fileEvents delete.
+// - MQTT needs paho-mqtt >= 2.1.0 (bookworm has 1.6.1: scripts/sr3-paho.sh). A subscribe
+//   subscribes to $share/<queueName>/<exchange>/<topicPrefix>/<subtopic> in a persistent session
+//   (<queueName>_i01); run as `sr3 foreground` (instance 0) it declares that session and then
+//   consumes nothing, so the kit runs instance 1 as `sr3 start` would. A message without the
+//   MQTT v5 content type property stops the flow (AttributeError in _msgDecode, then a TypeError).
 import { spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { delimiter, dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import amqp from 'amqplib'
+import mqtt from 'mqtt'
+import { v03Time } from '../../src/v03.ts'
 import { rabbitmqctl } from './amqp.ts'
 import type { ChildHandle, Resources } from './resources.ts'
 import { waitFor } from './wait.ts'
@@ -53,20 +62,13 @@ export const SR3_DEBIAN_PACKAGES = [
   'python3-watchdog',
   'python3-amqp',
   'python3-xattr',
-  'python3-paho-mqtt',
 ]
-const PYTHON_MODULES = [
-  'appdirs',
-  'humanfriendly',
-  'humanize',
-  'jsonpickle',
-  'paramiko',
-  'psutil',
-  'watchdog',
-  'amqp',
-  'xattr',
-  'paho.mqtt.client',
-]
+const PYTHON_MODULES = ['appdirs', 'humanfriendly', 'humanize', 'jsonpickle', 'paramiko', 'psutil', 'watchdog', 'amqp', 'xattr']
+/**
+ * paho-mqtt >= 2.1.0, which sr3's MQTT needs: Debian bookworm has 1.6.1, so scripts/sr3-paho.sh
+ * unpacks trixie's here, first on sr3's PYTHONPATH.
+ */
+export const SR3_PAHO_DIR = join(process.env.SR3_PAHO_DIR ?? '/opt/gribswarm-test/paho-mqtt', 'usr/lib/python3/dist-packages')
 
 /** Prints the modules of argv that cannot be imported. */
 const IMPORT_PROBE = `
@@ -81,19 +83,26 @@ print(' '.join(missing))
 `
 
 let availability: { reason: string | undefined } | undefined
+let mqttAvailability: { reason: string | undefined } | undefined
 
 function onPath(command: string): boolean {
   return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, command)))
 }
 
 /**
- * undefined when sr3 can run here, else why not (for t.skip / test's skip option): the vendored
+ * undefined when sr3 can run here over AMQP, else why not (for test's skip option): the vendored
  * tarball absent, Debian's python3 or one of its packages missing, no rabbitmqctl to see a
  * subscribe's binding with. Checked once per process.
  */
 export function sr3Available(): string | undefined {
   availability ??= { reason: checkAvailability() }
   return availability.reason
+}
+
+/** undefined when sr3 can also speak MQTT here (paho-mqtt >= 2.1.0 on its path), else why not. */
+export function sr3MqttAvailable(): string | undefined {
+  mqttAvailability ??= { reason: sr3Available() ?? checkPaho() }
+  return mqttAvailability.reason
 }
 
 function checkAvailability(): string | undefined {
@@ -110,6 +119,18 @@ function checkAvailability(): string | undefined {
   return undefined
 }
 
+function checkPaho(): string | undefined {
+  const probe = spawnSync(SR3_PYTHON, ['-c', 'import paho.mqtt; print(paho.mqtt.__version__)'], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { PATH: process.env.PATH, PYTHONPATH: SR3_PAHO_DIR },
+  })
+  const version = probe.status === 0 ? probe.stdout.trim() : 'none'
+  const [major = 0, minor = 0] = version.split('.').map(Number)
+  if (major > 2 || (major === 2 && minor >= 1)) return undefined
+  return `sr3 speaks MQTT only with paho-mqtt >= 2.1.0, and ${SR3_PYTHON} finds ${version} (Debian bookworm has 1.6.1): bash scripts/sr3-paho.sh puts trixie's 2.1.0 in ${SR3_PAHO_DIR}`
+}
+
 /** A value in an sr3 config file: booleans are on/off, an array is one line per element. */
 export type Sr3Value = string | number | boolean | string[]
 /** Further sr3 options, written as `name value` lines (e.g. logLevel: 'debug', accept: ['.*grib2']). */
@@ -121,16 +142,26 @@ function loopbackOnly(url: URL, what: string): void {
   if (!LOOPBACK.has(url.hostname)) throw new Error(`sr3 kit: ${what} ${url.origin} is not on loopback; the tests talk to 127.0.0.1 only`)
 }
 
-/** The broker as sr3 wants it: the password in credentials.conf, the user alone on the broker line. */
+/**
+ * The broker as sr3 wants it: the password in credentials.conf, the user alone on the broker
+ * line. An MQTT broker without a user (the anonymous Mosquitto of scripts/broker.sh) gets
+ * anonymous:anonymous: sr3's MQTT client always sends a user and a password.
+ */
 function brokerParts(brokerUrl: string) {
   const url = new URL(brokerUrl)
-  if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') throw new Error(`sr3 kit: ${brokerUrl} is not an AMQP URL`)
+  const mqtt = url.protocol === 'mqtt:' || url.protocol === 'mqtts:'
+  if (!mqtt && url.protocol !== 'amqp:' && url.protocol !== 'amqps:') throw new Error(`sr3 kit: ${brokerUrl} is neither AMQP nor MQTT`)
   loopbackOnly(url, 'broker')
+  if (mqtt && !url.username) {
+    url.username = 'anonymous'
+    url.password = 'anonymous'
+  }
   const user = decodeURIComponent(url.username) || 'anonymous'
   const vhost = url.pathname === '' || url.pathname === '/' ? '/' : decodeURIComponent(url.pathname.slice(1))
   const path = url.pathname === '' ? '/' : url.pathname
   const hostPort = `${url.hostname}${url.port ? `:${url.port}` : ''}`
   return {
+    mqtt,
     user,
     vhost,
     credential: `${url.protocol}//${url.username}:${url.password}@${hostPort}${path}`,
@@ -257,7 +288,7 @@ export interface Sr3Flow {
 }
 
 export interface Sr3Subscribe extends Sr3Flow {
-  /** its queue on the broker (the kit names it, q_<user>.…, as sr3 would) */
+  /** its queue on the broker, as sr3 would name it (q_<user>.…); over MQTT, its shared-subscription group and session */
   readonly queue: string
   /** where it downloads: files land at directory/relPath (mirror on) */
   readonly directory: string
@@ -268,7 +299,7 @@ export interface Sr3Subscribe extends Sr3Flow {
 }
 
 export interface SubscribeOptions {
-  /** amqp://user:password@127.0.0.1:5672 */
+  /** amqp://user:password@127.0.0.1:5672 or mqtt://127.0.0.1:1883 (anonymous) */
   broker: string
   exchange: string
   /** default 'v03' */
@@ -279,7 +310,7 @@ export interface SubscribeOptions {
   directory: string
   /** config name; default sub<N> */
   name?: string
-  /** how long to wait for the queue's bindings; default 30 s */
+  /** how long to wait for the queue's bindings (AMQP) or a probe (MQTT); default 30 s */
   bindTimeoutMs?: number
   /** further sr3 options (defaults here: mirror on, accept .*, logLevel info) */
   options?: Sr3Options
@@ -369,7 +400,8 @@ export class Sr3 {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       LANG: 'C.UTF-8',
       TZ: 'UTC',
-      PYTHONPATH: this.sources,
+      // paho-mqtt 2.1 before Debian's 1.6.1 (dist-packages comes later on sys.path)
+      PYTHONPATH: [SR3_PAHO_DIR, this.sources].join(delimiter),
       PYTHONDONTWRITEBYTECODE: '1',
       HOME: this.home,
       USER: userInfo().username,
@@ -398,7 +430,10 @@ export class Sr3 {
     return sr3
   }
 
-  /** A stock `sr3 subscribe` in the foreground, resolved once its queue is bound to every subtopic. */
+  /**
+   * A stock `sr3 subscribe` in the foreground, resolved once it receives what is posted: over
+   * AMQP when its queue is bound to every subtopic, over MQTT when it has downloaded a probe.
+   */
   async startSubscribe(o: SubscribeOptions): Promise<Sr3Subscribe> {
     const name = o.name ?? `sub${++this.count}`
     const b = await this.useBroker(o.broker)
@@ -417,41 +452,22 @@ export class Sr3 {
       ['directory', o.directory],
       ...extra.filter(([k]) => FILTERS.has(k)),
     ])
-    // sr3 does not declare a subscribe's exchange; gribswarm's notifier would, but maybe later.
-    const connection = await amqp.connect(o.broker)
-    try {
-      const channel = await connection.createChannel()
-      await channel.assertExchange(o.exchange, 'topic', { durable: true })
-    } finally {
-      await connection.close()
-    }
-    // Runs after the flow is stopped (cleanup undoes in reverse): the durable queue would outlive the test.
-    this.res.defer(`delete sr3's queue ${queue}`, async () => {
-      const c = await amqp.connect(o.broker)
-      try {
-        await (await c.createChannel()).deleteQueue(queue)
-      } finally {
-        await c.close()
-      }
-    })
-    const flow = await this.startFlow('subscribe', name, text)
-    const wanted = subtopics.map((s) => `${topicPrefix}.${s}`)
-    await waitFor(
-      `sr3 ${flow.config} to bind ${queue} to ${o.exchange} (${wanted.join(', ')})`,
-      async () => {
-        if (flow.exited()) return 'exited'
-        const bound = (await queuesBoundTo(o.exchange, b.vhost)).filter((x) => x.queue === queue).map((x) => x.routingKey)
-        return wanted.every((key) => bound.includes(key)) && 'bound'
-      },
-      o.bindTimeoutMs ?? 30_000,
-      250,
-    )
-      .then((outcome) => {
-        if (outcome === 'exited') throw new Error(`sr3 ${flow.config} exited before binding its queue`)
-      })
-      .catch(async (err: Error) => {
+    let flow: Sr3Flow
+    if (b.mqtt) {
+      flow = await this.startFlow('subscribe', name, text, 1)
+      await this.probeUntilReceived(flow, o, topicPrefix).catch(async (err: Error) => {
         throw new Error(`${err.message}\nits log (${flow.logPath}):\n${await flow.log()}`)
       })
+    } else {
+      flow = await this.declareThenStart(
+        o,
+        b.vhost,
+        queue,
+        subtopics.map((sub) => `${topicPrefix}.${sub}`),
+        name,
+        text,
+      )
+    }
     return Object.assign(flow, {
       queue,
       directory: o.directory,
@@ -533,6 +549,99 @@ export class Sr3 {
     return flow
   }
 
+  /**
+   * AMQP: declares the exchange (sr3 does not declare a subscribe's), starts the flow and
+   * resolves once the broker shows its queue bound to every routing key.
+   */
+  private async declareThenStart(o: SubscribeOptions, vhost: string, queue: string, keys: string[], name: string, text: string) {
+    const connection = await amqp.connect(o.broker)
+    try {
+      const channel = await connection.createChannel()
+      await channel.assertExchange(o.exchange, 'topic', { durable: true })
+    } finally {
+      await connection.close()
+    }
+    // Runs after the flow is stopped (cleanup undoes in reverse): the durable queue would outlive the test.
+    this.res.defer(`delete sr3's queue ${queue}`, async () => {
+      const c = await amqp.connect(o.broker)
+      try {
+        await (await c.createChannel()).deleteQueue(queue)
+      } finally {
+        await c.close()
+      }
+    })
+    const flow = await this.startFlow('subscribe', name, text)
+    const outcome = await waitFor(
+      `sr3 ${flow.config} to bind ${queue} to ${o.exchange} (${keys.join(', ')})`,
+      async () => {
+        if (flow.exited()) return 'exited'
+        const bound = (await queuesBoundTo(o.exchange, vhost)).filter((x) => x.queue === queue).map((x) => x.routingKey)
+        return keys.every((key) => bound.includes(key)) && 'bound'
+      },
+      o.bindTimeoutMs ?? 30_000,
+      250,
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}\nits log (${flow.logPath}):\n${await flow.log()}`)
+    })
+    if (outcome === 'exited')
+      throw new Error(`sr3 ${flow.config} exited before binding its queue\nits log (${flow.logPath}):\n${await flow.log()}`)
+    return flow
+  }
+
+  /**
+   * MQTT: Mosquitto has no rabbitmqctl to show a subscription, so the kit posts probes (v03
+   * messages for small files a loopback server of its own serves) until the subscribe has
+   * downloaded one; then it waits for the last probe posted (messages keep their order) and
+   * removes the probes from the subscribe's directory, which is left as it was.
+   */
+  private async probeUntilReceived(flow: Sr3Flow, o: SubscribeOptions, topicPrefix: string): Promise<void> {
+    const body = Buffer.from('gribswarm test kit: subscription probe\n')
+    const server = createServer((req, reply) => {
+      reply.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': body.length }).end(req.method === 'HEAD' ? undefined : body)
+    })
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+    const client = await mqtt.connectAsync(o.broker, { protocolVersion: 5, reconnectPeriod: 0 })
+    const probeDir = `gribswarm-kit-probe-${randomBytes(4).toString('hex')}`
+    try {
+      const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+      const identity = { method: 'sha512', value: createHash('sha512').update(body).digest('base64') }
+      let posted = 0
+      const post = () => {
+        const relPath = `${probeDir}/probe-${++posted}`
+        const message = { pubTime: v03Time(new Date()), baseUrl, relPath, identity, size: body.length }
+        // sr3 reads the content type property of every MQTT message: one without it kills the flow.
+        return client.publishAsync([o.exchange, topicPrefix, probeDir].join('/'), JSON.stringify(message), {
+          qos: 1,
+          properties: { contentType: 'application/json' },
+        })
+      }
+      const received = async () => (await filesUnder(join(o.directory, probeDir))).length > 0
+      const outcome = await waitFor(
+        `sr3 ${flow.config} to subscribe on ${o.broker} (${o.exchange}/${topicPrefix}/…): a probe posted there to be downloaded`,
+        async () => {
+          if (flow.exited()) return 'exited'
+          if (await received()) return 'received'
+          await post()
+          return false
+        },
+        o.bindTimeoutMs ?? 30_000,
+        1000,
+      )
+      if (outcome === 'exited') throw new Error(`sr3 ${flow.config} exited before subscribing`)
+      const last = `probe-${posted}`
+      await waitFor(
+        `sr3 ${flow.config} to download the last probe (${last})`,
+        async () => existsSync(join(o.directory, probeDir, last)),
+        30_000,
+        100,
+      )
+      await rm(join(o.directory, probeDir), { recursive: true, force: true })
+    } finally {
+      await client.endAsync()
+      await new Promise<void>((done) => server.close(() => done()))
+    }
+  }
+
   /** Adds the broker's credential to credentials.conf (once) and returns how configs name it. */
   private async useBroker(brokerUrl: string) {
     const parts = brokerParts(brokerUrl)
@@ -554,12 +663,21 @@ export class Sr3 {
     return path
   }
 
-  private async startFlow(component: 'subscribe' | 'watch', name: string, text: string): Promise<Sr3Flow> {
+  /**
+   * `sr3 foreground CONFIG`; with `instance`, the process `sr3 start` launches for that instance
+   * (`instance.py --no N`), in the foreground. An MQTT subscribe needs the latter: as instance 0
+   * (foreground) sr3 3.00.56rc2 declares the MQTT session of instance 1 and then consumes nothing.
+   */
+  private async startFlow(component: 'subscribe' | 'watch', name: string, text: string, instance?: number): Promise<Sr3Flow> {
     const configPath = await this.writeConfig(component, name, text)
     const config = `${component}/${name}`
     const logPath = join(this.logs, `${component}_${name}.log`)
     const log = createWriteStream(logPath, { flags: 'a' })
-    const handle = this.res.start(SR3_PYTHON, [join(this.sources, 'sarracenia', 'sr.py'), 'foreground', config], {
+    const command =
+      instance === undefined
+        ? [join(this.sources, 'sarracenia', 'sr.py'), 'foreground', config]
+        : [join(this.sources, 'sarracenia', 'instance.py'), '--no', String(instance), 'foreground', config]
+    const handle = this.res.start(SR3_PYTHON, command, {
       cwd: this.cwd,
       env: this.env,
     })
