@@ -344,13 +344,14 @@ export class Mirror implements Stage<MirrorStatus> {
       downloaded = true
       const file = join(dir, torrent.name)
       if ((await sha512Of(file)) !== record.sha512) throw new Error(`${a.relPath}: SHA-512 differs from the identity its origin announced`)
-      await validateGrib(file)
+      // Validated here, and the inventory is this node's own: the origin's sidecar is not trusted for it.
+      const { inventory } = await validateGrib(file)
       this.stopping.signal.throwIfAborted() // the daemon is stopping: publish nothing now
 
       const item = await publisher.publish(
         {
           path: file,
-          record: { ...record, sourceUrl: a.url, copiedFrom: provenance(a) },
+          record: { ...record, sourceUrl: a.url, copiedFrom: provenance(a), inventory },
           pieceLength: torrent.pieceLength,
           pieces: torrent.pieces,
           announce: torrent.announce,
@@ -399,7 +400,7 @@ export class Mirror implements Stage<MirrorStatus> {
         )
       }
       if (same === undefined) log.debug('no digest announced: the copy is checked by validation alone', { relPath: a.relPath })
-      await fetched.watcher?.finish().catch(hintOtherFormats)
+      const report = await fetched.watcher?.finish().catch(hintOtherFormats)
       this.stopping.signal.throwIfAborted()
       if (store.hasIdentity(fetched.sha512)) return undefined
       return await publisher.publish(
@@ -421,6 +422,7 @@ export class Mirror implements Stage<MirrorStatus> {
             upstreamMtime: a.mtime ?? fetched.lastModified,
             contentType: grib ? undefined : (a.contentType ?? 'application/octet-stream'),
             copiedFrom: provenance(a),
+            inventory: report?.inventory,
           },
           pieceLength: fetched.pieceLength,
           pieces: fetched.pieces,

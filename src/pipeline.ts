@@ -12,6 +12,7 @@ import { DiskBudgetError, type Publisher } from './publish.ts'
 import type { Candidate, Source } from './source.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 import { pieceLengthFor } from './torrent.ts'
+import type { InventoryField } from './inventory.ts'
 import { GribStreamValidator, InvalidFileError } from './validate.ts'
 
 export interface PassOptions {
@@ -138,7 +139,7 @@ export class Pipeline {
         const grib = await fetched.watcher!.finish()
         fileLog.debug('valid GRIB', { messages: grib.messages, bands: grib.bands, size: fetched.size })
         events.emit('validated', { relPath: candidate.relPath, size: fetched.size, messages: grib.messages, bands: grib.bands })
-        const item = await this.publish(candidate, fetched)
+        const item = await this.publish(candidate, fetched, grib.inventory)
         observer.finished?.(candidate, 'published')
         return item
       } catch (err) {
@@ -164,7 +165,7 @@ export class Pipeline {
     return size
   }
 
-  private publish(candidate: Candidate, fetched: FetchedFile): Promise<ItemRecord> {
+  private publish(candidate: Candidate, fetched: FetchedFile, inventory: InventoryField[]): Promise<ItemRecord> {
     return this.deps.publisher.publish(
       {
         path: fetched.path,
@@ -182,6 +183,7 @@ export class Pipeline {
           md5: fetched.md5,
           sha512: fetched.sha512,
           upstreamMtime: isoTime(candidate.lastModified) ?? fetched.lastModified,
+          inventory,
         },
         pieceLength: fetched.pieceLength,
         pieces: fetched.pieces,

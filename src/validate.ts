@@ -9,9 +9,12 @@ import { createReadStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import gdal from 'gdal-async'
+import { inventoryField, parseGribMessage, type GdalBandNames, type InventoryField } from './inventory.ts'
 
 // GDAL would otherwise write .aux.xml files beside the data it reads.
 gdal.config.set('GDAL_PAM_ENABLED', 'NO')
+// The inventory gives each parameter's units as the GRIB file has them (K, not GDAL's °C).
+gdal.config.set('GRIB_NORMALIZE_UNITS', 'NO')
 
 export class InvalidFileError extends Error {
   override name = 'InvalidFileError'
@@ -20,6 +23,8 @@ export class InvalidFileError extends Error {
 export interface GribReport {
   messages: number
   bands: number
+  /** every field of every GRIB2 message, in file order (empty for GRIB1) */
+  inventory: InventoryField[]
 }
 
 const HEADER = 16 // GRIB2 section 0; GRIB1's total length also sits in its first 8 bytes
@@ -49,7 +54,7 @@ async function withDecodeSlot(work: () => Promise<void>): Promise<void> {
  * although its message packed it with more than 0 bits per value (encoders use 0 bits for
  * constant fields) is a decoding failure too. `packedBits` holds one entry per field.
  */
-async function decodeAll(gdalPath: string, where: string, packedBits: number[] = []): Promise<number> {
+async function decodeAll(gdalPath: string, where: string, packedBits: number[] = []): Promise<GdalBandNames[]> {
   let dataset: gdal.Dataset
   try {
     dataset = await gdal.openAsync(gdalPath, 'r', ['GRIB'])
@@ -61,11 +66,13 @@ async function decodeAll(gdalPath: string, where: string, packedBits: number[] =
     const count = await dataset.bands.countAsync()
     if (count < 1) throw new InvalidFileError(`${where}: no band`)
     const values = new Float32Array(width * height)
+    const names: GdalBandNames[] = []
     for (let index = 1; index <= count; index++) {
       let noData: number | null
       try {
         const band = await dataset.bands.getAsync(index)
         noData = band.noDataValue
+        names.push((await band.getMetadataAsync()) as GdalBandNames)
         await band.pixels.readAsync(0, 0, width, height, values)
       } catch (err) {
         throw new InvalidFileError(`${where}: band ${index} of ${count} does not decode (${(err as Error).message})`)
@@ -77,7 +84,7 @@ async function decodeAll(gdalPath: string, where: string, packedBits: number[] =
         )
       }
     }
-    return count
+    return names
   } finally {
     dataset.close()
   }
@@ -128,6 +135,8 @@ export class GribStreamValidator {
   private received = 0
   private messages = 0
   private bands = 0
+  /** per message, in file order: its fields (decodes finish out of order) */
+  private readonly fields: InventoryField[][] = []
   private failure: Error | undefined
   private readonly decodes: Array<Promise<void>> = []
 
@@ -167,7 +176,7 @@ export class GribStreamValidator {
     }
     if (!this.failure && this.messages === 0) this.failure = new InvalidFileError(`${this.path}: empty, no GRIB message`)
     if (this.failure) throw this.failure
-    return { messages: this.messages, bands: this.bands }
+    return { messages: this.messages, bands: this.bands, inventory: this.fields.flat() }
   }
 
   private readHeader(): void {
@@ -187,7 +196,7 @@ export class GribStreamValidator {
     const start = this.messageStart
     const length = this.messageLength
     const where = `${this.path}: message ${this.messages + 1} (bytes ${start}-${start + length - 1})`
-    this.messages++
+    const number = ++this.messages
     this.messageStart = start + length
     this.headerFill = 0
     // Decoded in libuv's pool while the download goes on.
@@ -197,14 +206,27 @@ export class GribStreamValidator {
         const message = await readMessage(this.path, start, length)
         if (message.toString('latin1', length - 4) !== '7777') throw new InvalidFileError(`${where}: does not end with "7777"`)
         // Not `this.bands += await …`: that reads the count before a concurrent decode adds to it.
-        const bands = await decodeAll(`/vsisubfile/${start}_${length},${this.path}`, where, packedBitsPerField(message, where))
-        this.bands += bands
+        const names = await decodeAll(`/vsisubfile/${start}_${length},${this.path}`, where, packedBitsPerField(message, where))
+        this.bands += names.length
+        // The inventory: the bytes already read, and GDAL's names for the bands it just decoded.
+        this.fields[number - 1] = inventoryOf(message, names, { message: number, offset: start, length }, where)
       } catch (err) {
         this.failure ??= err as Error
       }
     })
     this.decodes.push(decode)
   }
+}
+
+/** The message's fields, from its bytes and GDAL's names for its bands, in order. */
+function inventoryOf(message: Buffer, names: GdalBandNames[], at: { message: number; offset: number; length: number }, where: string) {
+  let parsed
+  try {
+    parsed = parseGribMessage(message, where)
+  } catch (err) {
+    throw new InvalidFileError((err as Error).message)
+  }
+  return parsed.map((field, i) => inventoryField(field, names[i] ?? {}, { ...at, field: parsed.length > 1 ? i + 1 : undefined }))
 }
 
 async function readMessage(path: string, start: number, length: number): Promise<Buffer> {

@@ -78,6 +78,20 @@ const PARAMS: Array<{
     noise: 40,
     field: (lon, lat, hour, phase) => 101325 + 1800 * Math.sin(lon / 13 + hour / 12 + phase) * Math.cos(lat / 10),
   },
+  // Beyond the first four (files of 5 bands and more): an isobaric level, and a parameter
+  // numbered in the local range (192-254) of centre 85, which no standard table names.
+  {
+    name: 't850',
+    pds: ['0 0 2 0 96 0 0 1', '100 0 85000 255 0 0'],
+    noise: 0.5,
+    field: (lon, lat, hour, phase) => 285 - 0.5 * (lat - 20) + 3 * Math.sin(lon / 10 + phase + hour / 8),
+  },
+  {
+    name: 'local 0.1.200',
+    pds: ['1 200 2 0 96 0 0 1', '1 0 0 255 0 0'],
+    noise: 0.2,
+    field: (lon, lat, hour, phase) => Math.max(0, 4 * Math.sin(lon / 6 + phase) * Math.cos(lat / 5 + hour / 9)),
+  },
 ]
 
 /** mulberry32: tiny, fast, deterministic PRNG; Math.random cannot be seeded. */
@@ -239,7 +253,7 @@ export async function fixtureFor(dir: string, name: string, opts?: GribFixtureOp
 }
 
 /** Where the tests and the demo keep their small fixtures: made once per machine and reused (GDAL + grib_set take a moment). */
-export const SHARED_FIXTURE_DIR = join(tmpdir(), 'gribswarm-fixtures-v1')
+export const SHARED_FIXTURE_DIR = join(tmpdir(), 'gribswarm-fixtures-v2')
 
 /** fixtureFor in SHARED_FIXTURE_DIR. */
 export async function sharedFixture(name: string, opts?: GribFixtureOptions): Promise<string> {
