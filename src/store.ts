@@ -1,6 +1,7 @@
 // The data directory is the source of truth. A published file is three files side by side:
 //   pub/<relPath>           the data, served over HTTP and seeded
 //   pub/<relPath>.torrent   its torrent
+//   pub/<relPath>.idx       for GRIB2, its inventory in wgrib2's format (inventory.ts)
 //   pub/<relPath>.json      its sidecar (ItemRecord): written last, so it is the commit point
 // Every write is a temp file plus an atomic rename. Publishing goes through a journal entry
 // in tmp/ so a crash at any step is finished or undone at the next start; expiry moves the
@@ -8,6 +9,7 @@
 import { createHash } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, statfs, unlink } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
+import { renderIdx, type InventoryField } from './inventory.ts'
 import type { Logger } from './log.ts'
 
 export interface ItemRecord {
@@ -37,6 +39,8 @@ export interface ItemRecord {
   contentType?: string
   /** A copy: the followed feed or broker it was announced on, and the announcing node's baseUrl and source. Only a remove from there removes it. */
   copiedFrom?: Provenance
+  /** What is inside a GRIB2 file, field by field (also written beside it as <relPath>.idx); absent for other formats. */
+  inventory?: InventoryField[]
 }
 
 /** Who announced a copied file: what a remove must match to apply to it. */
@@ -144,6 +148,9 @@ export class DataStore {
   }
   torrentPath(relPath: string): string {
     return this.dataPath(relPath) + '.torrent'
+  }
+  idxPath(relPath: string): string {
+    return this.dataPath(relPath) + '.idx'
   }
   private sidecarPath(relPath: string): string {
     return this.dataPath(relPath) + '.json'
@@ -275,7 +282,7 @@ export class DataStore {
         if (file.endsWith('.tmp')) await rm(file, { force: true })
         continue
       }
-      const base = file.endsWith('.torrent') ? file.slice(0, -'.torrent'.length) : file
+      const base = file.replace(/\.(torrent|idx)$/, '')
       const relPath = relative(this.pubDir, base).split(sep).join('/')
       if (!this.items.has(relPath)) {
         this.log.info('removing a file that is not published (left by an interrupted expiry)', { file })
@@ -309,13 +316,14 @@ export class DataStore {
   }
 
   /**
-   * Publishes a validated download. Order: .torrent, journal entry, data rename, sidecar.
+   * Publishes a validated download. Order: .torrent and .idx, journal entry, data rename, sidecar.
    * Nothing is visible until the sidecar exists; after a crash, open() finishes the job.
    */
   async publish(tempData: string, torrent: Uint8Array, record: Omit<ItemRecord, 'mtimeMs'>): Promise<ItemRecord> {
     const torrentPath = this.torrentPath(record.relPath) // checks relPath before anything is written
     const full: ItemRecord = { ...record, mtimeMs: (await stat(tempData)).mtimeMs }
     await writeFileAtomic(torrentPath, torrent)
+    await this.writeIdx(full)
     const intentPath = this.tempPath(record.relPath, '.intent.json')
     await writeFileAtomic(intentPath, JSON.stringify({ tempData, record: full } satisfies PublishIntent))
     return this.finishPublish({ tempData, record: full }, intentPath)
@@ -335,6 +343,7 @@ export class DataStore {
       await unlink(intentPath)
       return record
     }
+    if (record.inventory?.length && !(await exists(this.idxPath(record.relPath)))) await this.writeIdx(record)
     const final = { ...record, mtimeMs: published.mtimeMs }
     await writeFileAtomic(this.sidecarPath(record.relPath), JSON.stringify(final, null, 2))
     await unlink(intentPath)
@@ -342,6 +351,10 @@ export class DataStore {
     this.torrentSizes.set(record.relPath, torrentSize)
     this.tombstones.delete(record.relPath)
     return final
+  }
+
+  private async writeIdx(record: ItemRecord): Promise<void> {
+    if (record.inventory?.length) await writeFileAtomic(this.idxPath(record.relPath), renderIdx(record.inventory))
   }
 
   /** First half of expiry: the item is no longer published (tombstone written atomically). */
@@ -366,6 +379,7 @@ export class DataStore {
     if (this.items.has(relPath)) throw new Error(`refusing to delete ${relPath}: it is still published`)
     await rm(this.dataPath(relPath), { force: true })
     await rm(this.torrentPath(relPath), { force: true })
+    await rm(this.idxPath(relPath), { force: true })
     const removed: string[] = []
     for (let dir = dirname(relPath); dir !== '.'; dir = dirname(dir)) {
       // rmdir fails on a directory that is not empty: a publication under way keeps it.

@@ -1,11 +1,13 @@
 // The data directory as the source of truth: whatever step a crash interrupts, the next
 // start finishes or undoes it, and nothing outside the data directory is ever touched.
 import assert from 'node:assert/strict'
-import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { test } from 'node:test'
+import { renderIdx } from '../../src/inventory.ts'
 import { createLogger } from '../../src/log.ts'
 import { checkRelPath, DataStore, resolveInside, type ItemRecord } from '../../src/store.ts'
+import { forecastFile } from '../kit/grib-message.ts'
 import { tempDir } from '../kit/helpers.ts'
 import { itemRecord, REL_PATH as REL } from '../kit/records.ts'
 
@@ -102,6 +104,32 @@ test('expiry: unpublish leaves a tombstone first; a crash before the deletes is 
   await reopened.open()
   assert.deepEqual(await tree(store.dataDir), [`expired/${REL}.json`])
   assert.ok(reopened.isDone(REL))
+})
+
+test('a GRIB2 file gets its inventory beside it as .idx: written before the journal, rewritten if lost, expired with the file', async () => {
+  const { store } = await storeWithDownload()
+  const { inventory } = forecastFile(6)
+  const withInventory = { ...record(), inventory }
+  await store.publish(store.tempPath(REL), Buffer.from('d4:infoe'), withInventory)
+  assert.deepEqual(await tree(store.dataDir), [...PUBLISHED, `pub/${REL}.idx`].sort())
+  assert.equal(await readFile(store.idxPath(REL), 'utf8'), renderIdx(inventory))
+  // a crash after the journal entry, with the .idx gone meanwhile: finishing the publication writes it again
+  await store.unpublish(REL)
+  await store.deleteFiles(REL)
+  const temp = store.tempPath(REL)
+  await writeFile(temp, 'GRIB!')
+  await mkdir(dirname(store.dataPath(REL)), { recursive: true })
+  await writeFile(store.torrentPath(REL), 'd4:infoe')
+  await writeFile(store.tempPath(REL, '.intent.json'), JSON.stringify({ tempData: temp, record: { ...withInventory, mtimeMs: 0 } }))
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open()
+  assert.equal(await readFile(reopened.idxPath(REL), 'utf8'), renderIdx(inventory))
+  // an .idx whose file is not published (an interrupted expiry) goes at start
+  await reopened.unpublish(REL)
+  await rm(reopened.dataPath(REL))
+  const again = new DataStore(store.dataDir, log)
+  await again.open()
+  assert.deepEqual(await tree(store.dataDir), [`expired/${REL}.json`])
 })
 
 test('tombstones are forgotten after forgetExpiredAfterDays', async () => {
