@@ -82,7 +82,7 @@ async function refresh() {
       cell(item.run), cell(item.package), cell(item.range),
       cell(bytes(item.size), 'num'), cell(duration(item.ageSeconds), 'num'), cell(duration(item.expiresInSeconds), 'num'),
       cell(String(item.seeders), 'num'), cell(String(item.leechers), 'num'),
-      cell(bytes(item.uploaded), 'num'), cell(bytes(item.http.dataBytes + item.http.webSeedBytes), 'num'), get,
+      cell(bytes(item.uploaded), 'num'), cell(bytes(item.http.dataBytes + item.http.webSeedBytes + item.http.subsetBytes), 'num'), get,
     )
     body.append(tr)
   }
@@ -93,8 +93,9 @@ async function refresh() {
     `Disk: ${bytes(disk.publishedBytes)} of a ${bytes(disk.budgetBytes)} budget, ${bytes(disk.freeBytes)} free. ` +
     (status.tracker ? `Tracker: ${status.tracker.announce.join(' ')}. ` : '') +
     `Seeder: port ${status.seeder.port}, ${status.seeder.torrents} torrents. ` +
-    `Sent: ${bytes(bittorrent)} over BitTorrent (files listed), ${bytes(http.dataBytes + http.webSeedBytes)} over HTTP since start ` +
-    `(${bytes(http.dataBytes)} in ${http.dataRequests} plain downloads, ${bytes(http.webSeedBytes)} in ${http.webSeedRequests} web-seed requests; ` +
+    `Sent: ${bytes(bittorrent)} over BitTorrent (files listed), ${bytes(http.dataBytes + http.webSeedBytes + http.subsetBytes)} over HTTP since start ` +
+    `(${bytes(http.dataBytes)} in ${http.dataRequests} plain downloads, ${bytes(http.webSeedBytes)} in ${http.webSeedRequests} web-seed requests, ` +
+    `${bytes(http.subsetBytes)} in ${http.subsetRequests} field subsets; ` +
     `${http.webSeedDeclined} web-seed requests left to peers), ` +
     (status.uplink.bytesPerSec ? `within an uplink budget of ${bytes(status.uplink.bytesPerSec)}/s. ` : 'no uplink budget. ') +
     `Updated ${new Date(status.now).toLocaleTimeString()}.`

@@ -105,6 +105,8 @@ const schema = z.strictObject({
       z.literal(''),
       z.string().regex(/^\/[\w./-]*\/$/, { message: 'an absolute path ending in "/", e.g. "/_published/"' }),
     ]),
+    // Field subsets (/data/<file>?param=…): the largest one served, and how many at once.
+    subsets: z.strictObject({ maxBytes: positiveInt, maxConcurrent: positiveInt.max(1000) }),
   }),
   retention: z.strictObject({
     publishSeconds: z.number().positive().max(TEN_YEARS),

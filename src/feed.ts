@@ -4,7 +4,7 @@
 // rather than with the `feed` package: its Atom writer types every enclosure "image/<ext>"
 // and its JSON output is JSON Feed 1.0 without attachments (checked with feed 5.2.1).
 import type { ItemRecord } from './store.ts'
-import { dataUrl, sidecarUrl, torrentUrl } from './urls.ts'
+import { dataUrl, idxUrl, sidecarUrl, torrentUrl } from './urls.ts'
 
 export const TORRENT_NS = 'http://xmlns.ezrss.it/0.1/'
 /** Our own namespace, for what the standard elements cannot say: when the item goes away. */
@@ -138,6 +138,7 @@ export function renderJsonFeed(items: ItemRecord[], context: FeedContext): strin
           run: item.run,
           expiresAt: item.expiresAt,
           sidecar: sidecarUrl(base, item.relPath),
+          ...(item.inventory?.length ? { idx: idxUrl(base, item.relPath), inventory: item.inventory } : {}),
         },
       })),
     },

@@ -1,20 +1,23 @@
 // Stage "publish over HTTP" (fastify): the data files with Range support, for plain HTTP at
 // /data/ and as the torrents' web seed at /webseed/ (served only when the swarm cannot serve
 // the client: webseed.ts), the .torrent files and sidecars, the feeds, the status API and the
-// status page. Only published items are reachable: paths are looked up in the store's index,
+// status page, and GRIB2 inventories (.idx) and field subsets (subset.ts). Only published items are reachable: paths are looked up in the store's index,
 // never joined onto the filesystem. Data bodies draw on the uplink budget BitTorrent shares.
 // Behind nginx (`http.accelRedirect`), the daemon decides and counts, and nginx sends the
 // bytes from disk (X-Accel-Redirect).
+import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { readFile, readdir } from 'node:fs/promises'
+import { open, readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pipeline } from 'node:stream'
+import { pipeline, Readable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import { buildCatalog, parseCatalogQuery } from './catalog.ts'
 import type { Config } from './config.ts'
 import { renderAtom, renderJsonFeed, renderRss, type FeedContext } from './feed.ts'
 import type { Logger } from './log.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import type { DataStore, ItemRecord } from './store.ts'
+import { describeAvailable, FieldQueryError, parseFieldQuery, selectSubset, type Subset } from './subset.ts'
 import type { Uplink } from './uplink.ts'
 import { encodeRelPath } from './urls.ts'
 import { decideWebSeed, type SwarmView, type WebSeedOptions } from './webseed.ts'
@@ -39,6 +42,7 @@ export interface HttpOptions {
   }
   /** What HTTP sent, kept by the caller. */
   traffic: HttpTraffic
+  subsets: Config['http']['subsets']
   log: Logger
 }
 
@@ -50,9 +54,20 @@ export interface HttpCounts {
   webSeedRequests: number
   webSeedBytes: number
   webSeedDeclined: number
+  /** /data/<file>?param=…: field subsets sent, and their bytes */
+  subsetRequests: number
+  subsetBytes: number
 }
 
-const noCounts = (): HttpCounts => ({ dataRequests: 0, dataBytes: 0, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 0 })
+const noCounts = (): HttpCounts => ({
+  dataRequests: 0,
+  dataBytes: 0,
+  webSeedRequests: 0,
+  webSeedBytes: 0,
+  webSeedDeclined: 0,
+  subsetRequests: 0,
+  subsetBytes: 0,
+})
 
 /** What HTTP sent of the data files, in total and per published file (an expired file's counts go with it). */
 export class HttpTraffic implements PublishListener {
@@ -79,7 +94,7 @@ export class HttpTraffic implements PublishListener {
   }
 }
 
-type Channel = 'data' | 'webSeed'
+type Channel = 'data' | 'webSeed' | 'subset'
 
 const STATIC_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -169,6 +184,78 @@ function sendFile(reply: FastifyReply, path: string, item: ItemRecord, channel: 
   return reply.send(body)
 }
 
+/** The selected messages, one after another, read in chunks from one open file. */
+async function* readMessages(path: string, messages: Subset['messages']): AsyncGenerator<Buffer> {
+  const file = await open(path, 'r')
+  try {
+    for (const { offset, length } of messages) {
+      for (let at = 0; at < length;) {
+        const chunk = Buffer.allocUnsafe(Math.min(256 * 1024, length - at))
+        const { bytesRead } = await file.read(chunk, 0, chunk.length, offset + at)
+        if (bytesRead === 0) throw new Error(`${path}: ends inside message at byte ${offset + at}`)
+        at += bytesRead
+        yield chunk.subarray(0, bytesRead)
+      }
+    }
+  } finally {
+    await file.close()
+  }
+}
+
+/**
+ * A field subset: the messages holding the fields asked for, concatenated (a valid GRIB2
+ * stream), with its length known up front and an ETag naming the file and the selection. Sent
+ * by the daemon itself, nginx or not (nginx cannot concatenate ranges), through the uplink budget.
+ */
+function sendSubset(reply: FastifyReply, item: ItemRecord, options: HttpOptions, active: { count: number }) {
+  let subset: Subset
+  try {
+    if (!item.inventory?.length) throw new FieldQueryError(`${item.fileName} has no inventory: subsets are for GRIB2 files`)
+    subset = selectSubset(item.inventory, parseFieldQuery(reply.request.query as Record<string, unknown>), item.fileName)
+  } catch (err) {
+    if (!(err instanceof FieldQueryError)) throw err
+    const available = err.available
+    return reply.code(400).send({ error: available ? `${err.message}. It has ${describeAvailable(available)}` : err.message, available })
+  }
+  const { maxBytes, maxConcurrent } = options.subsets
+  if (subset.bytes > maxBytes) {
+    return reply.code(400).send({
+      error: `the subset of ${item.fileName} would be ${subset.bytes} bytes, over this node's limit of ${maxBytes}: ask for fewer fields, or take the whole file over BitTorrent`,
+    })
+  }
+  const etag = `"${createHash('sha256')
+    .update(`${item.sha512}:${subset.messages.map((m) => m.message).join(',')}`)
+    .digest('base64url')
+    .slice(0, 27)}"`
+  reply.header('etag', etag).header('content-type', 'application/octet-stream')
+  const maxAge = Math.max(0, Math.floor((Date.parse(item.expiresAt) - Date.now()) / 1000))
+  reply.header('cache-control', `public, max-age=${maxAge}, immutable`).header('last-modified', new Date(item.publishedAt).toUTCString())
+  reply.header('content-disposition', `attachment; filename="${item.fileName.replace(/\.grib2?$/, '')}.subset.grib2"`)
+  reply.header('x-subset-fields', subset.fields.length).header('x-subset-messages', subset.messages.length)
+  if (reply.request.headers['if-none-match'] === etag) return reply.code(304).send()
+  reply.header('content-length', subset.bytes)
+  if (reply.request.method === 'HEAD') return reply.send()
+  if (active.count >= maxConcurrent) {
+    return reply
+      .code(503)
+      .header('retry-after', 5)
+      .header('cache-control', 'no-store')
+      .type('text/plain')
+      .send(`too many subsets under way (${maxConcurrent}): retry in 5 s\n`)
+  }
+  active.count++
+  options.traffic.count(item.relPath, (c) => c.subsetRequests++)
+  const body = pipeline(
+    Readable.from(readMessages(options.store.dataPath(item.relPath), subset.messages)),
+    options.uplink.throttle(),
+    () => {
+      active.count--
+    },
+  )
+  body.on('data', (chunk: Buffer) => options.traffic.count(item.relPath, (c) => (c.subsetBytes += chunk.length)))
+  return reply.send(body)
+}
+
 /**
  * libtorrent (qBittorrent, Deluge) sends its User-Agent on the first request of a connection
  * only: a request without one is libtorrent's too.
@@ -210,6 +297,7 @@ function declineWebSeed(reply: FastifyReply, path: string, item: ItemRecord, ret
 /** The app with every route, not listening: the daemon calls listen(), tests call inject(). */
 export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstance> {
   const { store } = options
+  const activeSubsets = { count: 0 }
   const app = Fastify({ logger: false, trustProxy: options.trustProxy ?? false, routerOptions: { maxParamLength: 1024 } })
 
   const staticFiles = new Map<string, { body: Buffer; type: string }>()
@@ -236,6 +324,16 @@ export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstanc
   feedRoute('/feed.json', 'application/feed+json; charset=utf-8', renderJsonFeed)
 
   app.get('/api/status', async () => options.status())
+  app.get('/api/catalog', (req, reply) => {
+    let query
+    try {
+      query = parseCatalogQuery(req.query as Record<string, unknown>)
+    } catch (err) {
+      if (err instanceof FieldQueryError) return reply.code(400).send({ error: err.message })
+      throw err
+    }
+    return reply.header('cache-control', 'public, max-age=60').send(buildCatalog(store.list(), query, options.feed.publicBaseUrl))
+  })
   app.get('/health', () => ({ ok: true, published: store.list().length }))
 
   app.route<{ Params: { '*': string } }>({
@@ -243,11 +341,18 @@ export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstanc
     url: '/data/*',
     handler: (req, reply) => {
       const requested = req.params['*']
-      const kind = requested.endsWith('.torrent') ? 'torrent' : requested.endsWith('.json') ? 'sidecar' : 'data'
+      const kind = /\.(torrent|json|idx)$/.exec(requested)?.[1] ?? 'data'
       const relPath = kind === 'data' ? requested : requested.slice(0, requested.lastIndexOf('.'))
       const item = store.get(relPath)
       if (!item) return reply.code(404).send({ error: `not published: ${requested}` })
-      if (kind === 'data') return sendFile(reply, store.dataPath(relPath), item, 'data', options)
+      if (kind === 'data') {
+        if (Object.keys(req.query as object).length > 0) return sendSubset(reply, item, options, activeSubsets)
+        return sendFile(reply, store.dataPath(relPath), item, 'data', options)
+      }
+      if (kind === 'idx') {
+        if (!item.inventory?.length) return reply.code(404).send({ error: `no inventory for ${requested}: it is not GRIB2` })
+        return readFile(store.idxPath(relPath)).then((body) => reply.type('text/plain; charset=utf-8').send(body))
+      }
       if (kind === 'torrent') {
         return readFile(store.torrentPath(relPath)).then((body) =>
           reply
@@ -295,11 +400,12 @@ export class HttpServer implements Stage<{ port: number }> {
 
   constructor(
     private readonly config: Config['http'],
-    private readonly deps: Omit<HttpOptions, 'trustProxy' | 'accelRedirect'>,
+    private readonly deps: Omit<HttpOptions, 'trustProxy' | 'accelRedirect' | 'subsets'>,
   ) {}
 
   async start(): Promise<void> {
-    this.app = await buildHttpApp({ ...this.deps, trustProxy: this.config.trustProxy, accelRedirect: this.config.accelRedirect })
+    const { trustProxy, accelRedirect, subsets } = this.config
+    this.app = await buildHttpApp({ ...this.deps, trustProxy, accelRedirect, subsets })
     await this.app.listen({ host: this.config.host, port: this.config.port })
     this.deps.log.info('http listening', { url: `http://${this.config.host}:${this.port}`, public: this.config.publicBaseUrl })
   }

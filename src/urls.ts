@@ -21,3 +21,8 @@ export function torrentUrl(publicBaseUrl: string, relPath: string): string {
 export function sidecarUrl(publicBaseUrl: string, relPath: string): string {
   return `${dataUrl(publicBaseUrl, relPath)}.json`
 }
+
+/** A GRIB2 file's inventory, in wgrib2's format. */
+export function idxUrl(publicBaseUrl: string, relPath: string): string {
+  return `${dataUrl(publicBaseUrl, relPath)}.idx`
+}

@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import type { InjectOptions } from 'fastify'
+import type { Catalog } from '../../src/catalog.ts'
 import { buildHttpApp, HttpTraffic, parseRange, type HttpOptions } from '../../src/http.ts'
 import { silentLogger } from '../../src/log.ts'
 import { DataStore, type ItemRecord } from '../../src/store.ts'
@@ -14,6 +15,7 @@ import { buildTorrent, decodeTorrent, PieceHasher } from '../../src/torrent.ts'
 import { Uplink } from '../../src/uplink.ts'
 import type { SwarmView } from '../../src/webseed.ts'
 import { tempDir } from '../kit/helpers.ts'
+import { forecastFile } from '../kit/grib-message.ts'
 import { itemRecord } from '../kit/records.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -107,7 +109,7 @@ const A = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T0000
 const PLUS = '20261123T00Z/arpege/01/SP2/f+1.grib2'
 const GONE = '20261123T00Z/arpege/01/SP1/gone.grib2'
 
-async function publish(relPath: string, body: Buffer, publishedAt: Date): Promise<ItemRecord> {
+async function publish(relPath: string, body: Buffer, publishedAt: Date, extra: Partial<ItemRecord> = {}): Promise<ItemRecord> {
   const temp = store.tempPath(relPath)
   await writeFile(temp, body)
   const hasher = new PieceHasher(16384)
@@ -135,6 +137,7 @@ async function publish(relPath: string, body: Buffer, publishedAt: Date): Promis
       magnetURI: built.magnetURI,
       publishedAt: publishedAt.toISOString(),
       expiresAt: new Date(publishedAt.getTime() + 2 * HOUR).toISOString(),
+      ...extra,
     }),
   )
 }
@@ -142,6 +145,14 @@ async function publish(relPath: string, body: Buffer, publishedAt: Date): Promis
 const published = new Date(Math.floor(Date.now() / 1000) * 1000 - HOUR)
 const itemA = await publish(A, BODY, published)
 const itemPlus = await publish(PLUS, Buffer.from('GRIB plus 7777'), new Date(published.getTime() - 60_000))
+// A GRIB2 file with its inventory, in the next run
+const FORECAST = forecastFile(24)
+const G = '20261123T06Z/arpege/01/SP1/arpege__01__SP1__013H024H__2026-11-23T060000Z.grib2'
+const itemG = await publish(G, FORECAST.bytes, new Date(published.getTime() - 120_000), {
+  run: '2026-11-23T06:00:00Z',
+  range: '013H024H',
+  inventory: FORECAST.inventory,
+})
 // Files in the data directory that are not published: never served.
 await writeFile(join(store.dataDir, 'secret.grib2'), 'not for you')
 await writeFile(join(store.pubDir, 'stray.grib2'), 'not published')
@@ -161,6 +172,7 @@ interface AppOptions {
   uplink?: Uplink
   trustProxy?: boolean
   status?: HttpOptions['status']
+  subsets?: HttpOptions['subsets']
 }
 
 async function appWith(o: AppOptions = {}) {
@@ -175,6 +187,7 @@ async function appWith(o: AppOptions = {}) {
     uplink: o.uplink ?? new Uplink(0),
     webSeed: { ...WEB_SEED, mode: o.mode ?? 'always', swarm: o.swarm ?? (() => undefined) },
     traffic,
+    subsets: o.subsets ?? { maxBytes: 1 << 30, maxConcurrent: 16 },
     log: silentLogger,
   })
   after(() => app.close())
@@ -193,6 +206,8 @@ const counts = (over: Partial<ReturnType<HttpTraffic['of']>> = {}) => ({
   webSeedRequests: 0,
   webSeedBytes: 0,
   webSeedDeclined: 0,
+  subsetRequests: 0,
+  subsetBytes: 0,
   ...over,
 })
 
@@ -579,6 +594,117 @@ test('an unknown route or method is a 404 with a JSON error', async () => {
     'no route GET '.length + 200,
     'long URLs are cut in the error',
   )
+})
+
+// ---------------------------------------------------------------------------------------------
+// GRIB2 inventories, field subsets and the catalog
+
+test('/data/<file>.idx is the inventory in wgrib2 format, and only for a GRIB2 file', async () => {
+  const { request } = await appWith()
+  const idx = await request(`/data/${G}.idx`)
+  assert.equal(idx.statusCode, 200)
+  assert.equal(idx.headers['content-type'], 'text/plain; charset=utf-8')
+  const lines = idx.payload.trimEnd().split('\n')
+  assert.equal(lines.length, 6)
+  assert.equal(lines[0], '1:0:d=2026112300:TMP:2 m above ground:24 hour fcst:')
+  assert.equal(lines[1], `2:${FORECAST.inventory[1]!.offset}:d=2026112300:UGRD:10 m above ground:24 hour fcst:`)
+  assert.equal((await request(`/data/${A}.idx`)).statusCode, 404, 'not GRIB2: no inventory')
+  assert.equal((await request(`/data/${GONE}.idx`)).statusCode, 404)
+})
+
+test('a field subset: the matching messages concatenated, with its length, an ETag, and counted', async () => {
+  const { request, traffic } = await appWith()
+  const res = await request(`/data/${G}?param=UGRD,VGRD&level=10-HTGL&step=0-48`)
+  assert.equal(res.statusCode, 200)
+  const expected = Buffer.concat(
+    [1, 2].map((i) =>
+      FORECAST.bytes.subarray(FORECAST.inventory[i]!.offset, FORECAST.inventory[i]!.offset + FORECAST.inventory[i]!.length),
+    ),
+  )
+  assert.deepEqual(res.rawPayload, expected)
+  assert.equal(res.headers['content-length'], String(expected.length))
+  assert.equal(res.headers['content-type'], 'application/octet-stream')
+  assert.equal(res.headers['x-subset-fields'], '2')
+  assert.match(res.headers['content-disposition'] as string, /filename="arpege__01__SP1__013H024H__2026-11-23T060000Z\.subset\.grib2"/)
+  const etag = res.headers.etag as string
+  assert.match(etag, /^"[\w-]{27}"$/)
+  assert.deepEqual(traffic.of(G), counts({ subsetRequests: 1, subsetBytes: expected.length }))
+  // the same selection written differently: the same ETag; another: another
+  assert.equal((await request(`/data/${G}?level=10-HTGL&param=vgrd,ugrd`)).headers.etag, etag)
+  assert.notEqual((await request(`/data/${G}?param=UGRD`)).headers.etag, etag)
+  const notModified = await request({ url: `/data/${G}?param=UGRD,VGRD&level=10-HTGL`, headers: { 'if-none-match': etag } })
+  assert.equal(notModified.statusCode, 304)
+  const head = await request({ method: 'HEAD', url: `/data/${G}?param=TMP&level=2-HTGL` })
+  assert.equal(head.headers['content-length'], String(FORECAST.inventory[0]!.length))
+  assert.equal(head.payload, '')
+})
+
+test('a subset naming what the file lacks is a 400 listing what it has; bad queries and non-GRIB files too', async () => {
+  const { request } = await appWith()
+  const res = await request(`/data/${G}?param=TMP,RH`)
+  assert.equal(res.statusCode, 400)
+  const body = res.json<{ error: string; available: { param: string[] } }>()
+  assert.match(
+    body.error,
+    /has no param "RH"\. It has params: PRMSL, TMP, UGRD, VGRD, var0_1_200; levels: 0-MSL, 0-SFC, 10-HTGL, 2-HTGL, 85000-ISBL; steps \(hours\): 24/,
+  )
+  assert.deepEqual(body.available.param, ['PRMSL', 'TMP', 'UGRD', 'VGRD', 'var0_1_200'])
+  assert.match((await request(`/data/${G}?parm=TMP`)).json<{ error: string }>().error, /unknown query parameter "parm"/)
+  assert.match((await request(`/data/${A}?param=TMP`)).json<{ error: string }>().error, /has no inventory: subsets are for GRIB2 files/)
+})
+
+test('a subset over the size limit is refused with a reason; over the concurrency limit, 503 with Retry-After', async () => {
+  const small = await appWith({ subsets: { maxBytes: FORECAST.inventory[0]!.length, maxConcurrent: 16 } })
+  assert.equal((await small.request(`/data/${G}?param=TMP&level=2-HTGL`)).statusCode, 200)
+  const over = await small.request(`/data/${G}?param=TMP`)
+  assert.equal(over.statusCode, 400)
+  assert.match(
+    over.json<{ error: string }>().error,
+    /would be \d+ bytes, over this node's limit of \d+: ask for fewer fields, or take the whole file over BitTorrent/,
+  )
+  // one subset under way (held by a budget of 1 byte/s), the next one waits its turn
+  const busy = await appWith({ subsets: { maxBytes: 1 << 30, maxConcurrent: 1 }, uplink: new Uplink(1) })
+  await busy.app.listen({ host: '127.0.0.1', port: 0 })
+  const url = `http://127.0.0.1:${(busy.app.server.address() as { port: number }).port}/data/${G}?param=TMP`
+  const first = new AbortController()
+  const firstResponse = await fetch(url, { signal: first.signal })
+  assert.equal(firstResponse.status, 200)
+  const second = await fetch(url)
+  assert.equal(second.status, 503)
+  assert.equal(second.headers.get('retry-after'), '5')
+  first.abort()
+})
+
+test('/api/catalog: runs, files and fields with their links; filtered, a subset URL for what matched', async () => {
+  const { request } = await appWith()
+  const all = (await request('/api/catalog')).json<Catalog>()
+  assert.deepEqual(
+    all.runs.map((r) => r.run),
+    ['2026-11-23T06:00:00Z', '2026-11-23T00:00:00Z'],
+  )
+  const file = all.runs[0]!.files[0]!
+  assert.equal(file.relPath, G)
+  assert.equal(file.fields.length, 6)
+  assert.deepEqual(file.links, {
+    http: `http://node.test:8080/data/${G}`,
+    torrent: `http://node.test:8080/data/${G}.torrent`,
+    magnet: itemG.magnetURI,
+    sidecar: `http://node.test:8080/data/${G}.json`,
+    idx: `http://node.test:8080/data/${G}.idx`,
+  })
+  assert.equal(file.subset, undefined, 'no filter, no subset')
+  const wind = (await request('/api/catalog?q=10 m wind, %2B24 h, latest run')).json<Catalog>()
+  assert.equal(wind.runs.length, 1)
+  const [match] = wind.runs[0]!.files
+  assert.deepEqual(
+    match!.fields.map((f) => f.param),
+    ['UGRD', 'VGRD'],
+  )
+  assert.equal(match!.subset!.url, `http://node.test:8080/data/${G}?param=UGRD,VGRD&level=10-HTGL&step=24`)
+  const subset = await request(match!.subset!.url.replace('http://node.test:8080', ''))
+  assert.equal(subset.rawPayload.length, match!.subset!.bytes)
+  assert.equal((await request('/api/catalog?param=RH')).json<Catalog>().runs.length, 0)
+  assert.equal((await request('/api/catalog?step=x')).statusCode, 400)
 })
 
 // ---------------------------------------------------------------------------------------------

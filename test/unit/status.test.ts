@@ -20,7 +20,7 @@ test('each item gets its age, time to expiry, URLs and the figures of every stag
     Buffer.from('d4:infoe'),
     itemRecord({ relPath, magnetURI: 'magnet:?x', publishedAt: '2026-11-23T03:00:00.000Z', expiresAt: '2026-11-23T15:00:00.000Z' }),
   )
-  const http = { dataRequests: 1, dataBytes: 4, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 2 }
+  const http = { dataRequests: 1, dataBytes: 4, webSeedRequests: 0, webSeedBytes: 0, webSeedDeclined: 2, subsetRequests: 0, subsetBytes: 0 }
   const [item] = itemStatuses(
     store,
     'http://node.test',
