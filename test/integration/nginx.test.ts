@@ -101,8 +101,25 @@ test('web-seed requests: served through nginx when the client is not in the swar
   assert.equal(after.webSeedDeclined, before.webSeedDeclined + 2)
 })
 
+test('the .idx comes from disk as text; a field subset passes through to the daemon, which cuts it', async () => {
+  const idx = await fetch(`${front}/data/${item.relPath}.idx`)
+  assert.equal(idx.status, 200)
+  assert.equal(idx.headers.get('content-type'), 'text/plain; charset=utf-8')
+  assert.equal(await idx.text(), await readFile(daemon.store.idxPath(item.relPath), 'utf8'))
+  const before = daemon.httpTraffic.of(item.relPath).subsetBytes
+  const subset = await fetch(`${front}/data/${item.relPath}?param=UGRD`)
+  assert.equal(subset.status, 200, await subset.clone().text())
+  const [ugrd] = item.inventory!.filter((f) => f.param.shortName === 'UGRD')
+  assert.equal(subset.headers.get('content-length'), String(ugrd!.length))
+  assert.ok(Buffer.from(await subset.arrayBuffer()).equals(data.subarray(ugrd!.offset, ugrd!.offset + ugrd!.length)))
+  assert.equal(daemon.httpTraffic.of(item.relPath).subsetBytes, before + ugrd!.length)
+})
+
 test('with the daemon down, nginx serves every published file itself, and nothing else', async () => {
   await daemon.stop()
+  // a subset needs the daemon: never the whole file in its place
+  assert.equal((await fetch(`${front}/data/${item.relPath}?param=UGRD`)).status, 503)
+  assert.equal((await fetch(`${front}/data/${item.relPath}.idx`)).status, 200)
   for (const path of [`/data/${item.relPath}`, `/webseed/${item.relPath}`]) {
     const response = await fetch(`${front}${path}`, { headers: { range: 'bytes=10-19' } })
     assert.equal(response.status, 206, path)
