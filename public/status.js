@@ -101,5 +101,49 @@ async function refresh() {
     `Updated ${new Date(status.now).toLocaleTimeString()}.`
 }
 
+// The field search: the catalog's answer for the words typed, each file with its subset link.
+function field(f) {
+  return `${f.param}${f.name ? ` (${f.name})` : ''} at ${f.levelText}, ${f.ftime}`
+}
+async function search(event) {
+  event.preventDefault()
+  const q = document.getElementById('q').value
+  const results = document.getElementById('results')
+  results.hidden = false
+  let catalog
+  try {
+    const response = await fetch(`/api/catalog?${new URLSearchParams({ q })}`)
+    catalog = await response.json()
+    if (!response.ok) throw new Error(catalog.error)
+  } catch (err) {
+    results.textContent = `Search failed: ${err.message}`
+    return
+  }
+  results.replaceChildren()
+  if (catalog.runs.length === 0) {
+    const a = catalog.available
+    results.textContent = `Nothing matches "${q}". Published: parameters ${a.param.join(', ')}; levels ${a.level.join(', ')}; steps ${a.step.join(', ')} h.`
+    return
+  }
+  for (const run of catalog.runs) {
+    for (const file of run.files) {
+      const h3 = document.createElement('h3')
+      h3.textContent = `Run ${run.run}, ${file.package} ${file.range}: ${file.fileName}`
+      const ul = document.createElement('ul')
+      for (const f of file.fields) {
+        const li = document.createElement('li')
+        li.textContent = field(f)
+        ul.append(li)
+      }
+      const links = document.createElement('p')
+      if (file.subset) links.append(link(file.subset.url, `subset (${bytes(file.subset.bytes)})`), ' · ')
+      if (file.links.idx) links.append(link(file.links.idx, '.idx'), ' · ')
+      links.append(link(file.links.torrent, `whole file: torrent (${bytes(file.size)})`), ' · ', link(file.links.magnet, 'magnet'), ' · ', link(file.links.http, 'HTTP'))
+      results.append(h3, ul, links)
+    }
+  }
+}
+document.getElementById('search').addEventListener('submit', search)
+
 refresh()
 setInterval(refresh, 10000)
