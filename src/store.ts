@@ -66,14 +66,17 @@ export function resolveInside(root: string, relPath: string): string {
   return full
 }
 
-/** Writes a file atomically: temp file in the same directory, fsync, rename. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Writes a file atomically: temp file in the same directory, fsync, rename. `durable: false`
+ * skips the fsync, for files rebuilt from others when a crash leaves them short.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, { durable = true } = {}): Promise<void> {
   await mkdir(dirname(path), { recursive: true })
   const temp = `${path}.${process.pid}.${Date.now()}.tmp`
   const handle = await open(temp, 'w')
   try {
     await handle.writeFile(data)
-    await handle.sync()
+    if (durable) await handle.sync()
   } finally {
     await handle.close()
   }
@@ -271,6 +274,10 @@ export class DataStore {
       if (record && dataOk && torrentSize !== undefined) {
         this.items.set(record.relPath, record)
         this.torrentSizes.set(record.relPath, torrentSize)
+        if (mode === 'repair' && record.inventory?.length) {
+          const idxSize = await fileSize(this.idxPath(record.relPath))
+          if (idxSize !== Buffer.byteLength(renderIdx(record.inventory))) await this.writeIdx(record)
+        }
       } else if (mode === 'repair') {
         this.log.warn('dropping a published item whose files are incomplete', { sidecar })
         await unlink(sidecar)
@@ -322,8 +329,7 @@ export class DataStore {
   async publish(tempData: string, torrent: Uint8Array, record: Omit<ItemRecord, 'mtimeMs'>): Promise<ItemRecord> {
     const torrentPath = this.torrentPath(record.relPath) // checks relPath before anything is written
     const full: ItemRecord = { ...record, mtimeMs: (await stat(tempData)).mtimeMs }
-    await writeFileAtomic(torrentPath, torrent)
-    await this.writeIdx(full)
+    await Promise.all([writeFileAtomic(torrentPath, torrent), this.writeIdx(full)])
     const intentPath = this.tempPath(record.relPath, '.intent.json')
     await writeFileAtomic(intentPath, JSON.stringify({ tempData, record: full } satisfies PublishIntent))
     return this.finishPublish({ tempData, record: full }, intentPath)
@@ -343,9 +349,9 @@ export class DataStore {
       await unlink(intentPath)
       return record
     }
-    if (record.inventory?.length && !(await exists(this.idxPath(record.relPath)))) await this.writeIdx(record)
     const final = { ...record, mtimeMs: published.mtimeMs }
-    await writeFileAtomic(this.sidecarPath(record.relPath), JSON.stringify(final, null, 2))
+    // One line: with a GRIB2 inventory of thousands of fields, indentation would double it.
+    await writeFileAtomic(this.sidecarPath(record.relPath), JSON.stringify(final))
     await unlink(intentPath)
     this.items.set(record.relPath, final)
     this.torrentSizes.set(record.relPath, torrentSize)
@@ -353,8 +359,13 @@ export class DataStore {
     return final
   }
 
+  /**
+   * The .idx is derived from the sidecar's inventory: written without an fsync of its own (it
+   * is off the publish latency's critical path), and rewritten at start when a crash left it
+   * short or missing.
+   */
   private async writeIdx(record: ItemRecord): Promise<void> {
-    if (record.inventory?.length) await writeFileAtomic(this.idxPath(record.relPath), renderIdx(record.inventory))
+    if (record.inventory?.length) await writeFileAtomic(this.idxPath(record.relPath), renderIdx(record.inventory), { durable: false })
   }
 
   /** First half of expiry: the item is no longer published (tombstone written atomically). */

@@ -72,7 +72,8 @@ async function decodeAll(gdalPath: string, where: string, packedBits: number[] =
       try {
         const band = await dataset.bands.getAsync(index)
         noData = band.noDataValue
-        names.push((await band.getMetadataAsync()) as GdalBandNames)
+        // In memory once the band is open: microseconds, not worth a trip through libuv's pool.
+        names.push(band.getMetadata() as GdalBandNames)
         await band.pixels.readAsync(0, 0, width, height, values)
       } catch (err) {
         throw new InvalidFileError(`${where}: band ${index} of ${count} does not decode (${(err as Error).message})`)

@@ -106,7 +106,7 @@ test('expiry: unpublish leaves a tombstone first; a crash before the deletes is 
   assert.ok(reopened.isDone(REL))
 })
 
-test('a GRIB2 file gets its inventory beside it as .idx: written before the journal, rewritten if lost, expired with the file', async () => {
+test('a GRIB2 file gets its inventory beside it as .idx: written before the journal, rewritten at start if lost or short, expired with the file', async () => {
   const { store } = await storeWithDownload()
   const { inventory } = forecastFile(6)
   const withInventory = { ...record(), inventory }
@@ -123,6 +123,10 @@ test('a GRIB2 file gets its inventory beside it as .idx: written before the jour
   await writeFile(store.tempPath(REL, '.intent.json'), JSON.stringify({ tempData: temp, record: { ...withInventory, mtimeMs: 0 } }))
   const reopened = new DataStore(store.dataDir, log)
   await reopened.open()
+  assert.equal(await readFile(reopened.idxPath(REL), 'utf8'), renderIdx(inventory))
+  // written without an fsync: one a crash left short is rewritten at start
+  await writeFile(reopened.idxPath(REL), '1:0:d=20')
+  await new DataStore(store.dataDir, log).open()
   assert.equal(await readFile(reopened.idxPath(REL), 'utf8'), renderIdx(inventory))
   // an .idx whose file is not published (an interrupted expiry) goes at start
   await reopened.unpublish(REL)
