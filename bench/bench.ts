@@ -17,6 +17,7 @@
 //     hosts.ts             origin offload with stock clients as separate hosts, web seed on and off
 //     notify.ts            published → v03 message at a subscriber (vs a bare AMQP publish)
 //     pump.ts              an sr3 post → the file seeding on a follower (vs a plain HTTP download)
+//     fields.ts            the GRIB2 inventory's cost (vs publish latency), a one-field subset (vs the whole file)
 //     tracker.ts           tracker announces/s over HTTP and UDP, 10,000 peers over 40 torrents (vs opentracker)
 //   bench/lib/             what only the benchmark uses:
 //     util.ts              progress lines, Row/ScenarioContext/ScenarioResult, results directory, formatting
@@ -31,6 +32,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Resources } from '../test/kit/resources.ts'
 import { benchCreate } from './scenarios/create.ts'
+import { benchFields } from './scenarios/fields.ts'
 import { benchHosts } from './scenarios/hosts.ts'
 import { benchMemory } from './scenarios/memory.ts'
 import { benchNotify } from './scenarios/notify.ts'
@@ -55,7 +57,7 @@ from Debian: bash scripts/bench-setup.sh installs them (as root).
 
 Options:
   --quick          small sizes (a few minutes), for CI
-  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,pump,tracker (comma-separated)
+  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,pump,fields,tracker (comma-separated)
   --daemon HOW     how the memory scenario runs the daemon: build (compiled JavaScript, as
                    npm start; the default) or tsx (src/ through the TypeScript loader)
   -h, --help       this text
@@ -121,6 +123,7 @@ async function main(): Promise<number> {
     ['hosts', 'Origin offload, stock clients as separate hosts', benchHosts],
     ['notify', 'Notification latency', benchNotify],
     ['pump', 'Following a Sarracenia pump', benchPump],
+    ['fields', 'GRIB2 inventory and field subsets', benchFields],
     ['tracker', 'Tracker announces', benchTracker],
   ]
   const only = args.only
