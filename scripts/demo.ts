@@ -8,8 +8,10 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import amqp from 'amqplib'
+import type { Catalog } from '../src/catalog.ts'
 import type { StatusReport } from '../src/daemon.ts'
 import { recentRuns } from '../src/source.ts'
+import type { ItemRecord } from '../src/store.ts'
 import { loopbackConfig } from '../test/kit/config.ts'
 import { cliCommand, startCli } from '../test/kit/daemon.ts'
 import { arpegeKey, FakeUpstream } from '../test/kit/fake-upstream.ts'
@@ -137,7 +139,32 @@ try {
   if (!lt.ok) throw new Error(`libtorrent failed: ${lt.output}`)
   await check(`libtorrent, ${lt.seconds.toFixed(1)} s`, join(work, 'libtorrent', second.fileName), second.fileName)
 
-  say("6. A volunteer's mirror: npm run mirror -- <the origin's feed URL> copies every file over BitTorrent")
+  say('6. A meteorologist wants 2 m temperature and 10 m wind, not whole files: the catalog, then one field subset')
+  const catalog = (await fetch(`${base}/api/catalog?q=${encodeURIComponent('10 m wind, latest run')}`).then((r) => r.json())) as Catalog
+  const windFile = catalog.runs[0]!.files[0]!
+  process.stdout.write(
+    `   ${base}/api/catalog?q=10 m wind, latest run → ${windFile.fileName}: ${windFile.fields.map((f) => `${f.param} ${f.levelText} ${f.ftime}`).join('; ')}\n`,
+  )
+  const subsetUrl = `${windFile.links.http}?param=TMP,UGRD,VGRD&level=2-HTGL,10-HTGL&step=0`
+  const subset = Buffer.from(await (await fetch(subsetUrl)).arrayBuffer())
+  const sidecar = (await fetch(windFile.links.sidecar).then((r) => r.json())) as ItemRecord
+  const original = files.get(windFile.fileName)!
+  const expected = Buffer.concat(
+    sidecar
+      .inventory!.filter(
+        (f) => ['TMP@2-HTGL', 'UGRD@10-HTGL', 'VGRD@10-HTGL'].includes(`${f.param.shortName}@${f.level.shortName}`) && f.step.end === 0,
+      )
+      .map((f) => original.subarray(f.offset, f.offset + f.length)),
+  )
+  process.stdout.write(`   curl '${subsetUrl}'\n`)
+  process.stdout.write(
+    `   ${subset.length} bytes of ${original.length} (${((100 * subset.length) / original.length).toFixed(0)} %): ` +
+      `${subset.equals(expected) ? 'the 3 matching GRIB2 messages of the upstream file, byte for byte' : 'DIFFERS from the matching messages'}\n`,
+  )
+  if (!subset.equals(expected)) throw new Error(`the subset ${subsetUrl} differs from the matching messages`)
+  process.stdout.write(`   its inventory: ${windFile.links.idx}\n`)
+
+  say("7. A volunteer's mirror: npm run mirror -- <the origin's feed URL> copies every file over BitTorrent")
   const mirrorPort = await freePort()
   const mirrorBase = `http://127.0.0.1:${mirrorPort}`
   const mirrorExited = runCli(
@@ -170,7 +197,7 @@ try {
   }
 
   if (notifications) {
-    say(`7. The v03 messages a data centre subscribed to v03.# on exchange ${EXCHANGE} received`)
+    say(`8. The v03 messages a data centre subscribed to v03.# on exchange ${EXCHANGE} received`)
     await waitFor('a v03 message per file', () => notifications.length >= 4, 10_000)
     for (const { topic, body } of notifications) process.stdout.write(`   ${topic}  ${body.relPath}\n`)
     process.stdout.write(`   the first in full:\n${JSON.stringify(notifications[0]!.body, null, 2).replace(/^/gm, '     ')}\n`)
