@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `gribswarm daemon|fetch|mirror [options]`: the installed command. It runs the compiled
+// `gribswarm daemon|fetch|mirror|get [options]`: the installed command. It runs the compiled
 // command from build/ (`npm run build`, which `npm ci` runs through "prepare") in this very
 // process: no TypeScript loader in memory, and signals reach the daemon directly.
 import { existsSync } from 'node:fs'
@@ -9,6 +9,7 @@ const COMMANDS = {
   daemon: 'tracker, seeder, HTTP and the scheduled passes, until SIGINT/SIGTERM (npm start)',
   fetch: 'one pipeline pass now, then exit (npm run fetch)',
   mirror: "a reseeding node following another node's feed (npm run mirror)",
+  get: 'fields as subsets over HTTP, whole files over BitTorrent, from the nodes (npm run get)',
 }
 
 const HELP = `Usage: gribswarm COMMAND [options]

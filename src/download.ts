@@ -1,6 +1,8 @@
 // A mirror's download: one torrent fetched from its swarm into a directory of the data tree's
 // temp area, on the seeder's webtorrent client (seed.ts), so the copy is uploaded to the
 // swarm while it arrives and goes on being seeded while it is verified.
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import type WebTorrent from 'webtorrent'
 import type { Torrent } from 'webtorrent'
 import type { Logger } from './log.ts'
@@ -71,4 +73,11 @@ export async function downloadTorrent(
     if (onAbort) signal?.removeEventListener('abort', onAbort)
     if (!complete) await removeTorrent(client, torrent)
   }
+}
+
+/** A downloaded file's SHA-512, base64 as Sarracenia's identity and the sidecars carry it: what a copy is checked against. */
+export async function sha512Of(path: string): Promise<string> {
+  const hash = createHash('sha512')
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash.digest('base64')
 }

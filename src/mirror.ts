@@ -13,14 +13,13 @@
 // names any; never to what this node fetched from its own upstream. An announcement of other
 // content under a relPath we hold is ignored. Whoever can post to a followed exchange can still
 // announce files: they are checked, never trusted.
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Got } from 'got'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
 import type { Seeder, SeedStats } from './seed.ts'
+import { sha512Of } from './download.ts'
 import type { Stage } from './stage.ts'
 import { fetchFile } from './fetch.ts'
 import type { Publication, Publisher } from './publish.ts'
@@ -51,12 +50,6 @@ export interface Announcement {
   source?: string
   /** The announcer removed it (v03 fileOp remove). */
   remove?: boolean
-}
-
-async function sha512Of(path: string): Promise<string> {
-  const hash = createHash('sha512')
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
-  return hash.digest('base64')
 }
 
 /**

@@ -1,7 +1,7 @@
-// What the three commands (daemon, fetch, mirror) share: loading the configuration once, failing
-// with one clear line, and running the daemon until it is told to stop.
+// What the commands share: loading the configuration once, failing with one clear line, and
+// running the daemon until it is told to stop (loaded only then: `get` has no daemon).
 import { ConfigError, loadConfig, type Config, type LoadOptions } from '../config.ts'
-import { Daemon } from '../daemon.ts'
+import type { Daemon } from '../daemon.ts'
 import { createLogger, type Logger } from '../log.ts'
 
 export function loadOrExit(file: string | undefined, overrides?: LoadOptions['overrides']): { config: Config; log: Logger } {
@@ -48,6 +48,7 @@ function whenParentExits(then: () => void): void {
 export async function runDaemon(config: Config, log: Logger, what: string, context: Record<string, unknown>): Promise<void> {
   let daemon: Daemon
   try {
+    const { Daemon } = await import('../daemon.ts')
     daemon = await Daemon.start(config, log)
   } catch (err) {
     fail(`could not start: ${(err as Error).message}`)
