@@ -59,7 +59,7 @@ export interface HttpCounts {
   subsetBytes: number
 }
 
-const noCounts = (): HttpCounts => ({
+export const noCounts = (): HttpCounts => ({
   dataRequests: 0,
   dataBytes: 0,
   webSeedRequests: 0,

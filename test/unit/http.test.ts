@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import type { InjectOptions } from 'fastify'
 import type { Catalog } from '../../src/catalog.ts'
-import { buildHttpApp, HttpTraffic, parseRange, type HttpOptions } from '../../src/http.ts'
+import { buildHttpApp, HttpTraffic, noCounts, parseRange, type HttpOptions } from '../../src/http.ts'
 import { silentLogger } from '../../src/log.ts'
 import { DataStore, type ItemRecord } from '../../src/store.ts'
 import { buildTorrent, decodeTorrent, PieceHasher } from '../../src/torrent.ts'
@@ -200,16 +200,7 @@ function swarmOf(peers: Record<string, number>): () => SwarmView {
   return () => ({ peer: (address) => (address in peers ? { progressAt: Date.now() - peers[address]! } : undefined) })
 }
 
-const counts = (over: Partial<ReturnType<HttpTraffic['of']>> = {}) => ({
-  dataRequests: 0,
-  dataBytes: 0,
-  webSeedRequests: 0,
-  webSeedBytes: 0,
-  webSeedDeclined: 0,
-  subsetRequests: 0,
-  subsetBytes: 0,
-  ...over,
-})
+const counts = (over: Partial<ReturnType<HttpTraffic['of']>> = {}) => ({ ...noCounts(), ...over })
 
 // ---------------------------------------------------------------------------------------------
 // /data/
