@@ -135,7 +135,7 @@ async function crashAt(s: Setup, point: Omit<CrashPoint, 'marker'>) {
 async function assertConsistent(s: Setup, before: Map<string, ItemRecord>, afterRestart: StatusReport) {
   const tree = await files(s.dataDir)
   const published = await sidecars(s, 'pub')
-  const expected = [...published.keys()].flatMap((rel) => [`pub/${rel}`, `pub/${rel}.json`, `pub/${rel}.torrent`])
+  const expected = [...published.keys()].flatMap((rel) => [`pub/${rel}`, `pub/${rel}.idx`, `pub/${rel}.json`, `pub/${rel}.torrent`])
   assert.deepEqual(
     tree.filter((f) => f !== 'lock' && !f.startsWith('expired/')),
     expected.sort(),

@@ -83,7 +83,7 @@ async function assertAllPublished(s: Setup): Promise<void> {
   }
   assert.deepEqual(
     await listTree(join(s.config.dataDir, 'pub')),
-    RANGES.flatMap((r) => [rel(r), `${rel(r)}.json`, `${rel(r)}.torrent`]).sort(),
+    RANGES.flatMap((r) => [rel(r), `${rel(r)}.idx`, `${rel(r)}.json`, `${rel(r)}.torrent`]).sort(),
   )
   assert.deepEqual(await listTree(join(s.config.dataDir, 'tmp')), [])
 }

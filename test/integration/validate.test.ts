@@ -19,7 +19,8 @@ before(async () => {
 test("a CCSDS-packed (template 5.42) GRIB2 file like Météo-France's validates, every band decoded", async () => {
   const bytes = await readFile(valid)
   assert.ok(bytes.includes(Buffer.from([0, 42])), 'fixture uses data representation template 5.42')
-  assert.deepEqual(await validateGrib(valid), { messages: 5, bands: 5 })
+  const report = await validateGrib(valid)
+  assert.deepEqual([report.messages, report.bands, report.inventory.length], [5, 5, 5])
 })
 
 test('simple packing validates too', async () => {
