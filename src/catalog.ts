@@ -10,6 +10,7 @@ import {
   FieldQueryError,
   matchFields,
   parseFieldQuery,
+  queryList,
   selectSubset,
   type AvailableFields,
   type FieldQuery,
@@ -91,12 +92,6 @@ export function parseSearch(text: string): CatalogQuery {
   return query
 }
 
-const list = (value: unknown) =>
-  (Array.isArray(value) ? value : [value])
-    .flatMap((v) => String(v).split(','))
-    .map((v) => v.trim())
-    .filter(Boolean)
-
 /** The catalog's query string: the subset's keys, `run`, `package`, `grid` and `q` (a search in words). */
 export function parseCatalogQuery(query: Record<string, unknown>): CatalogQuery {
   const { run, package: packages, grid, q, ...fieldKeys } = query
@@ -112,8 +107,8 @@ export function parseCatalogQuery(query: Record<string, unknown>): CatalogQuery 
     if (typeof run !== 'string' || !run) throw new FieldQueryError('run must be one run, or "latest"')
     result.run = run
   }
-  if (packages !== undefined) result.packages = list(packages)
-  if (grid !== undefined) result.grids = list(grid)
+  if (packages !== undefined) result.packages = queryList(packages)
+  if (grid !== undefined) result.grids = queryList(grid)
   return result
 }
 

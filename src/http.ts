@@ -149,13 +149,16 @@ function rangeStillApplies(ifRange: string | string[] | undefined, item: ItemRec
   return validator === new Date(item.publishedAt).toUTCString()
 }
 
+/** Cacheable until the item expires: what is published never changes while it is. */
+function cacheUntilExpiry(reply: FastifyReply, item: ItemRecord): void {
+  const maxAge = Math.max(0, Math.floor((Date.parse(item.expiresAt) - Date.now()) / 1000))
+  reply.header('cache-control', `public, max-age=${maxAge}, immutable`).header('last-modified', new Date(item.publishedAt).toUTCString())
+}
+
 function sendFile(reply: FastifyReply, path: string, item: ItemRecord, channel: Channel, options: HttpOptions) {
   const { size } = item
   reply.header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream')
-  reply.header('last-modified', new Date(item.publishedAt).toUTCString())
-  // Cacheable until the item expires; it never changes while published.
-  const maxAge = Math.max(0, Math.floor((Date.parse(item.expiresAt) - Date.now()) / 1000))
-  reply.header('cache-control', `public, max-age=${maxAge}, immutable`)
+  cacheUntilExpiry(reply, item)
   if (item.md5) reply.header('etag', `"${item.md5}"`)
   const range = rangeStillApplies(reply.request.headers['if-range'], item) ? parseRange(reply.request.headers.range, size) : undefined
   if (range === 'unsatisfiable') {
@@ -228,8 +231,7 @@ function sendSubset(reply: FastifyReply, item: ItemRecord, options: HttpOptions,
     .digest('base64url')
     .slice(0, 27)}"`
   reply.header('etag', etag).header('content-type', 'application/octet-stream')
-  const maxAge = Math.max(0, Math.floor((Date.parse(item.expiresAt) - Date.now()) / 1000))
-  reply.header('cache-control', `public, max-age=${maxAge}, immutable`).header('last-modified', new Date(item.publishedAt).toUTCString())
+  cacheUntilExpiry(reply, item)
   reply.header('content-disposition', `attachment; filename="${item.fileName.replace(/\.grib2?$/, '')}.subset.grib2"`)
   reply.header('x-subset-fields', subset.fields.length).header('x-subset-messages', subset.messages.length)
   if (reply.request.headers['if-none-match'] === etag) return reply.code(304).send()

@@ -38,7 +38,8 @@ export interface AvailableFields {
 const KEYS = ['param', 'level', 'step'] as const
 const MAX_NAMES = 200
 
-function list(value: unknown): string[] {
+/** A query value as a list: repeated keys and comma-separated names alike (the catalog's keys too). */
+export function queryList(value: unknown): string[] {
   const values = Array.isArray(value) ? value : [value]
   return values
     .flatMap((v) => String(v).split(','))
@@ -66,9 +67,9 @@ export function parseFieldQuery(query: Record<string, unknown>): FieldQuery {
   if (unknown.length)
     throw new FieldQueryError(`unknown query parameter ${unknown.map((k) => `"${k}"`).join(', ')}: use ${KEYS.join(', ')}`)
   const result: FieldQuery = {}
-  const params = query.param === undefined ? [] : list(query.param)
-  const levels = query.level === undefined ? [] : list(query.level)
-  const steps = query.step === undefined ? [] : list(query.step)
+  const params = query.param === undefined ? [] : queryList(query.param)
+  const levels = query.level === undefined ? [] : queryList(query.level)
+  const steps = query.step === undefined ? [] : queryList(query.step)
   if (params.length + levels.length + steps.length > MAX_NAMES) throw new FieldQueryError(`more than ${MAX_NAMES} names in one query`)
   if (params.length) result.params = params
   if (levels.length) result.levels = levels
@@ -81,8 +82,35 @@ export function fieldQueryString(query: FieldQuery): string {
   const parts: string[] = []
   if (query.params) parts.push(`param=${query.params.map(encodeURIComponent).join(',')}`)
   if (query.levels) parts.push(`level=${query.levels.map(encodeURIComponent).join(',')}`)
-  if (query.steps) parts.push(`step=${query.steps.map((s) => (s.from === s.to ? `${s.from}` : `${s.from}-${s.to}`)).join(',')}`)
+  if (query.steps) parts.push(`step=${query.steps.map(stepText).join(',')}`)
   return parts.join('&')
+}
+
+/** `24` or `0-48`, as a query writes it. */
+export function stepText(step: StepInterval): string {
+  return step.from === step.to ? `${step.from}` : `${step.from}-${step.to}`
+}
+
+/** What a set of fields answers to: a parameter name, a level name, a step. */
+export interface FieldNames {
+  param(name: string): boolean
+  level(name: string): boolean
+  step(step: StepInterval): boolean
+}
+
+/** The names asked for that `has` does not answer to, as [key, name]: ['param', 'RH'], ['step', '0-48']. */
+export function missingNames(query: FieldQuery, has: FieldNames): Array<readonly [(typeof KEYS)[number], string]> {
+  return [
+    ...(query.params ?? []).filter((p) => !has.param(p)).map((p) => ['param', p] as const),
+    ...(query.levels ?? []).filter((l) => !has.level(l)).map((l) => ['level', l] as const),
+    ...(query.steps ?? []).filter((s) => !has.step(s)).map((s) => ['step', stepText(s)] as const),
+  ]
+}
+
+/** The whole messages holding `fields`, once each, in file order: what a subset is made of. */
+export function wholeMessages(fields: ReadonlyArray<{ message: number; offset: number; length: number }>): Subset['messages'] {
+  const messages = new Map(fields.map(({ message, offset, length }) => [message, { message, offset, length }]))
+  return [...messages.values()].sort((a, b) => a.offset - b.offset)
 }
 
 const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase()
@@ -133,21 +161,17 @@ export interface Subset {
  */
 export function selectSubset(inventory: readonly InventoryField[], query: FieldQuery, file: string): Subset {
   const available = availableFields(inventory)
-  const missing = [
-    ...(query.params ?? []).filter((p) => !inventory.some((f) => paramMatches(f, p))).map((p) => `param "${p}"`),
-    ...(query.levels ?? []).filter((l) => !inventory.some((f) => levelMatches(f, l))).map((l) => `level "${l}"`),
-    ...(query.steps ?? [])
-      .filter((s) => !inventory.some((f) => stepMatches(f, s)))
-      .map((s) => `step ${s.from === s.to ? s.from : `${s.from}-${s.to}`}`),
-  ]
+  const missing = missingNames(query, {
+    param: (p) => inventory.some((f) => paramMatches(f, p)),
+    level: (l) => inventory.some((f) => levelMatches(f, l)),
+    step: (step) => inventory.some((f) => stepMatches(f, step)),
+  }).map(([key, name]) => (key === 'step' ? `step ${name}` : `${key} "${name}"`))
   if (missing.length) throw new FieldQueryError(`${file} has no ${missing.join(', no ')}`, available)
   const fields = matchFields(inventory, query)
   if (fields.length === 0)
     throw new FieldQueryError(`${file}: no field is at once one of the params, levels and steps asked for`, available)
-  const messages = new Map<number, { message: number; offset: number; length: number }>()
-  for (const f of fields) messages.set(f.message, { message: f.message, offset: f.offset, length: f.length })
-  const ordered = [...messages.values()].sort((a, b) => a.offset - b.offset)
-  return { fields, messages: ordered, bytes: ordered.reduce((sum, m) => sum + m.length, 0) }
+  const messages = wholeMessages(fields)
+  return { fields, messages, bytes: messages.reduce((sum, m) => sum + m.length, 0) }
 }
 
 /** The 400's text: the problem, then what the file has. */

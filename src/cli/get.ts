@@ -10,13 +10,21 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import cliProgress from 'cli-progress'
 import WebTorrent, { type Torrent } from 'webtorrent'
-import type { Catalog, CatalogField, CatalogFile } from '../catalog.ts'
+import type { Catalog, CatalogFile } from '../catalog.ts'
 import { downloadTorrent, sha512Of } from '../download.ts'
 import { createLogger } from '../log.ts'
 // Importing patches.ts also applies its guards on every BitTorrent wire of this process.
 import { refuseSelfConnections, removeTorrent } from '../patches.ts'
 import { parseRun } from '../source.ts'
-import { describeAvailable, fieldQueryString, parseFieldQuery, type AvailableFields, type FieldQuery } from '../subset.ts'
+import {
+  describeAvailable,
+  fieldQueryString,
+  missingNames,
+  parseFieldQuery,
+  wholeMessages,
+  type AvailableFields,
+  type FieldQuery,
+} from '../subset.ts'
 import { decodeTorrent } from '../torrent.ts'
 import { encodeRelPath } from '../urls.ts'
 import { validateGrib } from '../validate.ts'
@@ -214,22 +222,14 @@ async function readCatalog(run: string, packages: string[] | undefined, fields?:
   })
 }
 
-/** The names asked for that `has` lacks, as "param RH", "level 2-HTGL", "step 0-48". */
+/** The names asked for that none of `has` answers to (case-insensitive), as "param RH", "level 2-HTGL", "step 0-48". */
 function lacking(query: FieldQuery, has: AvailableFields): string[] {
   const includes = (names: string[], name: string) => names.some((n) => n.toLowerCase() === name.toLowerCase())
-  return [
-    ...(query.params ?? []).filter((p) => !includes(has.param, p)).map((p) => `param ${p}`),
-    ...(query.levels ?? []).filter((l) => !includes(has.level, l)).map((l) => `level ${l}`),
-    ...(query.steps ?? [])
-      .filter((s) => !has.step.some((hour) => hour >= s.from && hour <= s.to))
-      .map((s) => `step ${s.from === s.to ? s.from : `${s.from}-${s.to}`}`),
-  ]
-}
-
-/** The whole messages holding `fields`, in file order: what a subset is made of. */
-function messagesOf(fields: CatalogField[]): Array<Pick<CatalogField, 'message' | 'offset' | 'length'>> {
-  const messages = new Map(fields.map(({ message, offset, length }) => [message, { message, offset, length }]))
-  return [...messages.values()].sort((a, b) => a.offset - b.offset)
+  return missingNames(query, {
+    param: (p) => includes(has.param, p),
+    level: (l) => includes(has.level, l),
+    step: (s) => has.step.some((hour) => hour >= s.from && hour <= s.to),
+  }).map(([key, name]) => `${key} ${name}`)
 }
 
 /** Progress bars on a terminal; elsewhere one line per file on stderr once it is done. */
@@ -268,7 +268,7 @@ async function fetchRanges(file: CatalogFile, node: string, temp: string, progre
     if (m) offsets.set(Number(m[1]), Number(m[2]))
   }
   const starts = [...new Set(offsets.values())].sort((a, b) => a - b)
-  const messages = messagesOf(file.fields)
+  const messages = wholeMessages(file.fields)
   for (const { message, offset, length } of messages) {
     const start = offsets.get(message)
     const end = starts.find((s) => s > (start ?? Infinity)) ?? file.size
@@ -307,7 +307,7 @@ async function fetchRanges(file: CatalogFile, node: string, temp: string, progre
  */
 async function checkSubset(path: string, file: CatalogFile): Promise<void> {
   const { inventory } = await validateGrib(path)
-  const expected = messagesOf(file.fields)
+  const expected = wholeMessages(file.fields)
   const lengths = [...new Map(inventory.map((f) => [f.message, f.length])).values()]
   if (lengths.join() !== expected.map((m) => m.length).join())
     throw new Error(`messages of ${lengths.join(', ')} bytes, expected ${expected.map((m) => m.length).join(', ')}`)
@@ -323,7 +323,7 @@ async function checkSubset(path: string, file: CatalogFile): Promise<void> {
 async function getSubset(file: CatalogFile): Promise<Output> {
   const path = join(out, `${file.fileName.replace(/\.grib2?$/, '')}.subset.grib2`)
   const temp = join(out, `.${basename(path)}.${process.pid}.part`)
-  const bytes = messagesOf(file.fields).reduce((sum, m) => sum + m.length, 0)
+  const bytes = wholeMessages(file.fields).reduce((sum, m) => sum + m.length, 0)
   const progress = transfer(basename(path), bytes)
   return fromNodes(file.fileName, async (node, attempt) => {
     progress.attempt(attempt, node)
