@@ -195,6 +195,8 @@ const schema = z.strictObject({
   }),
   log: z.strictObject({
     level: z.enum(['debug', 'info', 'warn', 'error']),
+    // text: one line of time, level, message and key=value pairs; json: one object per line (journald, Loki).
+    format: z.enum(['text', 'json']),
   }),
 })
 

@@ -3,6 +3,7 @@
 //     → publish (budget, torrent, store) → listeners (tracker, notifier, seeder, HTTP counts)
 // and expiry tells the same listeners, last first, before it deletes the files.
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import got, { type Got } from 'got'
 import { announceUrls, type Config } from './config.ts'
@@ -10,8 +11,10 @@ import { Events } from './events.ts'
 import { Expirer } from './expire.ts'
 import { BrokerFollower } from './follow-broker.ts'
 import { FeedFollower } from './follow-feed.ts'
+import { History } from './history.ts'
 import { HttpServer, HttpTraffic } from './http.ts'
 import type { Logger } from './log.ts'
+import { Metrics } from './metrics.ts'
 import { Mirror } from './mirror.ts'
 import { Notifier } from './notify.ts'
 import { Pipeline, type PassObserver, type PassOptions, type PassReport } from './pipeline.ts'
@@ -20,7 +23,7 @@ import { Scheduler } from './schedule.ts'
 import { Seeder } from './seed.ts'
 import { Source } from './source.ts'
 import type { PublishListener, Stage } from './stage.ts'
-import { itemStatuses, mirrorStatus, type StatusReport } from './status.ts'
+import { itemStatuses, mirrorStatus, swarmSummary, type StatusReport } from './status.ts'
 import { DataStore } from './store.ts'
 import { Tracker } from './tracker.ts'
 import { Uplink } from './uplink.ts'
@@ -121,6 +124,10 @@ export class Daemon {
   /** What HTTP sent of the data files (web seeds and plain downloads), next to what BitTorrent uploaded. */
   readonly httpTraffic = new HttpTraffic()
   readonly scheduler: Scheduler
+  /** /metrics, for Prometheus. */
+  readonly metrics: Metrics
+  /** The dashboard's samples of the last 24 h. */
+  readonly history: History
   private readonly publisher: Publisher
   /** In start order; stopped in reverse. */
   private readonly stages: Stage[]
@@ -183,6 +190,9 @@ export class Daemon {
         new BrokerFollower(broker, { retentionSeconds: config.retention.publishSeconds, offer, log: log.child({ stage: 'mirror' }) }),
     )
 
+    const status = () => this.status()
+    this.metrics = new Metrics({ events, status })
+    this.history = new History({ file: join(config.dataDir, 'history.json'), events, status })
     this.http = new HttpServer(config.http, {
       store,
       feed: {
@@ -201,7 +211,9 @@ export class Daemon {
       },
       traffic: this.httpTraffic,
       log: log.child({ stage: 'http' }),
-      status: () => this.status(),
+      status,
+      metrics: this.metrics,
+      history: () => this.history.report(),
     })
     this.scheduler = new Scheduler(config.schedule, {
       pipeline,
@@ -222,6 +234,7 @@ export class Daemon {
       ...(tracker ? [tracker] : []),
       seeder,
       seedPublished,
+      this.history,
       this.http,
       expirySweeps,
       ...(mirror ? [mirror] : []),
@@ -272,6 +285,16 @@ export class Daemon {
     const { config } = this
     const now = Date.now()
     const tracker = this.tracker
+    const items = itemStatuses(
+      this.store,
+      config.http.publicBaseUrl,
+      {
+        swarm: (infoHash) => tracker?.stats(infoHash) ?? { seeders: 0, leechers: 0, completed: 0 },
+        seed: (infoHash) => this.seeder.stats(infoHash),
+        http: (relPath) => this.httpTraffic.of(relPath),
+      },
+      now,
+    )
     return {
       now: new Date(now).toISOString(),
       source: { enabled: config.source.enabled, model: config.source.model, grid: config.source.grid, packages: config.source.packages },
@@ -290,16 +313,8 @@ export class Daemon {
             this.brokers.map((b) => b.status()),
           )
         : undefined,
-      items: itemStatuses(
-        this.store,
-        config.http.publicBaseUrl,
-        {
-          swarm: (infoHash) => tracker?.stats(infoHash) ?? { seeders: 0, leechers: 0 },
-          seed: (infoHash) => this.seeder.stats(infoHash),
-          http: (relPath) => this.httpTraffic.of(relPath),
-        },
-        now,
-      ),
+      swarm: swarmSummary(items),
+      items,
     }
   }
 

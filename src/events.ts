@@ -14,8 +14,8 @@ export interface GribswarmEvents {
   seeding: [{ item: ItemRecord; rehashed: boolean }]
   /** An item left the feeds and its files are deleted. */
   expired: [{ item: ItemRecord; reason: string }]
-  /** An upstream pass ended (a failed pass reports its error). */
-  pass: [{ report?: PassReport; error?: Error }]
+  /** An upstream pass ended (a failed pass reports its error), after durationSeconds. */
+  pass: [{ report?: PassReport; error?: Error; durationSeconds: number }]
 }
 
 export class Events extends EventEmitter<GribswarmEvents> {}

@@ -5,6 +5,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { open, type FileHandle } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Got } from 'got'
+import type { Logger } from './log.ts'
 import type { Candidate } from './source.ts'
 import { PieceHasher } from './torrent.ts'
 
@@ -23,6 +24,8 @@ export interface FetchOptions<W extends ChunkWatcher = ChunkWatcher> {
   maxBackoffMs: number
   signal?: AbortSignal
   onProgress?: (received: number, total: number | undefined) => void
+  /** Gets one line per retried transfer: its reason, and the byte offset it goes on from. */
+  log?: Logger
 }
 
 export interface FetchedFile<W extends ChunkWatcher = ChunkWatcher> {
@@ -131,9 +134,19 @@ export async function fetchFile<W extends ChunkWatcher>(
         if (err instanceof NotFoundError || err instanceof FatalHttpError || err instanceof IntegrityError || options.signal?.aborted)
           throw err
         if (attempt >= options.attempts) {
-          throw new Error(`GET ${candidate.url}: gave up after ${attempt} attempts: ${(err as Error).message}`, { cause: err })
+          throw new TransferError(`GET ${candidate.url}: gave up after ${attempt} attempts: ${(err as Error).message}`, { cause: err })
         }
-        await delay(backoff(attempt, options.backoffMs, options.maxBackoffMs), undefined, { signal: options.signal })
+        const retryInMs = backoff(attempt, options.backoffMs, options.maxBackoffMs)
+        const offset = digests.received
+        options.log?.warn(offset > 0 ? 'transfer cut, resuming' : 'transfer failed, retrying', {
+          url: candidate.url,
+          attempt,
+          of: options.attempts,
+          reason: (err as Error).message,
+          offset,
+          retryInMs,
+        })
+        await delay(retryInMs, undefined, { signal: options.signal })
       }
     }
     await file.sync()
@@ -160,8 +173,14 @@ export async function fetchFile<W extends ChunkWatcher>(
   }
 }
 
-class FatalHttpError extends Error {
+/** The upstream refused the file (a 4xx other than 404): asking again will not help. */
+export class FatalHttpError extends Error {
   override name = 'FatalHttpError'
+}
+
+/** Every transfer attempt failed (5xx, resets, stalls, short bodies). */
+export class TransferError extends Error {
+  override name = 'TransferError'
 }
 
 /**

@@ -9,13 +9,16 @@ import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { open, readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { pipeline, Readable } from 'node:stream'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import { buildCatalog, parseCatalogQuery } from './catalog.ts'
 import type { Config } from './config.ts'
 import { renderAtom, renderJsonFeed, renderRss, type FeedContext } from './feed.ts'
 import type { Logger } from './log.ts'
+import { renderStatusPage } from './page.ts'
 import type { PublishListener, Stage } from './stage.ts'
+import type { StatusReport } from './status.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 import { describeAvailable, FieldQueryError, parseFieldQuery, selectSubset, type Subset } from './subset.ts'
 import type { Uplink } from './uplink.ts'
@@ -28,7 +31,11 @@ export interface HttpOptions {
   feed: FeedContext
   publicDir: string
   /** The status page's JSON: assembled by the daemon from every stage. */
-  status: () => Promise<unknown> | unknown
+  status: () => Promise<StatusReport>
+  /** /metrics: the Prometheus exposition, rendered at each scrape. */
+  metrics?: { contentType: string; render(): Promise<string> }
+  /** /api/history: the dashboard's samples of the last 24 h. */
+  history?: () => unknown
   /** Trust X-Forwarded-* from nginx. */
   trustProxy?: boolean
   /** Internal nginx location the data files are handed to (X-Accel-Redirect); '' = sent from here. */
@@ -102,6 +109,9 @@ const STATIC_TYPES: Record<string, string> = {
   '.css': 'text/css; charset=utf-8',
   '.svg': 'image/svg+xml',
 }
+
+/** The chart library the status page draws with, served from its npm package under /static/. */
+const CHART_FILES = ['uplot/dist/uPlot.iife.min.js', 'uplot/dist/uPlot.min.css']
 
 /**
  * One `bytes=` range. Undefined (the whole body is sent, as RFC 9110 allows) for no header,
@@ -307,11 +317,29 @@ export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstanc
     const type = STATIC_TYPES[name.slice(name.lastIndexOf('.'))]
     if (type) staticFiles.set(name, { body: await readFile(join(options.publicDir, name)), type })
   }
+  for (const specifier of CHART_FILES) {
+    const name = specifier.slice(specifier.lastIndexOf('/') + 1)
+    const body = await readFile(fileURLToPath(import.meta.resolve(specifier)))
+    staticFiles.set(name, { body, type: STATIC_TYPES[name.slice(name.lastIndexOf('.'))]! })
+  }
 
-  app.get('/', (_req, reply) => {
+  // The page with the table filled in: it reads without JavaScript.
+  app.get('/', async (_req, reply) => {
     const index = staticFiles.get('index.html')
-    return index ? reply.type(index.type).send(index.body) : reply.code(404).send()
+    if (!index) return reply.code(404).send()
+    return reply
+      .type(index.type)
+      .header('cache-control', 'no-store')
+      .send(renderStatusPage(index.body.toString(), await options.status()))
   })
+  app.get('/metrics', async (_req, reply) => {
+    if (!options.metrics) return reply.code(404).send({ error: 'no metrics here' })
+    return reply
+      .type(options.metrics.contentType)
+      .header('cache-control', 'no-store')
+      .send(await options.metrics.render())
+  })
+  app.get('/api/history', (_req, reply) => reply.header('cache-control', 'no-store').send(options.history?.() ?? { samples: [] }))
   app.get<{ Params: { name: string } }>('/static/:name', (req, reply) => {
     const file = staticFiles.get(req.params.name)
     if (!file) return reply.code(404).send({ error: `no static file ${req.params.name}` })

@@ -385,6 +385,7 @@ export class Mirror implements Stage<MirrorStatus> {
         maxBackoffMs: fetch.maxBackoffMs,
         signal: this.stopping.signal,
         watch: grib ? () => new GribStreamValidator(temp) : undefined,
+        log: log.child({ relPath: a.relPath }),
       }).catch(hintOtherFormats)
       const same = sameContent(fetched, a.identity)
       if (same === false) {

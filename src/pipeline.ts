@@ -6,7 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Got } from 'got'
 import type { Config } from './config.ts'
 import type { Events } from './events.ts'
-import { backoff, fetchFile, IntegrityError, isoTime, NotFoundError, type FetchedFile } from './fetch.ts'
+import { backoff, FatalHttpError, fetchFile, IntegrityError, isoTime, NotFoundError, TransferError, type FetchedFile } from './fetch.ts'
 import type { Logger } from './log.ts'
 import { DiskBudgetError, type Publisher } from './publish.ts'
 import type { Candidate, Source } from './source.ts'
@@ -31,9 +31,26 @@ export interface PassReport {
   /** Candidates a dry run would fetch, or that a real pass tried. */
   todo: Candidate[]
   published: ItemRecord[]
-  failed: Array<{ relPath: string; url: string; reason: string }>
+  failed: Array<{ relPath: string; url: string; reason: string; kind: FailureKind }>
+  /** Bytes received from upstream, retried and rejected downloads included. */
+  fetchedBytes: number
   /** Left for a later pass because the disk budget or free space would be exceeded. */
   deferred: Candidate[]
+}
+
+/**
+ * Why a file was given up on, in a few words a metric can carry as a label: the upstream
+ * refused it (http), it never arrived whole (transfer), it arrived but not as announced
+ * (integrity) or not as valid GRIB (invalid), or anything else (error).
+ */
+export type FailureKind = 'http' | 'transfer' | 'integrity' | 'invalid' | 'error'
+
+function failureKind(err: unknown): FailureKind {
+  if (err instanceof IntegrityError) return 'integrity'
+  if (err instanceof InvalidFileError) return 'invalid'
+  if (err instanceof FatalHttpError) return 'http'
+  if (err instanceof TransferError) return 'transfer'
+  return 'error'
 }
 
 /** Watches a pass file by file (the CLI draws progress bars with it). */
@@ -76,6 +93,7 @@ export class Pipeline {
       todo,
       published: [],
       failed: [],
+      fetchedBytes: 0,
       deferred: [],
     }
     log.info('pass: discovered', { runs: runs.join(','), available: available.length, new: todo.length })
@@ -95,12 +113,12 @@ export class Pipeline {
           continue
         }
         try {
-          const item = await this.processOne(candidate, options.signal, observer)
+          const item = await this.processOne(candidate, options.signal, observer, report)
           if (item) report.published.push(item)
         } catch (err) {
           const reason = (err as Error).message
           log.error('giving up on this file for this pass', { relPath: candidate.relPath, url: candidate.url, reason })
-          report.failed.push({ relPath: candidate.relPath, url: candidate.url, reason })
+          report.failed.push({ relPath: candidate.relPath, url: candidate.url, reason, kind: failureKind(err) })
           observer.finished?.(candidate, 'failed', reason)
         } finally {
           release()
@@ -117,7 +135,12 @@ export class Pipeline {
   }
 
   /** Fetches and validates until valid (up to fetch.validationAttempts), then publishes. */
-  private async processOne(candidate: Candidate, signal: AbortSignal | undefined, observer: PassObserver): Promise<ItemRecord | undefined> {
+  private async processOne(
+    candidate: Candidate,
+    signal: AbortSignal | undefined,
+    observer: PassObserver,
+    report: Pick<PassReport, 'fetchedBytes'>,
+  ): Promise<ItemRecord | undefined> {
     const { config } = this
     const { store, http, log, events } = this.deps
     const temp = store.tempPath(candidate.relPath)
@@ -127,6 +150,8 @@ export class Pipeline {
       const fileLog = log.child({ relPath: candidate.relPath, attempt })
       try {
         const size = candidate.size ?? (await this.headSize(candidate))
+        // A download that restarts from byte 0 reports less than before: what it had is counted already.
+        let counted = 0
         const fetched = await fetchFile(http, { ...candidate, size }, temp, {
           pieceLength: pieceLengthFor(size, this.deps.minPieces),
           attempts: config.transferAttempts,
@@ -134,7 +159,12 @@ export class Pipeline {
           maxBackoffMs: config.maxBackoffMs,
           signal,
           watch: () => new GribStreamValidator(temp),
-          onProgress: (received, total) => observer.progress?.(candidate, received, total),
+          onProgress: (received, total) => {
+            report.fetchedBytes += received >= counted ? received - counted : received
+            counted = received
+            observer.progress?.(candidate, received, total)
+          },
+          log: log.child({ relPath: candidate.relPath }),
         })
         const grib = await fetched.watcher!.finish()
         fileLog.debug('valid GRIB', { messages: grib.messages, bands: grib.bands, size: fetched.size })

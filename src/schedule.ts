@@ -11,6 +11,8 @@ export interface PassState {
   running: boolean
   lastStartedAt?: string
   lastFinishedAt?: string
+  /** When the last pass that did not fail as a whole ended (files in it may have failed). */
+  lastSucceededAt?: string
   lastReport?: { runs: string[]; available: number; published: number; failed: PassReport['failed']; deferred: number }
   lastError?: string
   nextPassAt?: string
@@ -63,6 +65,8 @@ export class Scheduler implements Stage<PassState> {
     const now = () => (this.deps.now?.() ?? new Date()).toISOString()
     state.running = true
     state.lastStartedAt = now()
+    const started = performance.now()
+    const durationSeconds = () => (performance.now() - started) / 1000
     try {
       const report = await this.deps.pipeline.runPass({ signal: this.stopping.signal, ...options }, observer)
       state.lastReport = {
@@ -73,12 +77,13 @@ export class Scheduler implements Stage<PassState> {
         deferred: report.deferred.length,
       }
       state.lastError = undefined
-      this.deps.events.emit('pass', { report })
+      state.lastSucceededAt = now()
+      this.deps.events.emit('pass', { report, durationSeconds: durationSeconds() })
       return report
     } catch (err) {
       state.lastError = (err as Error).message
       this.deps.log.error('pass failed', { error: err })
-      this.deps.events.emit('pass', { error: err as Error })
+      this.deps.events.emit('pass', { error: err as Error, durationSeconds: durationSeconds() })
       return undefined
     } finally {
       state.running = false

@@ -34,7 +34,7 @@ export interface SeederDeps {
   superSeedTiming?: SuperSeedTiming
 }
 
-export class Seeder implements Stage<{ port: number; torrents: number; rehashed: number }>, PublishListener {
+export class Seeder implements Stage<{ port: number; torrents: number; rehashed: number; uploaded: number }>, PublishListener {
   private client: WebTorrent | undefined
   private readonly uplink: Uplink
   private readonly log: Logger
@@ -54,8 +54,19 @@ export class Seeder implements Stage<{ port: number; torrents: number; rehashed:
   /** Files whose pieces were checked again since start (changed since they were published). */
   private rehashed = 0
 
+  /** What torrents no longer seeded uploaded: the total goes on counting it. */
+  private uploadedByRemoved = 0
+
+  /** uploaded: bytes sent to peers since start, by every torrent seeded or copied then. */
   status() {
-    return { port: this.port, torrents: this.client?.torrents.length ?? 0, rehashed: this.rehashed }
+    const current = this.client?.torrents.reduce((sum, t) => sum + t.uploaded, 0) ?? 0
+    const before = [...this.uploadedBefore.values()].reduce((sum, n) => sum + n, 0)
+    return {
+      port: this.port,
+      torrents: this.client?.torrents.length ?? 0,
+      rehashed: this.rehashed,
+      uploaded: this.uploadedByRemoved + before + current,
+    }
   }
 
   get port(): number {
@@ -151,10 +162,14 @@ export class Seeder implements Stage<{ port: number; torrents: number; rehashed:
   /** Stops seeding a torrent (a refused copy, an expired item), keeping its file. */
   async remove(infoHash: string): Promise<void> {
     const client = this.client
+    this.uploadedByRemoved += this.uploadedBefore.get(infoHash) ?? 0
     this.uploadedBefore.delete(infoHash)
     this.swarms.delete(infoHash)
     const torrent = await client?.get(infoHash)
-    if (client && torrent) await removeTorrent(client, torrent)
+    if (client && torrent) {
+      this.uploadedByRemoved += torrent.uploaded
+      await removeTorrent(client, torrent)
+    }
   }
 
   stats(infoHash: string): SeedStats {

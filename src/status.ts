@@ -37,8 +37,9 @@ export interface StatusReport {
   disk: { publishedBytes: number; inFlightBytes: number; budgetBytes: number; freeBytes: number }
   retentionSeconds: number
   tracker?: { port: number; announce: string[] }
-  /** rehashed: files whose pieces were checked again since start, because they changed on disk. */
-  seeder: { port: number; torrents: number; rehashed: number }
+  /** rehashed: files whose pieces were checked again since start, because they changed on disk; uploaded: bytes sent to peers since start. */
+  seeder: { port: number; torrents: number; rehashed: number; uploaded: number }
+  swarm: SwarmSummary
   uplink: { bytesPerSec: number; webSeed: 'fallback' | 'always' }
   http: HttpCounts
   notify?: NotifierStatus
@@ -50,6 +51,37 @@ export interface StatusReport {
     following: number
   }
   items: ItemStatus[]
+}
+
+/** The published files' swarms together, and how much of what clients got the origin did not send. */
+export interface SwarmSummary {
+  /** Peers connected to this node's seeder, over every file. */
+  peers: number
+  /** From the tracker: seeders and leechers announcing, downloads announced as completed. */
+  seeders: number
+  leechers: number
+  completed: number
+  /** Whole files delivered to clients, estimated as completed downloads × file size. */
+  deliveredBytes: number
+  /** What this node sent of those files: BitTorrent plus HTTP (web seed and plain), field subsets aside. */
+  originBytes: number
+  /** deliveredBytes / originBytes; 0 until the origin has sent anything. */
+  offloadRatio: number
+}
+
+export function swarmSummary(items: ItemStatus[]): SwarmSummary {
+  const sum = (of: (item: ItemStatus) => number) => items.reduce((total, item) => total + of(item), 0)
+  const deliveredBytes = sum((item) => item.completed * item.size)
+  const originBytes = sum((item) => item.uploaded + item.http.dataBytes + item.http.webSeedBytes)
+  return {
+    peers: sum((item) => item.peers),
+    seeders: sum((item) => item.seeders),
+    leechers: sum((item) => item.leechers),
+    completed: sum((item) => item.completed),
+    deliveredBytes,
+    originBytes,
+    offloadRatio: originBytes > 0 ? deliveredBytes / originBytes : 0,
+  }
 }
 
 /** Per-item figures the stages keep. */

@@ -90,12 +90,16 @@ export type LeecherListener = (infoHash: string, addr: string) => void
 export interface SwarmStats {
   seeders: number
   leechers: number
+  /** Announces of a finished download (event=completed) since start: a scrape's "downloaded". */
+  completed: number
 }
 
 export class Tracker implements Stage<{ port: number; swarms: number }>, PublishListener {
   private readonly allowed = new Set<string>()
   /** per published infohash: the addresses that announced it, for the web-seed policy */
   private readonly clients = new Map<string, Map<string, AnnouncedClient>>()
+  /** per published infohash: the downloads announced as completed */
+  private readonly completions = new Map<string, number>()
   private server: Server | undefined
   port = 0
 
@@ -129,6 +133,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
   forget(infoHash: string): void {
     this.allowed.delete(infoHash.toLowerCase())
     this.clients.delete(infoHash.toLowerCase())
+    this.completions.delete(infoHash.toLowerCase())
     if (this.server) delete this.server.torrents[infoHash.toLowerCase()]
   }
 
@@ -139,7 +144,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
 
   stats(infoHash: string): SwarmStats {
     const swarm = this.server?.torrents[infoHash.toLowerCase()]
-    return { seeders: swarm?.complete ?? 0, leechers: swarm?.incomplete ?? 0 }
+    return { seeders: swarm?.complete ?? 0, leechers: swarm?.incomplete ?? 0, completed: this.completions.get(infoHash.toLowerCase()) ?? 0 }
   }
 
   /**
@@ -164,6 +169,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
       swarm.delete(address)
       return
     }
+    if (params.event === 'completed') this.completions.set(infoHash, (this.completions.get(infoHash) ?? 0) + 1)
     const now = Date.now()
     const left = Number(params.left ?? 0)
     const known = swarm.get(address)

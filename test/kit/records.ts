@@ -1,5 +1,7 @@
 // Published items for tests: every field of an ItemRecord filled, the ones a test is about
 // given by the test.
+import { noCounts } from '../../src/http.ts'
+import { swarmSummary, type StatusReport } from '../../src/status.ts'
 import type { ItemRecord } from '../../src/store.ts'
 
 export const REL_PATH = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2'
@@ -25,6 +27,23 @@ export function itemRecord(fields: Partial<ItemRecord> = {}): ItemRecord {
     magnetURI: 'magnet:?',
     publishedAt: '2026-11-23T03:00:00.000Z',
     expiresAt: '2026-11-23T15:00:00.000Z',
+    ...fields,
+  }
+}
+
+/** A status report of a node with nothing published: a test fills in what it is about. */
+export function statusReport(fields: Partial<StatusReport> = {}): StatusReport {
+  return {
+    now: '2026-11-23T06:00:00.000Z',
+    source: { enabled: true, model: 'arpege', grid: '01', packages: ['SP1'] },
+    pass: { running: false },
+    disk: { publishedBytes: 0, inFlightBytes: 0, budgetBytes: 40e9, freeBytes: 100e9 },
+    retentionSeconds: 43200,
+    seeder: { port: 51413, torrents: 0, rehashed: 0, uploaded: 0 },
+    swarm: swarmSummary([]),
+    uplink: { bytesPerSec: 0, webSeed: 'fallback' },
+    http: noCounts(),
+    items: [],
     ...fields,
   }
 }

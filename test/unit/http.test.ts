@@ -16,7 +16,7 @@ import { Uplink } from '../../src/uplink.ts'
 import type { SwarmView } from '../../src/webseed.ts'
 import { tempDir } from '../kit/helpers.ts'
 import { forecastFile } from '../kit/grib-message.ts'
-import { itemRecord } from '../kit/records.ts'
+import { itemRecord, statusReport } from '../kit/records.ts'
 
 // ---------------------------------------------------------------------------------------------
 // parseRange (RFC 9110, section 14)
@@ -181,7 +181,7 @@ async function appWith(o: AppOptions = {}) {
     store,
     feed: { publicBaseUrl: 'http://node.test:8080', title: 'test node', torrentSize: (relPath) => store.torrentSize(relPath) },
     publicDir,
-    status: o.status ?? (() => ({ node: 'status' })),
+    status: o.status ?? (async () => statusReport()),
     trustProxy: o.trustProxy,
     accelRedirect: o.accelRedirect ?? '',
     uplink: o.uplink ?? new Uplink(0),
@@ -539,14 +539,13 @@ test('the feeds are served with their own content types and list every published
   assert.equal(feed.items.length, store.list().length)
 })
 
-test('/api/status is what status() returns, sync or async; /health counts the published files', async () => {
-  const sync = await appWith({ status: () => ({ stages: { http: { port: 0 } } }) })
-  assert.deepEqual((await sync.request('/api/status')).json(), { stages: { http: { port: 0 } } })
-  const later = await appWith({ status: async () => ({ ready: true }) })
+test('/api/status is what status() returns; /health counts the published files', async () => {
+  const report = statusReport({ retentionSeconds: 60 })
+  const later = await appWith({ status: async () => report })
   const res = await later.request('/api/status')
   assert.equal(res.statusCode, 200)
   assert.match(String(res.headers['content-type']), /^application\/json/)
-  assert.deepEqual(res.json(), { ready: true })
+  assert.deepEqual(res.json(), report)
   assert.deepEqual((await later.request('/health')).json(), { ok: true, published: store.list().length })
 })
 

@@ -25,7 +25,7 @@ test('each item gets its age, time to expiry, URLs and the figures of every stag
     store,
     'http://node.test',
     {
-      swarm: () => ({ seeders: 3, leechers: 1 }),
+      swarm: () => ({ seeders: 3, leechers: 1, completed: 2 }),
       seed: () => ({ peers: 2, uploaded: 10, uploadSpeed: 0 }),
       http: () => http,
     },
