@@ -203,6 +203,12 @@ test('a file whose MD5 never matches its ETag is given up for this pass, and not
       assert.equal(report.failed.length, 1)
       assert.match(report.failed[0]!.reason, /MD5 [0-9a-f]{32} does not match the upstream ETag 0{32}/)
       assert.match(report.failed[0]!.reason, new RegExp(key('000H012H').replaceAll(':', ':')))
+      assert.equal(report.failed[0]!.kind, 'integrity')
+      const sizes = bodies.map((body) => body.length)
+      assert.ok(
+        report.fetchedBytes >= sizes[1]! + s.config.fetch.validationAttempts * sizes[0]!,
+        'every byte received counts as fetched, the rejected downloads too',
+      )
       assert.equal(
         s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET').length,
         s.config.fetch.validationAttempts,
@@ -223,6 +229,7 @@ test('a redirect loop fails that file with a clear error; the others are publish
 test('a 403 is not retried', () =>
   withFaults([{ kind: 'status', status: 403 }], (s, report) => {
     assert.match(report.failed[0]?.reason ?? '', /HTTP 403/)
+    assert.equal(report.failed[0]?.kind, 'http')
     assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET').length, 1)
   }))
 

@@ -10,7 +10,18 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import got from 'got'
-import { backoff, fetchFile, IntegrityError, isoTime, NotFoundError, type ChunkWatcher, type FetchOptions } from '../../src/fetch.ts'
+import {
+  backoff,
+  FatalHttpError,
+  fetchFile,
+  IntegrityError,
+  isoTime,
+  NotFoundError,
+  TransferError,
+  type ChunkWatcher,
+  type FetchOptions,
+} from '../../src/fetch.ts'
+import type { LogContext, Logger } from '../../src/log.ts'
 import type { Candidate } from '../../src/source.ts'
 import { PieceHasher } from '../../src/torrent.ts'
 import { tempDir } from '../kit/helpers.ts'
@@ -174,6 +185,48 @@ test('a server that ignores the Range is read again from byte 0, and a new watch
   assert.equal(watchers.length, 2)
   assert.equal(result.watcher, watchers[1])
   assert.equal(watchers[1]!.bytes, DATA.length)
+})
+
+/** A Logger that keeps what it is given: the entries are the test's to read, not text. */
+function recordingLogger(entries: Array<{ level: string; message: string; context: LogContext }>, bound: LogContext = {}): Logger {
+  const at =
+    (level: string) =>
+    (message: string, context: LogContext = {}) =>
+      void entries.push({ level, message, context: { ...bound, ...context } })
+  return {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: (more) => recordingLogger(entries, { ...bound, ...more }),
+  }
+}
+
+test('every retry and every resume is logged once, with its reason and the byte offset it goes on from', async () => {
+  const server = await upstream(status(500), cutAfter(40_000), ranged)
+  const path = await target()
+  const entries: Array<{ level: string; message: string; context: LogContext }> = []
+  await fetched(path, await fetchFile(http, candidate(server.url), path, { ...OPTIONS, log: recordingLogger(entries) }))
+  assert.equal(entries.length, 2, 'one entry per retried transfer, nothing for the one that succeeded')
+  const [retry, resume] = entries
+  assert.equal(retry!.level, 'warn')
+  assert.equal(retry!.context.offset, 0)
+  assert.equal(retry!.context.attempt, 1)
+  assert.match(String(retry!.context.reason), /HTTP 500$/)
+  assert.equal(retry!.context.url, server.url)
+  assert.equal(resume!.context.attempt, 2)
+  const offset = Number(/^bytes=(\d+)-$/.exec(server.requests[2]!.range ?? '')?.[1])
+  assert.equal(resume!.context.offset, offset, 'the offset the next request asks from')
+  assert.ok(offset > 0)
+  assert.notEqual(resume!.message, retry!.message, 'a resume says so')
+  assert.ok(typeof resume!.context.retryInMs === 'number')
+})
+
+test('giving up after every transfer attempt is a TransferError; a refused file is a FatalHttpError', async () => {
+  const failing = await upstream(status(502))
+  await assert.rejects(fetchFile(http, candidate(failing.url), await target(), { ...OPTIONS, attempts: 2 }), TransferError)
+  const refused = await upstream(status(403))
+  await assert.rejects(fetchFile(http, candidate(refused.url), await target(), OPTIONS), FatalHttpError)
 })
 
 test('a 206 that does not start where we asked is not taken', async () => {
