@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { silentLogger } from '../../src/log.ts'
-import { itemStatuses, mirrorStatus } from '../../src/status.ts'
+import { itemStatuses, mirrorStatus, swarmSummary, type ItemStatus } from '../../src/status.ts'
 import { DataStore } from '../../src/store.ts'
 import { tempDir } from '../kit/helpers.ts'
 import { itemRecord } from '../kit/records.ts'
@@ -38,6 +38,26 @@ test('each item gets its age, time to expiry, URLs and the figures of every stag
   assert.equal(item!.seeders, 3)
   assert.equal(item!.uploaded, 10)
   assert.deepEqual(item!.http, http)
+})
+
+test('the swarm summary: delivered bytes are completed downloads × size, over what the origin sent of whole files', () => {
+  const http = {
+    dataRequests: 1,
+    dataBytes: 100,
+    webSeedRequests: 2,
+    webSeedBytes: 50,
+    webSeedDeclined: 0,
+    subsetRequests: 9,
+    subsetBytes: 999,
+  }
+  const item = (size: number, completed: number, uploaded: number) =>
+    ({ size, completed, uploaded, peers: 2, seeders: 1, leechers: 1, http }) as unknown as ItemStatus
+  const summary = swarmSummary([item(1000, 6, 850), item(500, 0, 0)])
+  assert.equal(summary.deliveredBytes, 6000)
+  assert.equal(summary.originBytes, 850 + 150 + 150, 'BitTorrent, web seed and plain HTTP; field subsets are not whole files')
+  assert.equal(summary.offloadRatio, 6000 / 1150)
+  assert.deepEqual([summary.peers, summary.seeders, summary.leechers, summary.completed], [4, 2, 2, 6])
+  assert.equal(swarmSummary([]).offloadRatio, 0, 'nothing sent yet: 0, not NaN')
 })
 
 test("the mirror's status counts the broker subscriptions bound now and lists what it follows", () => {

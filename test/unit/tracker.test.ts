@@ -48,6 +48,27 @@ test('the tracker knows which addresses announced a published torrent, and when 
   assert.equal(tracker.client(published, '127.0.0.1'), undefined, 'stopped: gone')
 })
 
+test('completed downloads are counted per published torrent, and forgotten with it', async () => {
+  const tracker = new Tracker({ host: '127.0.0.1', port: await freePort() }, { log: silentLogger })
+  await tracker.start()
+  onCleanup(() => tracker.stop())
+  const published = 'ab'.repeat(20)
+  tracker.allow(published)
+  const announce = (peer: string, left: number, event: string) =>
+    fetch(
+      `http://127.0.0.1:${tracker.port}/announce?info_hash=${encode(published)}&peer_id=${encode(peer.repeat(20))}&port=6881&left=${left}&compact=1&event=${event}`,
+    ).then((r) => r.arrayBuffer())
+  await announce('01', 1000, 'started')
+  await announce('01', 0, 'completed')
+  await announce('02', 1000, 'started')
+  await announce('02', 0, 'completed')
+  await announce('03', 0, 'started') // a seeder from the start completed nothing here
+  await waitFor('both completions', () => tracker.stats(published).completed === 2)
+  tracker.forget(published)
+  tracker.allow(published)
+  assert.equal(tracker.stats(published).completed, 0)
+})
+
 const PROTOCOL_ID = Buffer.from('0000041727101980', 'hex')
 
 /** A BEP 15 request: connect (action 0), or announce (1) of `infoHash` as a leecher on port 6881. */
