@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { Transform } from 'node:stream'
 import { after, test } from 'node:test'
 import type { InjectOptions } from 'fastify'
 import type { Catalog } from '../../src/catalog.ts'
@@ -652,18 +653,40 @@ test('a subset over the size limit is refused with a reason; over the concurrenc
     over.json<{ error: string }>().error,
     /would be \d+ bytes, over this node's limit of \d+: ask for fewer fields, or take the whole file over BitTorrent/,
   )
-  // one subset under way (held by a budget of 1 byte/s), the next one waits its turn
-  const busy = await appWith({ subsets: { maxBytes: 1 << 30, maxConcurrent: 1 }, uplink: new Uplink(1) })
+  // one subset under way (its body held open until the test lets it end), the next one waits its turn
+  const uplink = new HeldUplink()
+  const busy = await appWith({ subsets: { maxBytes: 1 << 30, maxConcurrent: 1 }, uplink })
   await busy.app.listen({ host: '127.0.0.1', port: 0 })
   const url = `http://127.0.0.1:${(busy.app.server.address() as { port: number }).port}/data/${G}?param=TMP`
-  const first = new AbortController()
-  const firstResponse = await fetch(url, { signal: first.signal })
+  const firstResponse = await fetch(url)
   assert.equal(firstResponse.status, 200)
   const second = await fetch(url)
   assert.equal(second.status, 503)
   assert.equal(second.headers.get('retry-after'), '5')
-  first.abort()
+  uplink.release()
+  await firstResponse.arrayBuffer()
+  assert.equal(await fetch(url).then((r) => r.arrayBuffer().then(() => r.status)), 200, 'its turn came once the first ended')
+  busy.app.server.closeAllConnections() // the client's keep-alive connections would hold app.close() for 72 s
 })
+
+/** An uplink whose bodies send their bytes at once but end only when release() is called. */
+class HeldUplink extends Uplink {
+  readonly release: () => void
+  private readonly held: Promise<void>
+  constructor() {
+    super(0)
+    let release = () => {}
+    this.held = new Promise<void>((resolve) => (release = resolve))
+    this.release = release
+  }
+  override throttle(): Transform {
+    const held = this.held
+    return new Transform({
+      transform: (chunk: Buffer, _encoding, done) => done(null, chunk),
+      flush: (done) => void held.then(() => done()),
+    })
+  }
+}
 
 test('/api/catalog: runs, files and fields with their links; filtered, a subset URL for what matched', async () => {
   const { request } = await appWith()
