@@ -61,7 +61,7 @@ export interface SwarmSummary {
   seeders: number
   leechers: number
   completed: number
-  /** Whole files delivered to clients, estimated as completed downloads × file size. */
+  /** Whole files delivered to clients (deliveredBytes()). */
   deliveredBytes: number
   /** What this node sent of those files: BitTorrent plus HTTP (web seed and plain), field subsets aside. */
   originBytes: number
@@ -69,9 +69,18 @@ export interface SwarmSummary {
   offloadRatio: number
 }
 
+/**
+ * What clients got of a file, estimated: its downloads announced as completed × its size, plus
+ * what plain HTTP sent of it (a whole-file download over HTTP is announced nowhere). Web-seed
+ * bytes belong to BitTorrent downloads, already counted as completed.
+ */
+export function deliveredBytesOf(item: Pick<ItemStatus, 'completed' | 'size' | 'http'>): number {
+  return item.completed * item.size + item.http.dataBytes
+}
+
 export function swarmSummary(items: ItemStatus[]): SwarmSummary {
   const sum = (of: (item: ItemStatus) => number) => items.reduce((total, item) => total + of(item), 0)
-  const deliveredBytes = sum((item) => item.completed * item.size)
+  const deliveredBytes = sum(deliveredBytesOf)
   const originBytes = sum((item) => item.uploaded + item.http.dataBytes + item.http.webSeedBytes)
   return {
     peers: sum((item) => item.peers),
@@ -82,6 +91,14 @@ export function swarmSummary(items: ItemStatus[]): SwarmSummary {
     originBytes,
     offloadRatio: originBytes > 0 ? deliveredBytes / originBytes : 0,
   }
+}
+
+/**
+ * How much a count the report carries (cumulative since the part keeping it started) grew since
+ * `previous`: one that went down was started again from zero, so all of it is new.
+ */
+export function growth(previous: number, current: number): number {
+  return current >= previous ? current - previous : current
 }
 
 /** Per-item figures the stages keep. */

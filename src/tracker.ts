@@ -100,6 +100,11 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
   private readonly clients = new Map<string, Map<string, AnnouncedClient>>()
   /** per published infohash: the downloads announced as completed */
   private readonly completions = new Map<string, number>()
+  /**
+   * per published infohash: the peer ids that announced something left to download. Only
+   * they can complete a download: seeders (ours among them) announce `completed` too.
+   */
+  private readonly downloading = new Map<string, Set<string>>()
   private server: Server | undefined
   port = 0
 
@@ -134,6 +139,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
     this.allowed.delete(infoHash.toLowerCase())
     this.clients.delete(infoHash.toLowerCase())
     this.completions.delete(infoHash.toLowerCase())
+    this.downloading.delete(infoHash.toLowerCase())
     if (this.server) delete this.server.torrents[infoHash.toLowerCase()]
   }
 
@@ -159,9 +165,17 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
     return { progressAt: client.progressAt < client.announcedAt ? client.progressAt : now }
   }
 
-  private recordAnnounce(params: { info_hash?: string; ip?: string; addr?: string; left?: number; event?: string }): void {
+  private recordAnnounce(params: {
+    info_hash?: string
+    peer_id?: string
+    ip?: string
+    addr?: string
+    left?: number
+    event?: string
+  }): void {
     const infoHash = String(params.info_hash ?? '').toLowerCase()
     if (!this.allowed.has(infoHash) || !params.ip) return
+    this.countCompletion(infoHash, String(params.peer_id ?? ''), Number(params.left ?? 0), params.event)
     const swarm = this.clients.get(infoHash) ?? new Map<string, AnnouncedClient>()
     this.clients.set(infoHash, swarm)
     const address = normalizeAddress(params.ip)
@@ -169,7 +183,6 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
       swarm.delete(address)
       return
     }
-    if (params.event === 'completed') this.completions.set(infoHash, (this.completions.get(infoHash) ?? 0) + 1)
     const now = Date.now()
     const left = Number(params.left ?? 0)
     const known = swarm.get(address)
@@ -180,6 +193,27 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
       swarm.delete(oldest)
     }
     if (left > 0 && params.addr) this.onLeecher(infoHash, params.addr)
+  }
+
+  /**
+   * A download is completed when a peer id that had something left announces nothing left:
+   * with `completed`, or with `stopped` from a client that exits as soon as it is done (aria2c
+   * with --seed-time=0 never says `completed`). Seeders, ours among them, announce `completed`
+   * with nothing ever left: they downloaded nothing.
+   */
+  private countCompletion(infoHash: string, peerId: string, left: number, event: string | undefined): void {
+    const downloading = this.downloading.get(infoHash) ?? new Set<string>()
+    this.downloading.set(infoHash, downloading)
+    if (left <= 0 || event === 'stopped') {
+      if (downloading.delete(peerId) && left <= 0) this.completions.set(infoHash, (this.completions.get(infoHash) ?? 0) + 1)
+      return
+    }
+    downloading.add(peerId)
+    // Oldest first: past the bound, those announced longest ago are dropped.
+    for (const oldest of downloading) {
+      if (downloading.size <= MAX_CLIENTS_PER_SWARM) break
+      downloading.delete(oldest)
+    }
   }
 
   async start(): Promise<void> {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { silentLogger } from '../../src/log.ts'
-import { itemStatuses, mirrorStatus, swarmSummary, type ItemStatus } from '../../src/status.ts'
+import { growth, itemStatuses, mirrorStatus, swarmSummary, type ItemStatus } from '../../src/status.ts'
 import { DataStore } from '../../src/store.ts'
 import { tempDir } from '../kit/helpers.ts'
 import { itemRecord } from '../kit/records.ts'
@@ -40,7 +40,13 @@ test('each item gets its age, time to expiry, URLs and the figures of every stag
   assert.deepEqual(item!.http, http)
 })
 
-test('the swarm summary: delivered bytes are completed downloads × size, over what the origin sent of whole files', () => {
+test('growth of a count kept since start: the difference, or all of it when it went down (a restart)', () => {
+  assert.equal(growth(100, 150), 50)
+  assert.equal(growth(100, 100), 0)
+  assert.equal(growth(100, 30), 30)
+})
+
+test('the swarm summary: delivered bytes are completed downloads × size plus plain HTTP, over what the origin sent of whole files', () => {
   const http = {
     dataRequests: 1,
     dataBytes: 100,
@@ -53,9 +59,9 @@ test('the swarm summary: delivered bytes are completed downloads × size, over w
   const item = (size: number, completed: number, uploaded: number) =>
     ({ size, completed, uploaded, peers: 2, seeders: 1, leechers: 1, http }) as unknown as ItemStatus
   const summary = swarmSummary([item(1000, 6, 850), item(500, 0, 0)])
-  assert.equal(summary.deliveredBytes, 6000)
+  assert.equal(summary.deliveredBytes, 6000 + 100 + 100, 'each file also went once over plain HTTP (100 bytes)')
   assert.equal(summary.originBytes, 850 + 150 + 150, 'BitTorrent, web seed and plain HTTP; field subsets are not whole files')
-  assert.equal(summary.offloadRatio, 6000 / 1150)
+  assert.equal(summary.offloadRatio, 6200 / 1150)
   assert.deepEqual([summary.peers, summary.seeders, summary.leechers, summary.completed], [4, 2, 2, 6])
   assert.equal(swarmSummary([]).offloadRatio, 0, 'nothing sent yet: 0, not NaN')
 })

@@ -48,7 +48,7 @@ test('the tracker knows which addresses announced a published torrent, and when 
   assert.equal(tracker.client(published, '127.0.0.1'), undefined, 'stopped: gone')
 })
 
-test('completed downloads are counted per published torrent, and forgotten with it', async () => {
+test('completed downloads are counted per published torrent, seeders aside, and forgotten with it', async () => {
   const tracker = new Tracker({ host: '127.0.0.1', port: await freePort() }, { log: silentLogger })
   await tracker.start()
   onCleanup(() => tracker.stop())
@@ -62,8 +62,19 @@ test('completed downloads are counted per published torrent, and forgotten with 
   await announce('01', 0, 'completed')
   await announce('02', 1000, 'started')
   await announce('02', 0, 'completed')
-  await announce('03', 0, 'started') // a seeder from the start completed nothing here
+  // A seeder from the start (the origin's own seeder) announces `completed` too: it downloaded nothing.
+  await announce('03', 0, 'started')
+  await announce('03', 0, 'completed')
+  await announce('04', 0, 'completed')
   await waitFor('both completions', () => tracker.stats(published).completed === 2)
+  await announce('01', 0, 'completed')
+  assert.equal(tracker.stats(published).completed, 2, 'a completion counts once per download')
+  // aria2c --seed-time=0 says `stopped` with nothing left, never `completed`; a client that gives up says `stopped` with bytes left.
+  await announce('05', 1000, 'started')
+  await announce('05', 0, 'stopped')
+  await announce('06', 1000, 'started')
+  await announce('06', 400, 'stopped')
+  assert.equal(tracker.stats(published).completed, 3)
   tracker.forget(published)
   tracker.allow(published)
   assert.equal(tracker.stats(published).completed, 0)
