@@ -158,6 +158,7 @@ export class Daemon {
           dataDir: config.dataDir,
           publicBaseUrl: config.http.publicBaseUrl,
           log: log.child({ stage: 'notify' }),
+          events,
         })
       : undefined
     // Told in this order of each published item, in the reverse order of each expired one.
@@ -192,7 +193,13 @@ export class Daemon {
 
     const status = () => this.status()
     this.metrics = new Metrics({ events, status })
-    this.history = new History({ file: join(config.dataDir, 'history.json'), events, status })
+    const historyFile = join(config.dataDir, 'history.json')
+    this.history = new History({
+      file: historyFile,
+      events,
+      status,
+      onError: (err) => log.warn('dashboard history not saved (kept in memory)', { file: historyFile, error: err }),
+    })
     this.http = new HttpServer(config.http, {
       store,
       feed: {
@@ -213,7 +220,7 @@ export class Daemon {
       log: log.child({ stage: 'http' }),
       status,
       metrics: this.metrics,
-      history: () => this.history.report(),
+      history: () => this.history.json(),
     })
     this.scheduler = new Scheduler(config.schedule, {
       pipeline,

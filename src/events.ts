@@ -14,6 +14,8 @@ export interface GribswarmEvents {
   seeding: [{ item: ItemRecord; rehashed: boolean }]
   /** An item left the feeds and its files are deleted. */
   expired: [{ item: ItemRecord; reason: string }]
+  /** The broker accepted the notification of a publication, latencySeconds after it (messages an earlier run left in the outbox are not timed). */
+  notified: [{ latencySeconds: number }]
   /** An upstream pass ended (a failed pass reports its error), after durationSeconds. */
   pass: [{ report?: PassReport; error?: Error; durationSeconds: number }]
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { amqpRoutingKey } from './amqp.ts'
 import { keepConnected, redactUrl, type BrokerLink, type OutgoingMessage } from './broker.ts'
 import type { Config } from './config.ts'
+import type { Events } from './events.ts'
 import type { Logger } from './log.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import { writeFileAtomic, type ItemRecord } from './store.ts'
@@ -61,14 +62,24 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
   private running: Promise<void> | undefined
   private readonly stopping = new AbortController()
   private readonly state: NotifierStatus
+  /** When the item of each outbox file queued by published() in this process was published (ms), for the `notified` event. */
+  private readonly publishedAt = new Map<string, number>()
+  private readonly events: Events | undefined
 
   constructor(
     private readonly config: Config['notify'],
-    deps: { dataDir: string; publicBaseUrl: string; log: Logger },
+    deps: {
+      dataDir: string
+      publicBaseUrl: string
+      log: Logger
+      /** Told of each publication's message the broker accepted (`notified`). */
+      events?: Events
+    },
   ) {
     this.dir = join(deps.dataDir, 'outbox')
     this.log = deps.log
     this.publicBaseUrl = deps.publicBaseUrl
+    this.events = deps.events
     this.state = { broker: redactUrl(config.brokerUrl), connected: false, backlog: 0, sent: 0, dropped: 0 }
   }
 
@@ -101,11 +112,12 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
 
   published(item: ItemRecord): Promise<void> {
     const { config, publicBaseUrl } = this
+    const publishedAt = Date.parse(item.publishedAt)
     if (config.profile === 'wis2') {
       const levels = wis2Topic(config.wis2)
-      return this.enqueue(levels, WNM_CONTENT_TYPE, wnmFor(item, publicBaseUrl, config.wis2, config.source))
+      return this.enqueue(levels, WNM_CONTENT_TYPE, wnmFor(item, publicBaseUrl, config.wis2, config.source), publishedAt)
     }
-    return this.enqueue(topicLevels(item.relPath), 'application/json', postMessage(item, publicBaseUrl, config.source))
+    return this.enqueue(topicLevels(item.relPath), 'application/json', postMessage(item, publicBaseUrl, config.source), publishedAt)
   }
 
   /**
@@ -127,8 +139,9 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
    * Queues a message on disk; returns once it is safe there, never waits for the broker.
    * Writes are chained so that the sender sees messages in the order they were queued: two
    * files published together must not be announced in the order their writes happened to end.
+   * `publishedAt` (ms): when the item it announces was published, to time its confirmation.
    */
-  enqueue(levels: string[], contentType: string, body: V03Message | WisNotificationMessage): Promise<void> {
+  enqueue(levels: string[], contentType: string, body: V03Message | WisNotificationMessage, publishedAt?: number): Promise<void> {
     let entry: string
     try {
       entry = JSON.stringify({ topic: amqpRoutingKey(levels), levels, contentType, body } satisfies OutboxEntry)
@@ -139,8 +152,10 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
     const written = this.writes.then(async () => {
       await writeFileAtomic(join(this.dir, name), entry)
       this.files.push(name)
+      if (this.events && publishedAt !== undefined && Number.isFinite(publishedAt)) this.publishedAt.set(name, publishedAt)
       while (this.files.length > this.config.maxBacklog) {
         const oldest = this.files.shift()!
+        this.publishedAt.delete(oldest)
         await rm(join(this.dir, oldest), { force: true })
         this.state.dropped++
         this.log.warn('notification backlog full, dropped the oldest message', { maxBacklog: this.config.maxBacklog })
@@ -171,12 +186,14 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
           continue
         }
         const messages: OutgoingMessage[] = []
+        const posted: string[] = []
         for (const name of batch) {
           // A file may have been dropped meanwhile by a full backlog.
           const text = await readFile(join(this.dir, name), 'utf8').catch(() => undefined)
           if (text === undefined) continue
           try {
             messages.push(outgoing(JSON.parse(text) as OutboxEntry))
+            posted.push(name)
           } catch (err) {
             // Posting it would fail on every connection and hold everything behind it.
             this.state.dropped++
@@ -184,15 +201,26 @@ export class Notifier implements Stage<NotifierStatus>, PublishListener {
           }
         }
         await link.post(messages)
+        this.confirmed(posted)
         for (const name of batch) {
           await rm(join(this.dir, name), { force: true })
           const index = this.files.indexOf(name)
           if (index >= 0) this.files.splice(index, 1)
+          this.publishedAt.delete(name)
         }
         this.state.sent += messages.length
       }
     } finally {
       this.state.connected = false
+    }
+  }
+
+  /** The broker accepted these files' messages: each publication's latency is told as `notified`. */
+  private confirmed(names: string[]): void {
+    const now = Date.now()
+    for (const name of names) {
+      const publishedAt = this.publishedAt.get(name)
+      if (publishedAt !== undefined) this.events?.emit('notified', { latencySeconds: (now - publishedAt) / 1000 })
     }
   }
 
