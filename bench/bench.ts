@@ -32,9 +32,11 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Resources } from '../test/kit/resources.ts'
 import { benchCreate } from './scenarios/create.ts'
+import { benchDashboard } from './scenarios/dashboard.ts'
 import { benchFields } from './scenarios/fields.ts'
 import { benchHosts } from './scenarios/hosts.ts'
 import { benchMemory } from './scenarios/memory.ts'
+import { benchMetrics } from './scenarios/metrics.ts'
 import { benchNotify } from './scenarios/notify.ts'
 import { benchOffload } from './scenarios/offload.ts'
 import { benchPublishing } from './scenarios/publishing.ts'
@@ -125,6 +127,8 @@ async function main(): Promise<number> {
     ['pump', 'Following a Sarracenia pump', benchPump],
     ['fields', 'GRIB2 inventory and field subsets', benchFields],
     ['tracker', 'Tracker announces', benchTracker],
+    ['metrics', 'Prometheus metrics scrape', benchMetrics],
+    ['dashboard', 'Status page history', benchDashboard],
   ]
   const only = args.only
     ?.split(',')

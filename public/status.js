@@ -1,21 +1,19 @@
-// Status page: renders /api/status and refreshes it every 10 seconds.
+// Status page: the server renders it (it reads without JavaScript); this script refreshes its
+// parts every 10 seconds by fetching the page again, and draws the last 24 h from /api/history
+// with uPlot. Every time shown is UTC.
 'use strict'
 
 const units = ['B', 'kB', 'MB', 'GB', 'TB']
 function bytes(n) {
   let i = 0
-  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++ }
+  while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++ }
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`
 }
-function duration(seconds) {
-  const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60
-  return h ? `${h} h ${m} min` : m ? `${m} min` : `${s} s`
+function seconds(s) {
+  return s >= 3600 ? `${+(s / 3600).toFixed(1)} h` : s >= 60 ? `${+(s / 60).toFixed(1)} min` : `${Math.round(s)} s`
 }
-function cell(text, className) {
-  const td = document.createElement('td')
-  td.textContent = text
-  if (className) td.className = className
-  return td
+function utc(t) {
+  return new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ') + 'Z'
 }
 function link(href, text) {
   const a = document.createElement('a')
@@ -24,82 +22,94 @@ function link(href, text) {
   return a
 }
 
+// The server's rendering of the parts that change, taken from a fresh copy of the page.
+const PARTS = ['summary', 'network-slot', 'items', 'footer']
 async function refresh() {
-  let status
   try {
-    const response = await fetch('/api/status', { cache: 'no-store' })
-    status = await response.json()
+    const response = await fetch('/', { cache: 'no-store' })
+    if (!response.ok) throw new Error(`HTTP ${response.status}`)
+    const page = new DOMParser().parseFromString(await response.text(), 'text/html')
+    for (const id of PARTS) {
+      const fresh = page.getElementById(id)
+      if (fresh) document.getElementById(id).replaceChildren(...fresh.childNodes)
+    }
+    document.getElementById('summary').classList.remove('warn')
   } catch (err) {
-    document.getElementById('summary').textContent = `Status unavailable: ${err.message}`
+    const summary = document.getElementById('summary')
+    summary.textContent = `Status unavailable: ${err.message}`
+    summary.classList.add('warn')
+  }
+  await drawCharts().catch((err) => console.warn('history unavailable', err))
+}
+
+// The charts: one uPlot each, made at the first data and updated in place after.
+const charts = (window.gribswarmCharts = {})
+const utcDate = (t) => uPlot.tzDate(new Date(t * 1000), 'Etc/UTC')
+// Axis labels in UTC, 24 h: HH:MM, with seconds when the ticks are less than a minute apart.
+const timeAxis = {
+  space: 70,
+  incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400],
+  values: (u, splits, axis, space, incr) => splits.map((t) => new Date(t * 1000).toISOString().slice(11, incr < 60 ? 19 : 16)),
+}
+const bytesAxis = { values: (u, splits) => splits.map(bytes), size: 70 }
+const line = (label, stroke, value, extra) => ({ label, stroke, width: 1.5, value: (u, v) => (v == null ? '–' : value(v)), ...extra })
+
+function chart(id, data, series, yAxis) {
+  const el = document.getElementById(id)
+  el.dataset.points = String(data[0].length)
+  if (charts[id]) {
+    charts[id].setData(data)
     return
   }
-  const total = status.items.reduce((sum, item) => sum + item.size, 0)
-  const pass = status.pass
-  document.getElementById('summary').textContent =
-    `${status.source.model.toUpperCase()} ${status.source.grid} ${status.source.packages.join(' ')}: ` +
-    `${status.items.length} files published (${bytes(total)}), kept ${duration(status.retentionSeconds)} each. ` +
-    (!status.source.enabled ? 'No fetching from upstream here: a mirror.' :
-      pass.running ? 'A pass is running.' : `Last pass ${pass.lastFinishedAt ? new Date(pass.lastFinishedAt).toLocaleString() : 'not yet'}` +
-      (pass.nextPassAt ? `, next ${new Date(pass.nextPassAt).toLocaleTimeString()}.` : '.')) +
-    (pass.lastError ? ` Last error: ${pass.lastError}` : '')
-
-  // Notifications and mirroring: shown only on nodes that use them.
-  const network = document.getElementById('network')
-  const parts = []
-  const notify = status.notify
-  if (notify) {
-    parts.push(`Notifications to ${notify.broker}: ${notify.connected ? 'connected' : 'broker unreachable'}, ` +
-      `${notify.backlog} waiting on disk, ${notify.sent} sent` + (notify.dropped ? `, ${notify.dropped} dropped (backlog full)` : '') +
-      (notify.lastError && !notify.connected ? ` (${notify.lastError})` : '') + '.')
-  }
-  const mirror = status.mirror
-  if (mirror) {
-    parts.push(`Mirroring ${mirror.follows.join(', ')}: ` +
-      (mirror.brokers ? `${mirror.following} of ${mirror.brokers} broker subscriptions live, ` : '') +
-      `${mirror.copied} files copied, ${mirror.dropped} repeats dropped, ${mirror.failed} failed` +
-      (mirror.refused ? `, ${mirror.refused} removes refused (not from where the copy came)` : '') +
-      (mirror.conflicts ? `, ${mirror.conflicts} announcements of other content under a path held ignored` : '') + '.' +
-      mirror.copying.map((c) => ` Copying ${c.relPath}: ${c.peers} peers, ${bytes(c.uploaded)} uploaded meanwhile.`).join(''))
-  }
-  network.textContent = parts.join(' ')
-  network.hidden = parts.length === 0
-  network.className = notify && (!notify.connected || notify.dropped) ? 'warn' : ''
-
-  const body = document.getElementById('items')
-  body.replaceChildren()
-  if (status.items.length === 0) {
-    const tr = document.createElement('tr')
-    const td = cell('Nothing published yet.')
-    td.colSpan = 11
-    tr.append(td)
-    body.append(tr)
-  }
-  for (const item of status.items) {
-    const tr = document.createElement('tr')
-    const get = document.createElement('td')
-    get.append(link(item.torrentUrl, 'torrent'), ' · ', link(item.magnetURI, 'magnet'), ' · ', link(item.httpUrl, 'HTTP'))
-    tr.append(
-      cell(item.run), cell(item.package), cell(item.range),
-      cell(bytes(item.size), 'num'), cell(duration(item.ageSeconds), 'num'), cell(duration(item.expiresInSeconds), 'num'),
-      cell(String(item.seeders), 'num'), cell(String(item.leechers), 'num'),
-      cell(bytes(item.uploaded), 'num'), cell(bytes(item.http.dataBytes + item.http.webSeedBytes + item.http.subsetBytes), 'num'), get,
-    )
-    body.append(tr)
-  }
-  const disk = status.disk
-  const http = status.http
-  const bittorrent = status.items.reduce((sum, item) => sum + item.uploaded, 0)
-  document.getElementById('footer').textContent =
-    `Disk: ${bytes(disk.publishedBytes)} of a ${bytes(disk.budgetBytes)} budget, ${bytes(disk.freeBytes)} free. ` +
-    (status.tracker ? `Tracker: ${status.tracker.announce.join(' ')}. ` : '') +
-    `Seeder: port ${status.seeder.port}, ${status.seeder.torrents} torrents. ` +
-    `Sent: ${bytes(bittorrent)} over BitTorrent (files listed), ${bytes(http.dataBytes + http.webSeedBytes + http.subsetBytes)} over HTTP since start ` +
-    `(${bytes(http.dataBytes)} in ${http.dataRequests} plain downloads, ${bytes(http.webSeedBytes)} in ${http.webSeedRequests} web-seed requests, ` +
-    `${bytes(http.subsetBytes)} in ${http.subsetRequests} field subsets; ` +
-    `${http.webSeedDeclined} web-seed requests left to peers), ` +
-    (status.uplink.bytesPerSec ? `within an uplink budget of ${bytes(status.uplink.bytesPerSec)}/s. ` : 'no uplink budget. ') +
-    `Updated ${new Date(status.now).toLocaleTimeString()}.`
+  if (data[0].length === 0) return
+  const width = el.clientWidth
+  charts[id] = new uPlot({
+    width, height: Math.max(160, Math.min(240, Math.round(width * 0.45))),
+    tzDate: utcDate,
+    padding: [8, 36, 0, 0],
+    scales: { x: { time: true } },
+    series: [{ label: 'UTC', value: (u, t) => (t == null ? '–' : utc(t)) }, ...series],
+    axes: [timeAxis, yAxis],
+    legend: { live: true },
+  }, data, el)
 }
+
+async function drawCharts() {
+  const response = await fetch('/api/history', { cache: 'no-store' })
+  if (!response.ok) throw new Error(`HTTP ${response.status}`)
+  const { samples: s, latency } = await response.json()
+  chart('chart-upload', [s.t, s.bittorrentBytes, s.httpBytes, s.deliveredBytes], [
+    line('BitTorrent', '#0b5cad', bytes, { fill: 'rgba(11,92,173,.08)' }),
+    line('HTTP', '#d9822b', bytes),
+    line('delivered (est.)', '#2e7d32', bytes, { dash: [6, 4] }),
+  ], bytesAxis)
+  chart('chart-peers', [s.t, s.peers, s.seeders, s.leechers], [
+    line('connected', '#0b5cad', String),
+    line('seeders', '#2e7d32', String),
+    line('leechers', '#d9822b', String),
+  ], { size: 50, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] })
+  // One point per file, in time order as uPlot wants it.
+  const order = latency.t.map((t, i) => i).sort((a, b) => latency.t[a] - latency.t[b])
+  chart('chart-latency', [order.map((i) => latency.t[i]), order.map((i) => latency.seconds[i])], [
+    line('latency', '#6a1b9a', seconds, { paths: () => null, points: { show: true, size: 7, fill: '#6a1b9a' } }),
+  ], { values: (u, splits) => splits.map(seconds), size: 64, incrs: [1, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800] })
+  chart('chart-disk', [s.t, s.diskUsedBytes, s.diskBudgetBytes], [
+    line('used', '#0b5cad', bytes, { fill: 'rgba(11,92,173,.08)' }),
+    line('budget', '#b3261e', bytes, { dash: [6, 4] }),
+  ], bytesAxis)
+}
+
+// The charts follow the page's width (a phone turned, a window resized).
+let resizing
+window.addEventListener('resize', () => {
+  clearTimeout(resizing)
+  resizing = setTimeout(() => {
+    for (const [id, u] of Object.entries(charts)) {
+      const width = document.getElementById(id).clientWidth
+      if (width && width !== u.width) u.setSize({ width, height: Math.max(160, Math.min(240, Math.round(width * 0.45))) })
+    }
+  }, 150)
+})
 
 // The field search: the catalog's answer for the words typed, each file with its subset link.
 function field(f) {
@@ -145,5 +155,5 @@ async function search(event) {
 }
 document.getElementById('search').addEventListener('submit', search)
 
-refresh()
+drawCharts().catch((err) => console.warn('history unavailable', err))
 setInterval(refresh, 10000)

@@ -34,7 +34,7 @@ export interface HttpOptions {
   status: () => Promise<StatusReport>
   /** /metrics: the Prometheus exposition, rendered at each scrape. */
   metrics?: { contentType: string; render(): Promise<string> }
-  /** /api/history: the dashboard's samples of the last 24 h. */
+  /** /api/history: the dashboard's samples of the last 24 h (a string or Buffer is sent as it is: JSON made once per change). */
   history?: () => unknown
   /** Trust X-Forwarded-* from nginx. */
   trustProxy?: boolean
@@ -339,7 +339,12 @@ export async function buildHttpApp(options: HttpOptions): Promise<FastifyInstanc
       .header('cache-control', 'no-store')
       .send(await options.metrics.render())
   })
-  app.get('/api/history', (_req, reply) => reply.header('cache-control', 'no-store').send(options.history?.() ?? { samples: [] }))
+  app.get('/api/history', (_req, reply) =>
+    reply
+      .type('application/json; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .send(options.history?.() ?? { samples: [] }),
+  )
   app.get<{ Params: { name: string } }>('/static/:name', (req, reply) => {
     const file = staticFiles.get(req.params.name)
     if (!file) return reply.code(404).send({ error: `no static file ${req.params.name}` })

@@ -1,7 +1,7 @@
 // Published items for tests: every field of an ItemRecord filled, the ones a test is about
 // given by the test.
 import { noCounts } from '../../src/http.ts'
-import { swarmSummary, type StatusReport } from '../../src/status.ts'
+import { swarmSummary, type ItemStatus, type StatusReport } from '../../src/status.ts'
 import type { ItemRecord } from '../../src/store.ts'
 
 export const REL_PATH = '20261123T00Z/arpege/01/SP1/arpege__01__SP1__000H012H__2026-11-23T000000Z.grib2'
@@ -44,6 +44,25 @@ export function statusReport(fields: Partial<StatusReport> = {}): StatusReport {
     uplink: { bytesPerSec: 0, webSeed: 'fallback' },
     http: noCounts(),
     items: [],
+    ...fields,
+  }
+}
+
+/** A published item as the status report shows it: nobody connected, nothing sent yet. */
+export function itemStatus(fields: Partial<ItemStatus> = {}): ItemStatus {
+  return {
+    ...itemRecord(fields),
+    ageSeconds: 60,
+    expiresInSeconds: 43000,
+    torrentUrl: 'http://x/t.torrent',
+    httpUrl: 'http://x/d',
+    seeders: 1,
+    leechers: 0,
+    completed: 0,
+    peers: 0,
+    uploaded: 0,
+    uploadSpeed: 0,
+    http: noCounts(),
     ...fields,
   }
 }
