@@ -1,23 +1,35 @@
 #!/usr/bin/env node
-// `gribswarm daemon|fetch|mirror|get [options]`: the installed command. It runs the compiled
-// command from build/ (`npm run build`, which `npm ci` runs through "prepare") in this very
-// process: no TypeScript loader in memory, and signals reach the daemon directly.
-import { existsSync } from 'node:fs'
+// `gribswarm COMMAND [options]`: the installed command. It runs the compiled command from build/
+// (`npm run build`, which `npm ci` runs through "prepare") in this very process: no TypeScript
+// loader in memory, and signals reach the daemon directly.
+import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
+/** Command name → [the module in build/cli/, what it does]. */
 const COMMANDS = {
-  daemon: 'tracker, seeder, HTTP and the scheduled passes, until SIGINT/SIGTERM (npm start)',
-  fetch: 'one pipeline pass now, then exit (npm run fetch)',
-  mirror: "a reseeding node following another node's feed (npm run mirror)",
-  get: 'fields as subsets over HTTP, whole files over BitTorrent, from the nodes (npm run get)',
+  start: ['start', 'the daemon: tracker, seeder, HTTP and the scheduled passes, until SIGINT/SIGTERM (npm start)'],
+  fetch: ['fetch', 'one pipeline pass now, then exit (npm run fetch)'],
+  mirror: ['mirror', "a reseeding node following another node's feed (npm run mirror)"],
+  get: ['get', 'fields as subsets over HTTP, whole files over BitTorrent, from the nodes (npm run get)'],
+  doctor: ['doctor', 'checks ports, data directory, disk, GDAL/CCSDS, brokers and the public URL (npm run doctor)'],
+  demo: ['demo', 'the whole flow offline on loopback, from a checkout (npm run demo)'],
+  // The command's earlier name, which existing systemd units run.
+  daemon: ['start', 'the same as start'],
 }
+
+const root = new URL('..', import.meta.url)
+const version = () => JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).version
 
 const HELP = `Usage: gribswarm COMMAND [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, what]) => `  ${name.padEnd(8)} ${what}`)
+  .map(([name, [, what]]) => `  ${name.padEnd(8)} ${what}`)
   .join('\n')}
+
+Options:
+  -h, --help      this text
+      --version   the version
 
 gribswarm COMMAND --help describes the command and its options.
 `
@@ -32,11 +44,14 @@ if (command === '-h' || command === '--help' || command === 'help') {
   process.stdout.write(HELP)
   process.exit(0)
 }
+if (command === '--version' || command === '-v' || command === 'version') {
+  process.stdout.write(`gribswarm ${version()}\n`)
+  process.exit(0)
+}
 if (command === undefined) fail(`expected a command\n\n${HELP}`)
 if (!Object.hasOwn(COMMANDS, command)) fail(`unknown command "${command}"\n\n${HELP}`)
 
-const root = new URL('..', import.meta.url)
-const entry = new URL(`build/cli/${command}.js`, root)
+const entry = new URL(`build/cli/${COMMANDS[command][0]}.js`, root)
 if (!existsSync(entry)) fail(`${fileURLToPath(entry)} does not exist: run \`npm run build\` in ${fileURLToPath(root)}`)
 // The command parses process.argv itself: it sees its options only, as under `npm start --`.
 process.argv.splice(2, 1)

@@ -96,7 +96,7 @@ try {
   })
   const configFile = join(work, 'config.json')
   await writeFile(configFile, JSON.stringify(values))
-  const exited = runCli('daemon', [], { GRIBSWARM_CONFIG: configFile })
+  const exited = runCli('start', [], { GRIBSWARM_CONFIG: configFile })
 
   say(`3. Waiting for the 4 files in ${base}/rss.xml`)
   const rss = await Promise.race([

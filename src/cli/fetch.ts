@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress'
 import { openPipeline } from '../daemon.ts'
 import type { PassObserver } from '../pipeline.ts'
 import { parseRun, type Candidate } from '../source.ts'
-import { CONFIG_HELP, fail, loadOrExit } from './common.ts'
+import { COMMON_OPTIONS, CONFIG_HELP, fail, helpOrVersion, loadOrExit } from './common.ts'
 
 const HELP = `Usage: gribswarm fetch [--run TIME]... [--package NAME]... [--dry-run] [--config FILE]
        npm run fetch -- [options]             (from a checkout)
@@ -20,6 +20,7 @@ Options:
       --dry-run        list what would be fetched, fetch nothing
   -c, --config FILE    configuration file merged over config/default.json
   -h, --help           this text
+      --version        the version
 
 Exit status: 0 when every file was published or nothing was new, 1 when some failed,
 2 for a configuration error.
@@ -35,16 +36,13 @@ try {
       package: { type: 'string', multiple: true },
       'dry-run': { type: 'boolean' },
       config: { type: 'string', short: 'c' },
-      help: { type: 'boolean', short: 'h' },
+      ...COMMON_OPTIONS,
     },
   }).values
 } catch (err) {
   fail(`${(err as Error).message}\n\n${HELP}`)
 }
-if (args.help) {
-  process.stdout.write(HELP)
-  process.exit(0)
-}
+helpOrVersion(args, HELP)
 let runs: string[] | undefined
 try {
   runs = args.run?.map(parseRun)

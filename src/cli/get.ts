@@ -28,7 +28,7 @@ import {
 import { decodeTorrent } from '../torrent.ts'
 import { encodeRelPath } from '../urls.ts'
 import { validateGrib } from '../validate.ts'
-import { fail } from './common.ts'
+import { COMMON_OPTIONS, fail, helpOrVersion } from './common.ts'
 
 const HELP = `Usage: gribswarm get [--from URL]... [--latest | --run TIME] [--package NAME]... [--grid NAME]
                      [--param LIST] [--level LIST] [--steps LIST] [--via subset|idx]
@@ -58,6 +58,7 @@ Options:
       --timeout-minutes N a whole file not complete by then fails (default 60)
       --out DIR           where files go (default .); a subset is named <file>.subset.grib2
   -h, --help              this text
+      --version           the version
 
 Prints one line per file written: its path, its size and how many fields it holds.
 
@@ -87,16 +88,13 @@ try {
       'seed-minutes': { type: 'string' },
       'timeout-minutes': { type: 'string' },
       out: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
+      ...COMMON_OPTIONS,
     },
   }).values
 } catch (err) {
   usage((err as Error).message)
 }
-if (args.help) {
-  process.stdout.write(HELP)
-  process.exit(0)
-}
+helpOrVersion(args, HELP)
 const nodes = (args.from ?? ['http://localhost:8080']).map((url) => {
   if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) usage(`--from ${url}: not an http(s) URL`)
   return url.replace(/\/+$/, '')

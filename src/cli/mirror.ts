@@ -2,7 +2,7 @@
 // one gribswarm node's feed, copies what it publishes over BitTorrent, and seeds it, with
 // defaults fit for a spare machine. Everything else is the daemon's configuration.
 import { parseArgs } from 'node:util'
-import { CONFIG_HELP, fail, loadOrExit, runDaemon } from './common.ts'
+import { COMMON_OPTIONS, CONFIG_HELP, fail, helpOrVersion, loadOrExit, runDaemon } from './common.ts'
 
 const HELP = `Usage: gribswarm mirror FEED_URL [options]
        npm run mirror -- FEED_URL [options]   (from a checkout)
@@ -21,6 +21,7 @@ Options:
       --accept REGEX     only files whose path matches (repeatable; default: all), e.g. /SP1/
   -c, --config FILE      a configuration file for everything else (brokers, ports...)
   -h, --help             this text
+      --version          the version
 
 ${CONFIG_HELP}
 `
@@ -37,17 +38,14 @@ try {
       'upload-mbps': { type: 'string' },
       accept: { type: 'string', multiple: true },
       config: { type: 'string', short: 'c' },
-      help: { type: 'boolean', short: 'h' },
+      ...COMMON_OPTIONS,
     },
   })
 } catch (err) {
   fail(`${(err as Error).message}\n\n${HELP}`)
 }
 const { values: args, positionals } = parsed
-if (args.help) {
-  process.stdout.write(HELP)
-  process.exit(0)
-}
+helpOrVersion(args, HELP)
 if (positionals.length !== 1) fail(`expected one feed URL, got ${positionals.length}\n\n${HELP}`)
 
 const number = (name: string, text: string | undefined, fallback: number): number => {

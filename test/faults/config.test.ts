@@ -78,7 +78,7 @@ test('an unknown key at any level is refused, naming it', () => {
   }
 })
 
-for (const cli of ['daemon', 'fetch', 'mirror']) {
+for (const cli of ['start', 'fetch', 'mirror']) {
   test(`src/cli/${cli}.ts with a bad value exits 2 with one line and starts nothing`, async () => {
     const dataDir = join(await tempDir(), 'data')
     const args = cli === 'mirror' ? ['http://127.0.0.1:9/feed.json', '--data-dir', dataDir] : []

@@ -74,7 +74,7 @@ function startDaemon(s: Setup, crashAt?: CrashPoint) {
   onCleanup(function stopTheDaemon() {
     return res.cleanup()
   })
-  const daemon = startCli(res, cliCommand('daemon', crashAt ? [HOOK] : []), ['--config', s.configFile], {
+  const daemon = startCli(res, cliCommand('start', crashAt ? [HOOK] : []), ['--config', s.configFile], {
     env: { CRASH_HOOK_AT: crashAt ? JSON.stringify(crashAt) : '' },
   })
   let exited = false

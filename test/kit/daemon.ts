@@ -71,7 +71,7 @@ export async function daemonCommand(res: Resources, runner?: DaemonRunner): Prom
   ))
     ? 'build'
     : 'tsx'
-  if (runner === 'tsx') return cliCommand('daemon')
+  if (runner === 'tsx') return cliCommand('start')
   const dir = await res.tempDir('gribswarm-bench-build-')
   for (const name of ['package.json', 'node_modules', 'config', 'public']) await symlink(join(ROOT, name), join(dir, name))
   const tsc = await res.run(
@@ -81,7 +81,7 @@ export async function daemonCommand(res: Resources, runner?: DaemonRunner): Prom
     { cwd: ROOT },
   )
   if (tsc.code !== 0) throw new Error(`tsc -p tsconfig.build.json failed: ${tsc.stdout.slice(-2000)} ${tsc.stderr.slice(-2000)}`)
-  return { args: [join(dir, 'build/cli/daemon.js')], how: 'node build/cli/daemon.js, compiled with tsconfig.build.json as for npm start' }
+  return { args: [join(dir, 'build/cli/start.js')], how: 'node build/cli/start.js, compiled with tsconfig.build.json as for npm start' }
 }
 
 /**

@@ -23,8 +23,9 @@ test('gribswarm --help lists the commands, each runs from build/, and an unknown
   const res = resources()
   const help = await startCli(res, launcher, ['--help']).finished(30_000)
   assert.equal(help.code, 0, help.stderr)
-  for (const command of ['daemon', 'fetch', 'mirror']) assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'))
-  for (const command of ['daemon', 'fetch', 'mirror']) {
+  for (const command of ['start', 'daemon', 'fetch', 'mirror', 'get', 'doctor', 'demo'])
+    assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'))
+  for (const command of ['start', 'daemon', 'fetch', 'mirror', 'doctor']) {
     const commandHelp = await startCli(res, launcher, [command, '--help']).finished(30_000)
     assert.equal(commandHelp.code, 0, `${command} --help: ${commandHelp.stderr}`)
     assert.match(commandHelp.stdout, /--config FILE/)
@@ -36,7 +37,7 @@ test('gribswarm --help lists the commands, each runs from build/, and an unknown
 
 /** The daemon of `setup` under `sh -c`, as npm runs a script: the shell stays its parent. */
 function daemonUnderShell(res: Resources, setup: DaemonSetup, env: Record<string, string>) {
-  return startCli(res, cliCommand('daemon'), [], {
+  return startCli(res, cliCommand('start'), [], {
     env: { GRIBSWARM_CONFIG: setup.configPath, ...env },
     // "; exit": the shell waits for node rather than exec it, as npm's `sh -c` does.
     wrap: (command, args) => ({ command: '/bin/sh', args: ['-c', '"$@"; exit', 'sh', command, ...args] }),

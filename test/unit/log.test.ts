@@ -1,13 +1,17 @@
-// Log lines (src/log.ts): one line per call, time, level and message first, then key=value
-// pairs a grep or a log shipper can split; levels below the configured one are dropped.
+// Log lines (src/log.ts): one line per call. In text, time, level and message first, then
+// key=value pairs a grep can split; in json, one object per line for a log shipper. Levels below
+// the configured one are dropped, in both formats.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { createLogger, silentLogger, type LogLevel } from '../../src/log.ts'
+import { createLogger, silentLogger, type LogFormat, type LogLevel } from '../../src/log.ts'
 
-function capture(level?: LogLevel) {
+function capture(level?: LogLevel, format: LogFormat = 'text') {
   const lines: string[] = []
-  return { lines, log: createLogger(level, (line) => lines.push(line)) }
+  return { lines, log: createLogger(level, format, (line) => lines.push(line)) }
 }
+
+/** The lines of a json logger, parsed. */
+const parsed = (lines: string[]) => lines.map((line) => JSON.parse(line) as Record<string, unknown>)
 
 /** The part after the time stamp. */
 const rest = (line: string | undefined) => line?.replace(/^\S+ /, '')
@@ -97,4 +101,106 @@ test('a value JSON cannot write does not make the log call throw', () => {
   assert.doesNotThrow(() => log.info('odd', { big: 10n }))
   assert.doesNotThrow(() => log.info('odd', { circular }))
   assert.equal(lines.length, 2)
+})
+
+test('text stays the default format, and a writer as second argument still means text', () => {
+  const lines: string[] = []
+  createLogger('info', (line) => lines.push(line)).info('m', { a: 1 })
+  assert.equal(rest(lines[0]), 'INFO  m a=1')
+})
+
+test('json: one object per line, time, level and msg first, then the context', () => {
+  const { lines, log } = capture('debug', 'json')
+  const before = Date.now()
+  log.info('published', { relPath: 'a/b.grib2', size: 1234, ok: true, list: [1, 2], o: { a: 'x y' }, gone: undefined })
+  log.warn('two\nlines', { text: 'say "hi"' })
+  assert.equal(lines.length, 2)
+  for (const line of lines) assert.ok(!line.includes('\n'), 'one line per call')
+  const [first, second] = parsed(lines)
+  assert.deepEqual(Object.keys(first!), ['time', 'level', 'msg', 'relPath', 'size', 'ok', 'list', 'o'])
+  assert.match(first!.time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+  assert.ok(Date.parse(first!.time as string) >= before - 1 && Date.parse(first!.time as string) <= Date.now())
+  assert.deepEqual(
+    { ...first, time: 'T' },
+    {
+      time: 'T',
+      level: 'info',
+      msg: 'published',
+      relPath: 'a/b.grib2',
+      size: 1234,
+      ok: true,
+      list: [1, 2],
+      o: { a: 'x y' },
+    },
+  )
+  assert.deepEqual({ ...second, time: 'T' }, { time: 'T', level: 'warn', msg: 'two\nlines', text: 'say "hi"' })
+})
+
+test('json: levels below the configured one are dropped; level names are lower case', () => {
+  const levels: LogLevel[] = ['debug', 'info', 'warn', 'error']
+  for (const [i, level] of levels.entries()) {
+    const { lines, log } = capture(level, 'json')
+    for (const at of levels) log[at](`at ${at}`)
+    assert.deepEqual(
+      parsed(lines).map((l) => [l.level, l.msg]),
+      levels.slice(i).map((at) => [at, `at ${at}`]),
+      level,
+    )
+  }
+})
+
+test('json: a child adds its context, a call overrides it, time, level and msg cannot be overwritten', () => {
+  const { lines, log } = capture('info', 'json')
+  const stage = log.child({ stage: 'fetch' })
+  stage.child({ relPath: 'a.grib2' }).info('retry', { stage: 'fetch-retry', attempt: 2 })
+  stage.info('idle', { level: 'debug', msg: 'other', time: 0 })
+  const [retry, idle] = parsed(lines)
+  assert.deepEqual(
+    { ...retry, time: 'T' },
+    { time: 'T', level: 'info', msg: 'retry', stage: 'fetch-retry', relPath: 'a.grib2', attempt: 2 },
+  )
+  assert.equal(idle!.level, 'info')
+  assert.equal(idle!.msg, 'idle')
+  assert.equal(typeof idle!.time, 'string')
+  const quiet = capture('warn', 'json')
+  quiet.log.child({ x: 1 }).info('dropped by the parent level')
+  assert.deepEqual(quiet.lines, [])
+})
+
+test('json: errors are their message, BigInts their digits, cycles a marker, and nothing throws', () => {
+  const { lines, log } = capture('info', 'json')
+  const circular: Record<string, unknown> = { name: 'c' }
+  circular.self = circular
+  const bare = Object.create(null) as Record<string, unknown>
+  bare.inner = bare
+  assert.doesNotThrow(() =>
+    log.error('odd', {
+      error: new Error('connect ECONNREFUSED 127.0.0.1:1'),
+      nested: { cause: new TypeError('x'), big: [10n] },
+      big: 2n ** 70n,
+      circular,
+      bare,
+      fn: function named() {},
+      when: new Date('2026-11-23T00:00:00Z'),
+      throwing: {
+        toJSON() {
+          throw new Error('no')
+        },
+      },
+    }),
+  )
+  assert.equal(lines.length, 1)
+  const [line] = parsed(lines)
+  assert.equal(line!.error, 'connect ECONNREFUSED 127.0.0.1:1')
+  assert.deepEqual(line!.nested, { cause: 'x', big: ['10'] })
+  assert.equal(line!.big, (2n ** 70n).toString())
+  assert.deepEqual(line!.circular, { name: 'c', self: '[Circular]' })
+  assert.deepEqual(line!.bare, { inner: '[Circular]' })
+  assert.equal(typeof line!.fn, 'string')
+  assert.equal(line!.when, '2026-11-23T00:00:00.000Z')
+  assert.equal(typeof line!.throwing, 'string')
+  // The same values in text do not throw either.
+  const text = capture()
+  assert.doesNotThrow(() => text.log.info('odd', { bare, big: 1n, circular }))
+  assert.equal(text.lines.length, 1)
 })
