@@ -59,7 +59,7 @@ from Debian: bash scripts/bench-setup.sh installs them (as root).
 
 Options:
   --quick          small sizes (a few minutes), for CI
-  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,pump,fields,tracker (comma-separated)
+  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,pump,fields,tracker,metrics,dashboard (comma-separated)
   --daemon HOW     how the memory scenario runs the daemon: build (compiled JavaScript, as
                    npm start; the default) or tsx (src/ through the TypeScript loader)
   -h, --help       this text

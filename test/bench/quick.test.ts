@@ -27,6 +27,8 @@ test('npm run bench -- --quick runs every scenario and prints its table', async 
     'Notification latency',
     'Following a Sarracenia pump',
     'Tracker',
+    'One /metrics scrape',
+    'dashboard:',
   ]) {
     assert.ok(
       rows.some((row) => row.startsWith(`| ${scenario}`)),
