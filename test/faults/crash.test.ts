@@ -131,13 +131,16 @@ async function crashAt(s: Setup, point: Omit<CrashPoint, 'marker'>) {
   return { publishedBefore: await sidecars(s, 'pub'), reached: await readFile(marker, 'utf8'), getsBefore: dataGets(s) }
 }
 
+/** What the data directory holds besides items: the lock and the dashboard's history. */
+const NOT_PUBLISHED = new Set(['lock', 'history.json'])
+
 /** The invariants once the restarted daemon has finished its pass. */
 async function assertConsistent(s: Setup, before: Map<string, ItemRecord>, afterRestart: StatusReport) {
   const tree = await files(s.dataDir)
   const published = await sidecars(s, 'pub')
   const expected = [...published.keys()].flatMap((rel) => [`pub/${rel}`, `pub/${rel}.idx`, `pub/${rel}.json`, `pub/${rel}.torrent`])
   assert.deepEqual(
-    tree.filter((f) => f !== 'lock' && !f.startsWith('expired/')),
+    tree.filter((f) => !NOT_PUBLISHED.has(f) && !f.startsWith('expired/')),
     expected.sort(),
     'only complete items in pub/, nothing in tmp/',
   )
@@ -271,7 +274,7 @@ test('SIGKILL mid-expiry (tombstone written, files not deleted): finished at res
       await waitFor('the pass after the restart', async () => (await status(s).catch(() => undefined))?.pass.lastReport, 30_000, 100)
       assert.equal(dataGets(s), crash.getsBefore, 'an expired file is not fetched again')
       assert.deepEqual(
-        (await files(s.dataDir)).filter((f) => f !== 'lock').sort(),
+        (await files(s.dataDir)).filter((f) => !NOT_PUBLISHED.has(f)).sort(),
         RANGES.map((r) => `expired/${rel(r)}.json`),
         'no orphan data, torrent or temp file',
       )

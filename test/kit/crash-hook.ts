@@ -7,7 +7,7 @@ import { syncBuiltinESMExports } from 'node:module'
 import gdal from 'gdal-async'
 
 export interface CrashPoint {
-  /** 'rename-before'/'rename-after': a rename whose destination matches `match`; 'gdal-open': the `nth` GDAL open */
+  /** 'rename-before'/'rename-after': a rename whose destination matches `match`; 'gdal-open': the `nth` GDAL open of a downloaded file */
   step: 'rename-before' | 'rename-after' | 'gdal-open'
   match?: string
   nth?: number
@@ -24,8 +24,9 @@ function hang(where: string): Promise<never> {
 if (point?.step === 'gdal-open') {
   const open = gdal.openAsync.bind(gdal)
   let calls = 0
+  // Opens of files in memory (/vsimem/: the start-up check that GDAL decodes CCSDS) are not counted.
   gdal.openAsync = ((...args: Parameters<typeof gdal.openAsync>) =>
-    ++calls >= point.nth! ? hang(String(args[0])) : open(...args)) as typeof gdal.openAsync
+    !String(args[0]).startsWith('/vsimem/') && ++calls >= point.nth! ? hang(String(args[0])) : open(...args)) as typeof gdal.openAsync
 } else if (point) {
   const rename = fsp.rename
   const pattern = new RegExp(point.match!)
