@@ -1,7 +1,8 @@
 // The AMQP 0-9-1 transport (RabbitMQ) behind broker.ts's BrokerLink, mapped as sr3's
 // moth/amqp.py maps it: a topic exchange, routing key = the topic levels joined with '.'
 // (v03.20261123T00Z.arpege.01.SP1), '#' and '*' inside a level escaped as %23 and %22.
-import amqp, { type ConfirmChannel } from 'amqplib'
+import type amqp from 'amqplib'
+import type { ConfirmChannel } from 'amqplib'
 import { closeSignal, redactUrl, type BrokerLink, type IncomingMessage, type LinkOptions, type OutgoingMessage } from './broker.ts'
 
 /** Messages handed to the follower and not yet acknowledged, at most. */
@@ -29,7 +30,9 @@ export function amqpBindingKey(pattern: string): string {
  * a queue (durable and named, or exclusive and temporary), binds it and consumes.
  */
 export async function openAmqpLink(url: string, { exchange, durable }: LinkOptions): Promise<BrokerLink> {
-  const connection = await amqp.connect(url, { timeout: 10_000 })
+  // Loaded on the first connection: a node without a broker does not carry amqplib (~7 MB).
+  const { default: amqplib } = await import('amqplib')
+  const connection = await amqplib.connect(url, { timeout: 10_000 })
   const { closed, fail } = closeSignal()
   connection.on('error', fail)
   connection.on('close', () => fail(new Error(`connection to ${redactUrl(url)} closed`)))

@@ -15,7 +15,7 @@
 //   follower of gribswarm never runs, and how brokers queue for an offline member of a group
 //   varies. A session takes its client id over, so a queue name must be unique per broker.
 import { randomBytes } from 'node:crypto'
-import mqtt, { type IClientOptions, type IPublishPacket } from 'mqtt'
+import type { IClientOptions, IPublishPacket } from 'mqtt'
 import { closeSignal, redactUrl, type BrokerLink, type IncomingMessage, type LinkOptions, type OutgoingMessage } from './broker.ts'
 
 /** Messages the broker may send us before our acknowledgements (MQTT 5 Receive Maximum), as AMQP's prefetch. */
@@ -77,6 +77,8 @@ const LATER = new Error('acknowledged once handled')
 
 export async function openMqttLink(url: string, { exchange, exchangeLevel, durable }: LinkOptions): Promise<BrokerLink> {
   const where = redactUrl(url)
+  // Loaded on the first connection: a node without a broker does not carry mqtt.js (~20 MB).
+  const { default: mqtt } = await import('mqtt')
   const client = mqtt.connect(clientOptions(url, durable))
   const { closed, fail, failed } = closeSignal()
   const topicRoot = exchangeLevel ? exchange : undefined
