@@ -8,7 +8,8 @@ import Wire from 'bittorrent-protocol'
 import type WebTorrent from 'webtorrent'
 import type { Torrent } from 'webtorrent'
 import type { RemoteInfo, Socket } from 'node:dgram'
-import type { Server } from 'bittorrent-tracker'
+import { isIPv4, isIPv6 } from 'node:net'
+import type { AnnounceResponse, Server, Swarm, SwarmPeer } from 'bittorrent-tracker'
 import type { ThrottleGroup } from 'speed-limiter'
 
 export interface Patch {
@@ -74,6 +75,13 @@ export const PATCHES: Patch[] = [
     version: '11.2.3',
     patch: 'serveUdpThrough, handleUdpRequest: our own UDP sockets, bound per family, fed through the BEP 15 connection-id gate',
     neededBy: 'test/faults/network.test.ts: UDP (BEP 15): announces need a connection id issued to that address',
+  },
+  {
+    dependency: 'bittorrent-tracker',
+    version: '11.2.3',
+    patch:
+      'compactPeers: each peer\'s compact bytes made once and kept on its swarm entry, instead of an "ip:port" string parsed back per answer',
+    neededBy: 'test/unit/patches.test.ts: compact announces answer the same peers, made once per peer',
   },
 ]
 
@@ -211,4 +219,67 @@ export function serveUdpThrough(server: Server, type: 'udp4' | 'udp6', socket: S
 /** ...and this is its handler for one datagram that passed our gate (tracker.ts). */
 export function handleUdpRequest(server: Server, msg: Buffer, rinfo: RemoteInfo): void {
   server.onUdpRequest(msg, rinfo)
+}
+
+/**
+ * bittorrent-tracker 11.2.3 answers a compact announce (every UDP one, and the HTTP ones of
+ * every stock client) by writing each peer it hands out as "ip:port" and parsing the strings
+ * back into bytes (string2compact): about 43 % of the UDP tracker's CPU. Here each swarm answers
+ * with the bytes itself, each peer's made once and kept on its entry, and tells the server the
+ * announce is not compact (-1: "pass the peers on as they are"), so that it sends them as given.
+ * As before, IPv4 peers go in `peers` and IPv6 ones in `peers6`; UDP answers carry `peers`.
+ */
+export function compactPeers(server: Server): void {
+  const createSwarm = server.createSwarm.bind(server)
+  server.createSwarm = (infoHash, cb) =>
+    createSwarm(infoHash, (err, swarm) => {
+      if (swarm) answerCompact(swarm)
+      cb(err, swarm)
+    })
+}
+
+const COMPACT = Symbol('compact peer')
+type KeptPeer = SwarmPeer & { [COMPACT]?: Uint8Array | null }
+
+function answerCompact(swarm: Swarm): void {
+  const announce = swarm.announce.bind(swarm)
+  swarm.announce = (params, cb) => {
+    if (params.compact !== 1) return announce(params, cb)
+    params.compact = -1
+    announce(params, (err, response) => {
+      if (response && Array.isArray(response.peers)) Object.assign(response, compactAnswer(response.peers))
+      cb(err, response)
+    })
+  }
+}
+
+function compactAnswer(peers: KeptPeer[]): Pick<AnnounceResponse, 'peers' | 'peers6'> {
+  const v4: Uint8Array[] = []
+  const v6: Uint8Array[] = []
+  for (const peer of peers) {
+    if (peer[COMPACT] === undefined) peer[COMPACT] = compactPeer(peer.ip, peer.port)
+    const bytes = peer[COMPACT]
+    if (bytes) (bytes.length === 6 ? v4 : v6).push(bytes)
+  }
+  return { peers: Buffer.concat(v4), peers6: Buffer.concat(v6) }
+}
+
+/** BEP 23 / BEP 7: 4 address bytes (16 for IPv6) then the port, big-endian; null for anything else. */
+export function compactPeer(ip: string, port: number): Uint8Array | null {
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) return null
+  let address: number[]
+  if (isIPv4(ip)) address = ip.split('.').map(Number)
+  else if (isIPv6(ip) && !ip.includes('.')) address = ipv6Bytes(ip)
+  else return null
+  return Uint8Array.from([...address, port >> 8, port & 0xff])
+}
+
+/** The 16 bytes of an IPv6 address written in hex groups, "::" expanded (zone ids left out). */
+function ipv6Bytes(ip: string): number[] {
+  const [head = '', tail] = ip.split('%')[0]!.split('::')
+  const groups = (part: string | undefined) => (part ? part.split(':').map((g) => parseInt(g, 16)) : [])
+  const before = groups(head)
+  const after = groups(tail)
+  const all = tail === undefined ? before : [...before, ...Array<number>(8 - before.length - after.length).fill(0), ...after]
+  return all.flatMap((g) => [g >> 8, g & 0xff])
 }

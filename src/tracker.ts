@@ -6,7 +6,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Logger } from './log.ts'
-import { handleUdpRequest, serveUdpThrough } from './patches.ts'
+import { compactPeers, handleUdpRequest, serveUdpThrough } from './patches.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import type { ItemRecord } from './store.ts'
 import { normalizeAddress, type PeerView } from './webseed.ts'
@@ -228,6 +228,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
       filter: (infoHash, _params, cb) =>
         cb(this.allowed.has(String(infoHash).toLowerCase()) ? null : new Error('torrent not published by this tracker')),
     })
+    compactPeers(server)
     // Announce errors are the clients' problem (unknown torrents, bad parameters): log, never crash.
     server.on('error', (err: Error) => this.log.error('tracker error', { error: err }))
     server.on('warning', (err: Error) => this.log.debug('tracker refused a request', { reason: err.message }))

@@ -109,9 +109,23 @@ declare module 'bittorrent-tracker' {
     interval?: number
     filter?: (infoHash: string, params: Record<string, unknown>, cb: (err?: Error | null) => void) => void
   }
+  /** One peer of a swarm as bittorrent-tracker keeps it. */
+  export interface SwarmPeer {
+    ip: string
+    port: number
+    type: string
+  }
+  export interface AnnounceResponse {
+    complete: number
+    incomplete: number
+    /** SwarmPeer[] from the swarm; what the server sends once made compact */
+    peers: SwarmPeer[] | Uint8Array
+    peers6?: Uint8Array
+  }
   export interface Swarm {
     complete: number
     incomplete: number
+    announce(params: { compact?: number } & Record<string, unknown>, cb: (err: Error | null, response?: AnnounceResponse) => void): void
   }
   export class Server extends EventEmitter {
     constructor(opts?: ServerOptions)
@@ -123,6 +137,7 @@ declare module 'bittorrent-tracker' {
     onUdpRequest(msg: Buffer, rinfo: import('node:dgram').RemoteInfo): void
     listen(port: number, hostname?: string | { http?: string; udp?: string }, onlistening?: () => void): void
     close(cb?: (err?: Error) => void): void
+    createSwarm(infoHash: string, cb: (err: Error | null, swarm?: Swarm) => void): void
   }
   export { Server as default }
 }
