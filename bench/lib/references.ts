@@ -24,7 +24,7 @@ import {
   type NginxServer,
 } from '../../test/kit/stock-tools.ts'
 import type { Resources } from '../../test/kit/resources.ts'
-import { freePort, waitFor } from '../../test/kit/wait.ts'
+import { freePort, freePorts, waitFor } from '../../test/kit/wait.ts'
 
 /** What the benchmark needs besides Node: binary (or libtorrent's Python module) → Debian package. */
 export const BENCH_TOOLS: ReadonlyArray<{ binary: string; pkg: string }> = [
@@ -130,7 +130,7 @@ export interface SeederOptions {
  */
 export async function startTransmission(res: Resources, options: SeederOptions = {}): Promise<ReferenceSeeder> {
   const dir = await res.tempDir('gribswarm-bench-transmission-')
-  const [rpcPort, peerPort] = [await freePort(), await freePort()]
+  const [rpcPort, peerPort] = (await freePorts(2)) as [number, number]
   const capKB = Math.round((options.uploadLimitBytesPerSec ?? 0) / 1000)
   await writeTransmissionSettings(dir, {
     rpcPort,
@@ -243,7 +243,7 @@ export async function startTransmission(res: Resources, options: SeederOptions =
  */
 export async function startQbittorrent(res: Resources, options: SeederOptions = {}): Promise<ReferenceSeeder> {
   const profile = await res.tempDir('gribswarm-bench-qbittorrent-')
-  const [webPort, peerPort] = [await freePort(), await freePort()]
+  const [webPort, peerPort] = (await freePorts(2)) as [number, number]
   await writeQbittorrentProfile(profile, {
     webPort,
     savePath: join(profile, 'downloads'),

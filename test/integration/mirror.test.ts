@@ -20,7 +20,7 @@ import { Daemon } from '../../src/daemon.ts'
 import { createLogger } from '../../src/log.ts'
 import { parseFeed } from '../../src/follow-feed.ts'
 import type { V03Message } from '../../src/v03.ts'
-import { fixture, freePort, onCleanup, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
+import { fixture, freePort, freePorts, onCleanup, RUN, tempDir, testConfig, waitFor } from '../kit/helpers.ts'
 
 const BROKER = process.env.GRIBSWARM_TEST_BROKER ?? 'amqp://guest:guest@127.0.0.1:5672'
 const log = createLogger('error')
@@ -75,7 +75,7 @@ before(async () => {
   assert.equal(report?.published.length, 2)
 
   // A and B follow each other: their HTTP ports must be known before either starts.
-  const [portA, portB] = [await freePort(), await freePort()]
+  const [portA, portB] = (await freePorts(2)) as [number, number]
   const mirrorConfig = async (name: string, port: number, mirror: Record<string, unknown>) =>
     testConfig(await tempDir(), 'http://127.0.0.1:9', {
       source: {

@@ -4,7 +4,7 @@
 // a daemon in this process (tests, the notify and publishing scenarios); loopbackConfig() the
 // values to write into a config file for a daemon child (daemon.ts writeDaemonConfig, the demo).
 import { loadConfig, type Config } from '../../src/config.ts'
-import { freePort } from './wait.ts'
+import { freePorts } from './wait.ts'
 
 /** Configuration sections by name (source, fetch, seed ...), or dataDir. */
 export type ConfigSections = Record<string, unknown>
@@ -34,8 +34,7 @@ export interface LoopbackConfig {
 
 /** gribswarm on loopback in `dataDir`, `layers` merged over it in order (mergeSections). */
 export async function loopbackConfig(dataDir: string, ...layers: ConfigSections[]): Promise<LoopbackConfig> {
-  const httpPort = await freePort()
-  const trackerPort = await freePort()
+  const [httpPort, trackerPort] = (await freePorts(2)) as [number, number]
   const publicBaseUrl = `http://127.0.0.1:${httpPort}`
   const base = {
     dataDir,

@@ -1,7 +1,7 @@
 // test/kit/: the support code of the tests, which the demo (scripts/demo.ts) and the benchmark
 // (bench/) use too. The tests own it: a change here is checked by the tests first.
 //   helpers.ts       this file, for test files only (it registers a node:test after() hook):
-//                    onCleanup/tempDir, fixture, testConfig, upstreamServing, freePort, waitFor
+//                    onCleanup/tempDir, fixture, testConfig, upstreamServing, freePort(s), waitFor
 //   resources.ts     the one cleanup registry and child-process runner (Resources)
 //   config.ts        the one configuration builder: gribswarm on loopback, callers' sections over it
 //   daemon.ts        the one way to start a gribswarm CLI as a child (startCli), the daemon
@@ -43,7 +43,7 @@ export function tempDir(prefix = 'gribswarm-test-'): Promise<string> {
   return resources.tempDir(prefix)
 }
 
-export { freePort, waitFor } from './wait.ts'
+export { freePort, freePorts, waitFor } from './wait.ts'
 
 /**
  * Fixtures are made once per machine and reused (GDAL + grib_set take a moment). Loaded on

@@ -34,6 +34,13 @@ export async function freePort(): Promise<number> {
   return any
 }
 
+/** `count` distinct free ports: freePort() twice can return the same one (it did, for qbittorrent-nox's two). */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>()
+  while (ports.size < count) ports.add(await freePort())
+  return [...ports]
+}
+
 /** Polls `check` until it returns something truthy, or throws after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 30_000, everyMs = 50): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs
