@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises'
 import type { Events, GribswarmEvents } from './events.ts'
 import type { Stage } from './stage.ts'
-import { deliveredBytesOf, growth, type StatusReport } from './status.ts'
+import { deliveredBytesOf, growth, httpSentBytes, type StatusReport } from './status.ts'
 import { writeFileAtomic } from './store.ts'
 
 export const HISTORY_VERSION = 1
@@ -190,7 +190,7 @@ export class History implements Stage<{ samples: number; latencies: number; file
   /** Adds the sample of `status` taken now (exposed for the tests and the benchmark). */
   add(status: StatusReport): void {
     const bittorrent = status.seeder.uploaded
-    const http = status.http.dataBytes + status.http.webSeedBytes + status.http.subsetBytes
+    const http = httpSentBytes(status.http)
     let delivered = 0
     const seen = new Map<string, number>()
     for (const item of status.items) {

@@ -2,7 +2,7 @@
 // JavaScript; status.js then refreshes it (by fetching this same page again, so the page has one
 // renderer) and draws the charts. The template (public/index.html) marks where each part goes
 // with a comment: <!--summary-->, <!--network-->, <!--items-->, <!--footer-->.
-import type { ItemStatus, StatusReport } from './status.ts'
+import { httpSentBytes, type ItemStatus, type StatusReport } from './status.ts'
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }
 
@@ -14,7 +14,7 @@ export function escapeHtml(text: string): string {
 const UNITS = ['B', 'kB', 'MB', 'GB', 'TB']
 
 /** Bytes in decimal units, as the charts show them. */
-export function formatBytes(n: number): string {
+function formatBytes(n: number): string {
   let i = 0
   while (Math.abs(n) >= 1000 && i < UNITS.length - 1) {
     n /= 1000
@@ -23,7 +23,7 @@ export function formatBytes(n: number): string {
   return `${n.toFixed(i ? 1 : 0)} ${UNITS[i]}`
 }
 
-export function formatDuration(seconds: number): string {
+function formatDuration(seconds: number): string {
   const h = Math.floor(seconds / 3600)
   const m = Math.floor((seconds % 3600) / 60)
   const s = Math.round(seconds % 60)
@@ -46,12 +46,12 @@ export function publicationOrder(items: ItemStatus[]): ItemStatus[] {
 }
 
 /** What the origin sent of one file: BitTorrent, HTTP (plain, web seed, field subsets) and both. */
-export function sentByOrigin(item: ItemStatus): { bittorrent: number; http: number; total: number } {
-  const http = item.http.dataBytes + item.http.webSeedBytes + item.http.subsetBytes
+function sentByOrigin(item: ItemStatus): { bittorrent: number; http: number; total: number } {
+  const http = httpSentBytes(item.http)
   return { bittorrent: item.uploaded, http, total: item.uploaded + http }
 }
 
-export const COLUMNS = 11
+const COLUMNS = 11
 
 const td = (text: string, className?: string, title?: string) =>
   `<td${className ? ` class="${className}"` : ''}${title ? ` title="${escapeHtml(title)}"` : ''}>${escapeHtml(text)}</td>`
@@ -149,7 +149,7 @@ function network(status: StatusReport): string {
 function footer(status: StatusReport): string {
   const { http } = status
   const bittorrent = status.seeder.uploaded
-  const httpTotal = http.dataBytes + http.webSeedBytes + http.subsetBytes
+  const httpTotal = httpSentBytes(http)
   return escapeHtml(
     (status.tracker ? `Tracker: ${status.tracker.announce.join(' ')}. ` : '') +
       `Seeder: port ${status.seeder.port}, ${status.seeder.torrents} torrents. ` +

@@ -69,6 +69,9 @@ export interface SwarmSummary {
   offloadRatio: number
 }
 
+/** Every byte of the data files HTTP sent: plain downloads, web seed and field subsets. */
+export const httpSentBytes = (c: HttpCounts): number => c.dataBytes + c.webSeedBytes + c.subsetBytes
+
 /**
  * What clients got of a file, estimated: its downloads announced as completed × its size, plus
  * what plain HTTP sent of it (a whole-file download over HTTP is announced nowhere). Web-seed
