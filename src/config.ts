@@ -54,6 +54,9 @@ const schema = z.strictObject({
     idleTimeoutMs: timerMs.min(1),
     transferAttempts: positiveInt,
     validationAttempts: positiveInt,
+    // "full": GDAL decodes every message; "vouched": one in decodeEvery where a checksum from the source vouches for the bytes.
+    validation: z.enum(['full', 'vouched']),
+    decodeEvery: positiveInt,
     backoffMs: timerMs,
     maxBackoffMs: timerMs,
   }),

@@ -26,7 +26,7 @@ import type { Publication, Publisher } from './publish.ts'
 import { checkRelPath, type DataStore, type ItemRecord, type Provenance } from './store.ts'
 import { decodeTorrent, pieceLengthFor } from './torrent.ts'
 import type { V03Identity } from './v03.ts'
-import { GribStreamValidator, InvalidFileError, validateGrib } from './validate.ts'
+import { decodeEveryFor, GribStreamValidator, InvalidFileError, validateGrib } from './validate.ts'
 
 /** "This file is available" (or "removed"), as a followed node or Sarracenia pump announced it. */
 export interface Announcement {
@@ -50,6 +50,11 @@ export interface Announcement {
   source?: string
   /** The announcer removed it (v03 fileOp remove). */
   remove?: boolean
+}
+
+/** An identity sameContent can check: the bytes it names are the only ones a copy can be published with. */
+export function checkableIdentity(identity: V03Identity | undefined): boolean {
+  return identity?.method === 'sha512' || identity?.method === 'md5'
 }
 
 /**
@@ -337,8 +342,8 @@ export class Mirror implements Stage<MirrorStatus> {
       downloaded = true
       const file = join(dir, torrent.name)
       if ((await sha512Of(file)) !== record.sha512) throw new Error(`${a.relPath}: SHA-512 differs from the identity its origin announced`)
-      // Validated here, and the inventory is this node's own: the origin's sidecar is not trusted for it.
-      const { inventory } = await validateGrib(file)
+      // Validated here, and the inventory is this node's own: the origin's sidecar is not trusted for it. The SHA-512 vouches for the bytes.
+      const { inventory } = await validateGrib(file, { decodeEvery: decodeEveryFor(this.deps.fetch, true) })
       this.stopping.signal.throwIfAborted() // the daemon is stopping: publish nothing now
 
       const item = await publisher.publish(
@@ -384,7 +389,10 @@ export class Mirror implements Stage<MirrorStatus> {
         backoffMs: fetch.backoffMs,
         maxBackoffMs: fetch.maxBackoffMs,
         signal: this.stopping.signal,
-        watch: grib ? () => new GribStreamValidator(temp) : undefined,
+        // An announced identity vouches for the bytes: the copy is refused unless they match it.
+        watch: grib
+          ? () => new GribStreamValidator(temp, { decodeEvery: decodeEveryFor(fetch, checkableIdentity(a.identity)) })
+          : undefined,
         log: log.child({ relPath: a.relPath }),
       }).catch(hintOtherFormats)
       const same = sameContent(fetched, a.identity)

@@ -6,14 +6,24 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Got } from 'got'
 import type { Config } from './config.ts'
 import type { Events } from './events.ts'
-import { backoff, FatalHttpError, fetchFile, IntegrityError, isoTime, NotFoundError, TransferError, type FetchedFile } from './fetch.ts'
+import {
+  backoff,
+  FatalHttpError,
+  fetchFile,
+  IntegrityError,
+  isMd5Etag,
+  isoTime,
+  NotFoundError,
+  TransferError,
+  type FetchedFile,
+} from './fetch.ts'
 import type { Logger } from './log.ts'
 import { DiskBudgetError, type Publisher } from './publish.ts'
 import type { Candidate, Source } from './source.ts'
 import type { DataStore, ItemRecord } from './store.ts'
 import { pieceLengthFor } from './torrent.ts'
 import type { InventoryField } from './inventory.ts'
-import { GribStreamValidator, InvalidFileError } from './validate.ts'
+import { decodeEveryFor, GribStreamValidator, InvalidFileError } from './validate.ts'
 
 export interface PassOptions {
   /** Runs to look at (default: the newest source.lookbackRuns runs). */
@@ -158,7 +168,8 @@ export class Pipeline {
           backoffMs: config.backoffMs,
           maxBackoffMs: config.maxBackoffMs,
           signal,
-          watch: () => new GribStreamValidator(temp),
+          // An MD5 ETag vouches for the bytes: the download fails unless they match it.
+          watch: () => new GribStreamValidator(temp, { decodeEvery: decodeEveryFor(config, isMd5Etag(candidate.etag)) }),
           onProgress: (received, total) => {
             report.fetchedBytes += received >= counted ? received - counted : received
             counted = received

@@ -195,6 +195,24 @@ test('a GRIB of the right size with a damaged message header, without an MD5 ETa
     { etags: ['multipart', 'multipart'] },
   ))
 
+/** The middle of a GRIB2 file's second message: inside its data section. */
+function secondMessageMiddle(body: Buffer): number {
+  const second = Number(body.readBigUInt64BE(8))
+  return second + Math.floor(Number(body.readBigUInt64BE(second + 8)) / 2)
+}
+
+test('a corrupt CCSDS stream in a message that "vouched" validation would not sample is decoded when no MD5 ETag vouches for it', () =>
+  withFaults(
+    [{ kind: 'corrupt', bytes: 40_000, at: secondMessageMiddle(bodies[0]!) }],
+    async (s, report) => {
+      assert.equal(s.config.fetch.validation, 'vouched')
+      assert.equal(report.published.length, 2, JSON.stringify(report.failed))
+      assert.equal(s.upstream.requests.filter((r) => r.url.includes('000H012H') && r.method === 'GET' && !r.range).length, 2)
+      await assertAllPublished(s)
+    },
+    { etags: ['multipart', 'multipart'] },
+  ))
+
 test('a file whose MD5 never matches its ETag is given up for this pass, and nothing of it is published', () =>
   withFaults(
     [],

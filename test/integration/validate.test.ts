@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { before, test } from 'node:test'
 import { makeBrokenVariants } from '../kit/grib-fixtures.ts'
-import { GribStreamValidator, InvalidFileError, validateGrib } from '../../src/validate.ts'
+import { decodeEveryFor, GribStreamValidator, InvalidFileError, validateGrib } from '../../src/validate.ts'
 import { fixture, tempDir } from '../kit/helpers.ts'
 
 let valid: string
@@ -50,6 +50,29 @@ test('a corrupt data section that libaec cannot decode is rejected, though GDAL 
   const path = join(dir, 'run-flipped.grib2')
   await writeFile(path, bytes)
   await assert.rejects(validateGrib(path), /decodes to a constant although packed with \d+ bits/)
+})
+
+test('fetch.validation "vouched" decodes a sample of the messages; framing and GDAL opens still cover every one', async () => {
+  const full = await validateGrib(valid)
+  const sampled = await validateGrib(valid, { decodeEvery: 2 })
+  assert.deepEqual(sampled, full, 'same messages, bands and inventory')
+
+  // A corrupt data section in message 2: decoded by a full validation, not by one in 2 (1, 3, 5).
+  const bytes = Buffer.from(await readFile(valid))
+  const second = Number(bytes.readBigUInt64BE(8))
+  const start = second + Math.floor(Number(bytes.readBigUInt64BE(second + 8)) / 2)
+  for (let i = start; i < start + 400; i++) bytes[i] = bytes[i]! ^ 0x5a
+  const path = join(dir, 'second-flipped.grib2')
+  await writeFile(path, bytes)
+  await assert.rejects(validateGrib(path), /message 2 .*decodes to a constant/)
+  assert.equal((await validateGrib(path, { decodeEvery: 2 })).messages, 5, 'vouched bytes: not decoded, the checksum stands for them')
+  assert.equal(decodeEveryFor({ validation: 'vouched', decodeEvery: 16 }, true), 16)
+  assert.equal(decodeEveryFor({ validation: 'vouched', decodeEvery: 16 }, false), 1, 'nothing vouches: every message decoded')
+  assert.equal(decodeEveryFor({ validation: 'full', decodeEvery: 16 }, true), 1)
+
+  // A cut or misframed message is caught without decoding.
+  await assert.rejects(validateGrib(broken.truncated, { decodeEvery: 16 }), /ends inside a GRIB message/)
+  await assert.rejects(validateGrib(broken.badHeader, { decodeEvery: 16 }), /not a GRIB message/)
 })
 
 test('trailing garbage after the last message is rejected', async () => {
