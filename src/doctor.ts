@@ -9,6 +9,7 @@ import { mkdir, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
 import { connect, createServer, isIP } from 'node:net'
 import { join } from 'node:path'
 import type { Config } from './config.ts'
+import { decoder } from './decoder.ts'
 
 export type CheckStatus = 'ok' | 'warn' | 'fail'
 
@@ -198,57 +199,47 @@ export async function checkDisk(config: Config): Promise<CheckResult> {
 
 /**
  * A 246-byte GRIB2 message packed as Météo-France packs its files (CCSDS/AEC, template 5.42):
- * 2 m temperature on a 4 × 3 grid, 280 K to 291 K row by row. Made with GDAL (simple packing,
- * 16 bits) and re-packed by ecCodes: grib_set -r -s centre=lfpw,tablesVersion=15,packingType=grid_ccsds.
+ * 2 m temperature on a 4 × 3 grid, row by row 553.15 K to 564.15 K as stored (GDAL wrote 280 to
+ * 291 as °C: read with GRIB_NORMALIZE_UNITS on, the default, they come back as 280 to 291). Made
+ * with GDAL (simple packing, 16 bits) and re-packed by ecCodes:
+ * grib_set -r -s centre=lfpw,tablesVersion=15,packingType=grid_ccsds.
  */
 const CCSDS_GRIB2 =
   'R1JJQgAAAAIAAAAAAAAA9gAAABUBAFQAAA8AAQfqCxcAAAAAAQAAAAUCAAAASAMAAAAADAAAAAAF////////////////////AAAABAAAAAMAAAAA/////wKrmAAAAAAAMAKupUAABJPgAAGGoAABhqBAAAAAIgQAAAAAAAACAGAAAAABAAAAAGcAAAAAAv8AAAAAAAAAABkFAAAADAAqRApJmoAMAAAQAA4gAIAAAAAGBv8AAAA/B9gAAkgAkkABSf//8AAAAAD/8AAAAAD/8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Nzc3'
-const CCSDS_VALUES = Array.from({ length: 12 }, (_, i) => 280 + i)
+const CCSDS_VALUES = Array.from({ length: 12 }, (_, i) => 553.15 + i)
 
-/** The decoded values against the known ones: the same to 0.01 (in K, or in °C if GDAL normalizes units). */
+/** The decoded values against the known ones, in K as stored (the GDAL process does not normalize units): the same to 0.01. */
 export function ccsdsResult(values: number[] | undefined, error?: string): CheckResult {
   const check = 'gdal ccsds'
   const fix =
     'reinstall gdal-async with its prebuilt binary (npm ci; offline: npm_config_gdal_binary_host_mirror), not a build against a system GDAL without libaec'
   if (error) return { check, status: 'fail', detail: `gdal-async cannot decode a CCSDS-packed GRIB2 message: ${error}`, fix }
   const got = values ?? []
-  const offset = Math.abs((got[0] ?? NaN) - 280) < 0.01 ? 0 : -273.15
-  const wrong = got.length !== CCSDS_VALUES.length || got.some((v, i) => !(Math.abs(v - (CCSDS_VALUES[i]! + offset)) < 0.01))
+  const wrong = got.length !== CCSDS_VALUES.length || got.some((v, i) => !(Math.abs(v - CCSDS_VALUES[i]!) < 0.01))
   if (wrong)
     return {
       check,
       status: 'fail',
-      detail: `a CCSDS-packed message decodes to ${got.slice(0, 4).join(', ')}…, expected 280, 281, 282, 283…`,
+      detail: `a CCSDS-packed message decodes to ${got.slice(0, 4).join(', ')}…, expected 553.15, 554.15, 555.15, 556.15…`,
       fix,
     }
   return { check, status: 'ok', detail: 'gdal-async decodes a CCSDS-packed GRIB2 message (template 5.42) to the expected values' }
 }
 
-type Gdal = typeof import('gdal-async')
-
+/** Decodes the message in the GDAL process the validator uses: what fails here fails there. */
 export async function checkCcsds(): Promise<CheckResult> {
-  const path = `/vsimem/gribswarm-doctor-${process.pid}-${randomBytes(4).toString('hex')}.grib2`
-  let gdal: Gdal | undefined
   try {
-    // Imported here: a broken native module is this check's fail, not the doctor's crash.
-    const module = (await import('gdal-async')) as Gdal & { default?: Gdal }
-    gdal = module.default ?? module
-    gdal.vsimem.copy(Buffer.from(CCSDS_GRIB2, 'base64'), path)
-    const dataset = await gdal.openAsync(path, 'r', ['GRIB'])
-    try {
-      const band = await dataset.bands.getAsync(1)
-      return ccsdsResult(Array.from(await band.pixels.readAsync(0, 0, 4, 3), Number))
-    } finally {
-      dataset.close()
-    }
+    const { values } = await decoder.bands({
+      path: `/vsimem/gribswarm-doctor-${randomBytes(4).toString('hex')}.grib2`,
+      bytes: CCSDS_GRIB2,
+      where: "the doctor's CCSDS message",
+      packedBits: [],
+      pixels: true,
+      firstValues: true,
+    })
+    return ccsdsResult(values)
   } catch (err) {
     return ccsdsResult(undefined, (err as Error).message)
-  } finally {
-    try {
-      gdal?.vsimem.release(path)
-    } catch {
-      // never made
-    }
   }
 }
 

@@ -3,20 +3,14 @@
 // and GDAL's GRIB driver opens every message and decodes every band (or, for bytes a checksum
 // from their source vouches for, a sample of them: fetch.validation). Messages are checked while
 // the file is still downloading, each through /vsisubfile/ as soon as its last byte is on
-// disk, so that validating adds almost nothing after the last byte arrives.
-// gdal-async bundles GDAL 3.12 with libaec, so Météo-France's CCSDS-packed (template 5.42)
-// messages decode; Debian's GDAL 3.6 cannot open them.
+// disk, so that validating adds almost nothing after the last byte arrives. GDAL runs in a
+// process of its own (decoder.ts).
 import { createReadStream } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
-import gdal from 'gdal-async'
 import type { Config } from './config.ts'
+import { decoder, DecoderExitError, UndecodableError } from './decoder.ts'
 import { inventoryField, parseGribMessage, type GdalBandNames, type InventoryField } from './inventory.ts'
-
-// GDAL would otherwise write .aux.xml files beside the data it reads.
-gdal.config.set('GDAL_PAM_ENABLED', 'NO')
-// The inventory gives each parameter's units as the GRIB file has them (K, not GDAL's °C).
-gdal.config.set('GRIB_NORMALIZE_UNITS', 'NO')
 
 export class InvalidFileError extends Error {
   override name = 'InvalidFileError'
@@ -32,8 +26,8 @@ export interface GribReport {
 const HEADER = 16 // GRIB2 section 0; GRIB1's total length also sits in its first 8 bytes
 
 /**
- * Decodes run in libuv's thread pool (4 threads), which file I/O needs too: across every
- * file being validated, at most one decode per core (and never more than 3) at once. One at
+ * Decodes run in the GDAL process's libuv pool (4 threads): across every file being
+ * validated, at most one decode per core (and never more than 3) at once. One at
  * a time per file was not enough: on 2 slow cores a 500 MB file took 11.7 s to decode
  * against 10 s to download, and publishing lagged 5 s behind the last byte.
  */
@@ -48,61 +42,6 @@ async function withDecodeSlot(work: () => Promise<void>): Promise<void> {
     if (next) next()
     else decodeSlots.free++
   }
-}
-
-/**
- * Decodes every band with GDAL. libaec reports a corrupt CCSDS stream only on stderr and
- * GDAL then returns the field as a constant, so a band that decodes to a single value
- * although its message packed it with more than 0 bits per value (encoders use 0 bits for
- * constant fields) is a decoding failure too. `packedBits` holds one entry per field. With
- * `pixels` false, GDAL opens the message and names its bands (the inventory) without decoding.
- */
-async function openBands(gdalPath: string, where: string, packedBits: number[] = [], pixels = true): Promise<GdalBandNames[]> {
-  let dataset: gdal.Dataset
-  try {
-    dataset = await gdal.openAsync(gdalPath, 'r', ['GRIB'])
-  } catch (err) {
-    throw new InvalidFileError(`${where}: GDAL cannot open it as GRIB (${(err as Error).message})`)
-  }
-  try {
-    const { x: width, y: height } = dataset.rasterSize
-    const count = await dataset.bands.countAsync()
-    if (count < 1) throw new InvalidFileError(`${where}: no band`)
-    // Only a decoded band's values are read; an undecoded band still yields its names and metadata.
-    const values = pixels ? new Float32Array(width * height) : undefined
-    const names: GdalBandNames[] = []
-    for (let index = 1; index <= count; index++) {
-      let noData: number | null
-      try {
-        const band = await dataset.bands.getAsync(index)
-        noData = band.noDataValue
-        // In memory once the band is open: microseconds, not worth a trip through libuv's pool.
-        names.push(band.getMetadata() as GdalBandNames)
-        if (values) await band.pixels.readAsync(0, 0, width, height, values)
-      } catch (err) {
-        throw new InvalidFileError(`${where}: band ${index} of ${count} does not decode (${(err as Error).message})`)
-      }
-      const bits = packedBits[index - 1] ?? 0
-      if (values && bits > 0 && isConstant(values, noData)) {
-        throw new InvalidFileError(
-          `${where}: band ${index} decodes to a constant although packed with ${bits} bits per value (corrupt data section)`,
-        )
-      }
-    }
-    return names
-  } finally {
-    dataset.close()
-  }
-}
-
-function isConstant(values: Float32Array, noData: number | null): boolean {
-  let first: number | undefined
-  for (const v of values) {
-    if (v === noData || Number.isNaN(v)) continue
-    if (first === undefined) first = v
-    else if (v !== first) return false
-  }
-  return true
 }
 
 /**
@@ -232,14 +171,19 @@ export class GribStreamValidator {
     const decode = (number - 1) % this.decodeEvery === 0
     this.messageStart = start + length
     this.headerFill = 0
-    // Decoded in libuv's pool while the download goes on.
+    // Decoded in the GDAL process while the download goes on.
     const work = withDecodeSlot(async () => {
       if (this.failure) return
       try {
         const message = await readMessage(this.path, start, length)
         if (message.toString('latin1', length - 4) !== '7777') throw new InvalidFileError(`${where}: does not end with "7777"`)
         // Not `this.bands += await …`: that reads the count before a concurrent decode adds to it.
-        const names = await openBands(`/vsisubfile/${start}_${length},${this.path}`, where, packedBitsPerField(message, where), decode)
+        const names = await openBands({
+          path: `/vsisubfile/${start}_${length},${this.path}`,
+          where,
+          packedBits: packedBitsPerField(message, where),
+          pixels: decode,
+        })
         this.bands += names.length
         // The inventory: the bytes already read, and GDAL's names for the bands it just decoded.
         this.fields[number - 1] = inventoryOf(message, names, { message: number, offset: start, length }, where)
@@ -248,6 +192,16 @@ export class GribStreamValidator {
       }
     })
     this.decodes.push(work)
+  }
+}
+
+/** GDAL's names for a message's bands (decoded or not); GDAL's refusal or crash makes the file invalid. */
+async function openBands(request: Parameters<typeof decoder.bands>[0]): Promise<GdalBandNames[]> {
+  try {
+    return (await decoder.bands(request)).names
+  } catch (err) {
+    if (err instanceof UndecodableError || err instanceof DecoderExitError) throw new InvalidFileError(err.message)
+    throw err
   }
 }
 
