@@ -7,7 +7,8 @@ import type WebTorrent from 'webtorrent'
 import type { Torrent } from 'webtorrent'
 import type { Logger } from './log.ts'
 import { refuseSelfConnections, removeTorrent } from './patches.ts'
-import { decodeTorrent } from './torrent.ts'
+import { SingleFileStore } from './file-store.ts'
+import { decodeTorrent, parsedForClient } from './torrent.ts'
 
 export interface DownloadOptions {
   timeoutMs: number
@@ -33,8 +34,9 @@ export async function downloadTorrent(
   const { timeoutMs, webSeedAfterMs, signal } = options
   signal?.throwIfAborted()
   const { webSeeds } = decodeTorrent(torrentFile, dir)
+  const parsed = await parsedForClient(torrentFile)
   const torrent = await new Promise<Torrent>((resolve, reject) => {
-    const added = client.add(torrentFile, { path: dir, storeCacheSlots: 0 }, resolve)
+    const added = client.add(parsed, { path: dir, storeCacheSlots: 0, store: SingleFileStore }, resolve)
     added.once('error', reject)
     refuseSelfConnections(client, added)
   })

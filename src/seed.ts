@@ -14,6 +14,8 @@ import { PeerProgress } from './peer-progress.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import type { ItemRecord } from './store.ts'
 import { SuperSeeder, type SuperSeedTiming } from './superseed.ts'
+import { SingleFileStore } from './file-store.ts'
+import { parsedForClient } from './torrent.ts'
 import type { Uplink } from './uplink.ts'
 import { normalizeAddress, type SwarmView } from './webseed.ts'
 
@@ -123,10 +125,15 @@ export class Seeder implements Stage<{ port: number; torrents: number; rehashed:
     // Removed before it seeds (the item expired meanwhile, the seeder is stopping): webtorrent
     // then emits 'close' alone, neither ready nor done.
     const removed = () => new Error(`${item.relPath}: its torrent ${item.infoHash} was removed before it could be seeded`)
+    const parsed = await parsedForClient(torrentFile)
     const torrent = await new Promise<Torrent>((resolve, reject) => {
       // No piece cache of webtorrent's own: the kernel's page cache already holds hot pieces,
       // and under load the cache cost ~70 MB of resident memory for no speed (measured).
-      const added = client.add(torrentFile, { path: dirname(dataPath), skipVerify: unchanged, storeCacheSlots: 0 }, resolve)
+      const added = client.add(
+        parsed,
+        { path: dirname(dataPath), skipVerify: unchanged, storeCacheSlots: 0, store: SingleFileStore },
+        resolve,
+      )
       added.once('error', reject)
       added.once('close', () => reject(removed()))
       refuseSelfConnections(client, added)

@@ -3,6 +3,7 @@
 // torrents other nodes publish. The only module that speaks bencode.
 import { createHash } from 'node:crypto'
 import bencode from 'bencode'
+import parseTorrent, { type ParsedTorrent } from 'parse-torrent'
 
 const MIN_PIECE = 16 * 1024
 const MAX_PIECE = 16 * 1024 * 1024
@@ -97,6 +98,19 @@ export function decodeTorrent(torrent: Uint8Array, where: string): DecodedTorren
     announce: text(meta['announce-list'] ?? meta.announce),
     webSeeds: text(meta['url-list']),
   }
+}
+
+/**
+ * The torrent as webtorrent's add() takes it parsed, its piece hashes as flat strings.
+ * parse-torrent builds each hash's hex one byte at a time, and V8 keeps the result as a rope of
+ * ~14 strings, ~450 bytes a piece where a flat string takes 56: 27 MB of heap for 40 torrents of
+ * 80 MB–1 GB (~59,000 pieces), measured with a heap snapshot.
+ */
+export async function parsedForClient(torrentFile: Uint8Array): Promise<ParsedTorrent> {
+  const parsed = await parseTorrent(torrentFile)
+  const pieces = Buffer.from(bencode.decode(torrentFile).info.pieces as Uint8Array)
+  parsed.pieces = parsed.pieces?.map((_, i) => pieces.toString('hex', i * 20, i * 20 + 20))
+  return parsed
 }
 
 export function magnetURI(m: { infoHash: string; name: string; length: number; announce: string[]; webSeeds: string[] }): string {

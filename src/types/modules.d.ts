@@ -61,6 +61,8 @@ declare module 'webtorrent' {
     path?: string
     skipVerify?: boolean
     storeCacheSlots?: number
+    /** a chunk store constructor (abstract-chunk-store), in place of fs-chunk-store */
+    store?: new (chunkLength: number, options: any) => unknown
     announce?: string[]
     private?: boolean
   }
@@ -90,7 +92,11 @@ declare module 'webtorrent' {
     /** what every wire's traffic passes through (speed-limiter) */
     throttleGroups: { up: ThrottleGroup; down: ThrottleGroup }
     uploadSpeed: number
-    add(torrent: Uint8Array | string, opts?: TorrentOptions, onTorrent?: (torrent: Torrent) => void): Torrent
+    add(
+      torrent: Uint8Array | string | import('parse-torrent').ParsedTorrent,
+      opts?: TorrentOptions,
+      onTorrent?: (torrent: Torrent) => void,
+    ): Torrent
     get(infoHash: string): Promise<Torrent | null>
     remove(infoHash: string, opts?: { destroyStore?: boolean }, cb?: (err?: Error) => void): Promise<void>
     destroy(cb?: (err?: Error) => void): void
