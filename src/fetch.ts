@@ -1,12 +1,15 @@
 // Stage "fetch": streams one upstream file into a temp file inside the data directory,
 // resuming with Range after a broken transfer, and computes MD5, SHA-512 and the torrent's
-// piece hashes on the way, so that nothing reads the file again to publish it.
+// piece hashes on the way, so that nothing reads the file again to publish it. A resumable
+// download keeps a record beside its file (store.ts ResumeRecord), so that a later run, after a
+// crash or a stop, reads the bytes on disk once to rebuild the hashes and fetches only the rest.
 import { createHash, type Hash } from 'node:crypto'
-import { open, type FileHandle } from 'node:fs/promises'
+import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { Got } from 'got'
 import type { Logger } from './log.ts'
 import type { Candidate } from './source.ts'
+import { readResumeRecord, resumeRecordPath, writeFileAtomic, type ResumeRecord } from './store.ts'
 import { PieceHasher } from './torrent.ts'
 
 /** Sees every byte in order, after it is written (the GRIB validator); its error stops the download. */
@@ -26,6 +29,14 @@ export interface FetchOptions<W extends ChunkWatcher = ChunkWatcher> {
   onProgress?: (received: number, total: number | undefined) => void
   /** Gets one line per retried transfer: its reason, and the byte offset it goes on from. */
   log?: Logger
+  /**
+   * Keeps a resume record beside the file (resumeRecordPath(path)) and goes on from the bytes a
+   * partial file holds when its record matches the target. The record stays after success: the
+   * caller removes it with the file.
+   */
+  resumable?: boolean
+  /** Told, once the bytes on disk are read back and hashed, that the download goes on from `offset`. */
+  resumed?: (offset: number) => void
 }
 
 export interface FetchedFile<W extends ChunkWatcher = ChunkWatcher> {
@@ -40,8 +51,8 @@ export interface FetchedFile<W extends ChunkWatcher = ChunkWatcher> {
   lastModified?: string
 }
 
-/** What a download needs to know of the file: where, and what the upstream said of its size and ETag. */
-export type FetchTarget = Pick<Candidate, 'url' | 'size' | 'etag'>
+/** What a download needs to know of the file: where, and what the upstream said of its size, ETag and Last-Modified. */
+export type FetchTarget = Pick<Candidate, 'url' | 'size' | 'etag' | 'lastModified'>
 
 /** An HTTP date (or ISO 8601 time) as ISO 8601, or undefined. */
 export function isoTime(date: string | undefined): string | undefined {
@@ -97,6 +108,132 @@ class Digests<W extends ChunkWatcher> {
   }
 }
 
+let bootIdOnce: Promise<string | undefined> | undefined
+
+/** This machine's boot: /proc/sys/kernel/random/boot_id, or undefined where it cannot be read. */
+export function currentBootId(): Promise<string | undefined> {
+  bootIdOnce ??= readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
+    (text) => text.trim() || undefined,
+    () => undefined,
+  )
+  return bootIdOnce
+}
+
+/**
+ * The If-Range value for bytes of the object with this ETag (without quotes) or Last-Modified
+ * (ISO 8601): the ETag when it is a strong one, else the date (RFC 9110 forbids a weak ETag).
+ */
+function ifRangeOf(v: { etag?: string; lastModified?: string }): string | undefined {
+  if (v.etag && !v.etag.startsWith('W/')) return `"${v.etag}"`
+  return v.lastModified && new Date(v.lastModified).toUTCString()
+}
+
+/**
+ * What the bytes on disk are: the object they are from (the validator an If-Range sends), and,
+ * for a resumable download, the record a later run resumes from.
+ */
+class Session {
+  etag: string | undefined
+  lastModified: string | undefined
+  private record: ResumeRecord | undefined
+
+  constructor(
+    readonly recordPath: string | undefined,
+    private readonly url: string,
+    private readonly pieceLength: number,
+    from: { etag?: string; lastModified?: string },
+  ) {
+    this.etag = from.etag
+    this.lastModified = isoTime(from.lastModified)
+  }
+
+  /** The file starts again from byte 0 with this response: recorded before its first byte is written. */
+  async started(response: import('got').Response, total: number): Promise<void> {
+    const etag = response.headers.etag?.replaceAll('"', '')
+    if (etag) this.etag = etag
+    this.lastModified = isoTime(response.headers['last-modified']) ?? this.lastModified
+    if (!this.recordPath) return
+    const bootId = await currentBootId()
+    await this.write({
+      version: 1,
+      url: this.url,
+      size: total,
+      ...(this.etag && { etag: this.etag }),
+      ...(this.lastModified && { lastModified: this.lastModified }),
+      pieceLength: this.pieceLength,
+      ...(bootId && { bootId }),
+      startedAt: new Date().toISOString(),
+      syncedBytes: 0,
+    })
+  }
+
+  /** Goes on from an earlier run's record, now written by this boot. */
+  async resumed(record: ResumeRecord, syncedBytes: number): Promise<void> {
+    this.etag = record.etag
+    this.lastModified = record.lastModified
+    const { bootId: _, ...rest } = record
+    const bootId = await currentBootId()
+    await this.write({ ...rest, ...(bootId && { bootId }), syncedBytes })
+  }
+
+  /** The first `bytes` of the file are flushed to disk. */
+  async synced(bytes: number): Promise<void> {
+    if (this.record && this.record.syncedBytes !== bytes) await this.write({ ...this.record, syncedBytes: bytes })
+  }
+
+  private async write(record: ResumeRecord): Promise<void> {
+    this.record = record
+    await writeFileAtomic(this.recordPath!, JSON.stringify(record))
+  }
+}
+
+/**
+ * The partial download an earlier run left at `path`, if its record says it is of `target`
+ * (same URL, size, piece length, and ETag when both have one) and names a validator for
+ * If-Range: the record, and how many of the bytes on disk can be trusted (all of them if
+ * written in this boot, else those fdatasync'ed), capped below the size unless the listing's
+ * ETag vouches that a whole file is still the upstream's.
+ */
+async function partialToResume(
+  path: string,
+  recordPath: string,
+  target: FetchTarget,
+  pieceLength: number,
+): Promise<{ record: ResumeRecord; offset: number } | undefined> {
+  const record = await readResumeRecord(recordPath)
+  if (!record || target.size === undefined) return undefined
+  const sameObject =
+    record.url === target.url &&
+    record.size === target.size &&
+    record.pieceLength === pieceLength &&
+    (record.etag === undefined || target.etag === undefined || record.etag === target.etag) &&
+    ifRangeOf(record) !== undefined
+  const length = await stat(path).then(
+    (s) => s.size,
+    () => undefined,
+  )
+  if (!sameObject || length === undefined || length > record.size) return undefined
+  const sameBoot = record.bootId !== undefined && record.bootId === (await currentBootId())
+  let offset = sameBoot ? length : Math.min(length, record.syncedBytes)
+  // A whole file needs no byte more when the listing has the same strong ETag; else the last byte is asked for again with If-Range.
+  const vouched = record.etag !== undefined && record.etag === target.etag && !record.etag.startsWith('W/')
+  if (offset === record.size && !vouched) offset--
+  return offset > 0 ? { record, offset } : undefined
+}
+
+/** Feeds the first `length` bytes of `file` to `digests`, as if they had just been downloaded. */
+async function readBack(file: FileHandle, digests: Digests<ChunkWatcher>, length: number, signal: AbortSignal | undefined): Promise<void> {
+  const buffer = Buffer.allocUnsafe(Math.min(WRITE_BYTES, length))
+  while (digests.received < length) {
+    signal?.throwIfAborted()
+    const want = Math.min(buffer.length, length - digests.received)
+    const { bytesRead } = await file.read(buffer, 0, want, digests.received)
+    if (bytesRead === 0) throw new Error(`partial download ended at byte ${digests.received} of ${length} while reading it back`)
+    digests.update(buffer.subarray(0, bytesRead))
+    if (digests.watcher?.error) throw digests.watcher.error
+  }
+}
+
 /** Parses `Content-Range: bytes a-b/total`. */
 function parseContentRange(header: string | undefined): { start: number; total?: number } | undefined {
   const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header ?? '')
@@ -118,12 +255,30 @@ export async function fetchFile<W extends ChunkWatcher>(
 ): Promise<FetchedFile<W>> {
   let digests = new Digests(options.pieceLength, options.watch)
   let expectedSize = candidate.size
-  const file = await open(path, 'w')
+  const recordPath = options.resumable ? resumeRecordPath(path) : undefined
+  const session = new Session(recordPath, candidate.url, options.pieceLength, candidate)
+  const partial = recordPath && (await partialToResume(path, recordPath, candidate, options.pieceLength))
+  // A record that is not of this download goes now: the file it describes is overwritten.
+  if (recordPath && !partial) await rm(recordPath, { force: true })
+  const file = await open(path, partial ? 'r+' : 'w')
   try {
-    for (let attempt = 1; ; attempt++) {
+    if (partial) {
+      const { offset } = partial
+      options.log?.info('resuming a partial download left by an earlier run', { url: candidate.url, offset, size: partial.record.size })
+      await file.truncate(offset) // what this boot cannot vouch for
+      await readBack(file, digests, offset, options.signal)
+      await file.datasync()
+      await session.resumed(partial.record, offset)
+      digests.lastModified = partial.record.lastModified
+      options.resumed?.(offset)
+      options.onProgress?.(offset, partial.record.size)
+    }
+    // A whole file read back needs no request (partialToResume saw the listing vouch for it).
+    const whole = partial && partial.offset === expectedSize
+    for (let attempt = 1; !whole; attempt++) {
       try {
         const outcome = await withOwnSignal(options.signal, (signal) =>
-          transfer(http, candidate, file, digests, expectedSize, { ...options, signal }),
+          transfer(http, candidate, file, digests, session, expectedSize, { ...options, signal }),
         )
         if (outcome === 'restart') {
           // The server ignored our Range (or the object changed): start again from zero.
@@ -156,6 +311,7 @@ export async function fetchFile<W extends ChunkWatcher>(
       }
     }
     await file.sync()
+    await session.synced(digests.received)
   } finally {
     await file.close()
   }
@@ -212,6 +368,7 @@ async function transfer(
   candidate: FetchTarget,
   file: FileHandle,
   digests: Digests<ChunkWatcher>,
+  session: Session,
   expectedSize: number | undefined,
   options: FetchOptions,
 ): Promise<number | 'restart'> {
@@ -219,7 +376,9 @@ async function transfer(
   const headers: Record<string, string> = {}
   if (offset > 0) {
     headers.range = `bytes=${offset}-`
-    if (candidate.etag) headers['if-range'] = `"${candidate.etag}"`
+    // Only if the object is still the one the bytes on disk are from; else a 200 sends it all.
+    const ifRange = ifRangeOf(session)
+    if (ifRange) headers['if-range'] = ifRange
   }
   const stream = http.stream(candidate.url, { headers, throwHttpErrors: false, signal: options.signal })
   const response = await new Promise<import('got').Response>((resolve, reject) => {
@@ -266,18 +425,33 @@ async function transfer(
     stream.destroy()
     throw new IntegrityError(`${where}: size ${total} differs from the expected ${expectedSize}`)
   }
+  // Recorded while the body starts to arrive (an fsync here held the socket unread: an RST then
+  // discarded what the kernel had received), but before its first byte is written.
+  let recording = offset === 0 ? session.started(response, total) : undefined
+  recording?.catch(() => {}) // awaited, and thrown, at the first write (or the end of this transfer)
   // Socket chunks (16–64 KiB) are gathered into one write and one pass of the hashes per
   // WRITE_BYTES: a write and three hash updates per chunk cost ~1 CPU-s per GB more.
   const batch = Buffer.allocUnsafe(Math.min(WRITE_BYTES, total - offset))
   let batched = 0
   const flush = async (): Promise<void> => {
+    if (recording) {
+      const recorded = recording
+      recording = undefined
+      await recorded.catch((err: unknown) => {
+        batched = 0 // not written without its record: the next attempt starts again from byte 0
+        throw err
+      })
+    }
     if (batched === 0) return
     const bytes = batch.subarray(0, batched)
     batched = 0
     await file.write(bytes, 0, bytes.length, digests.received)
     const before = digests.received
     digests.update(bytes)
-    if (Math.floor(digests.received / SYNC_EVERY_BYTES) > Math.floor(before / SYNC_EVERY_BYTES)) await file.datasync()
+    if (Math.floor(digests.received / SYNC_EVERY_BYTES) > Math.floor(before / SYNC_EVERY_BYTES)) {
+      await file.datasync()
+      await session.synced(digests.received)
+    }
     options.onProgress?.(digests.received, total)
   }
   try {

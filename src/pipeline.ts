@@ -20,7 +20,7 @@ import {
 import type { Logger } from './log.ts'
 import { DiskBudgetError, type Publisher } from './publish.ts'
 import type { Candidate, Source } from './source.ts'
-import type { DataStore, ItemRecord } from './store.ts'
+import { resumeRecordPath, type DataStore, type ItemRecord } from './store.ts'
 import { pieceLengthFor } from './torrent.ts'
 import type { InventoryField } from './inventory.ts'
 import { decodeEveryFor, GribStreamValidator, InvalidFileError } from './validate.ts'
@@ -108,6 +108,8 @@ export class Pipeline {
     }
     log.info('pass: discovered', { runs: runs.join(','), available: available.length, new: todo.length })
     if (options.dryRun) return report
+    // Partials an earlier run left are resumed by this pass, or never: those past their time go.
+    await store.removeStalePartials(this.deps.now?.() ?? new Date())
 
     const queue = [...todo]
     const worker = async (): Promise<void> => {
@@ -154,6 +156,7 @@ export class Pipeline {
     const { config } = this
     const { store, http, log, events } = this.deps
     const temp = store.tempPath(candidate.relPath)
+    const resumeRecord = resumeRecordPath(temp)
     const attempts = config.validationAttempts
     for (let attempt = 1; attempt <= attempts; attempt++) {
       observer.started?.(candidate, attempt)
@@ -168,6 +171,12 @@ export class Pipeline {
           backoffMs: config.backoffMs,
           maxBackoffMs: config.maxBackoffMs,
           signal,
+          // A partial left by a crash or a stop goes on where it was; the admission above counted the whole file.
+          resumable: true,
+          resumed: (offset) => {
+            counted = offset // read back from disk, not received
+            events.emit('resumed', { relPath: candidate.relPath, offset, size })
+          },
           // An MD5 ETag vouches for the bytes: the download fails unless they match it.
           watch: () => new GribStreamValidator(temp, { decodeEvery: decodeEveryFor(config, isMd5Etag(candidate.etag)) }),
           onProgress: (received, total) => {
@@ -181,10 +190,13 @@ export class Pipeline {
         fileLog.debug('valid GRIB', { messages: grib.messages, bands: grib.bands, size: fetched.size })
         events.emit('validated', { relPath: candidate.relPath, size: fetched.size, messages: grib.messages, bands: grib.bands })
         const item = await this.publish(candidate, fetched, grib.inventory)
+        await rm(resumeRecord, { force: true }) // the temp file is published: nothing to resume
         observer.finished?.(candidate, 'published')
         return item
       } catch (err) {
-        await rm(temp, { force: true })
+        // Stopping (SIGTERM) keeps the partial and its record: the next start goes on from them.
+        if (signal?.aborted) throw err
+        await Promise.all([rm(temp, { force: true }), rm(resumeRecord, { force: true })])
         if (err instanceof NotFoundError) {
           fileLog.warn('file disappeared upstream', { url: candidate.url })
           observer.finished?.(candidate, 'gone')

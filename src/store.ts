@@ -50,6 +50,65 @@ export interface Provenance {
   source?: string
 }
 
+/**
+ * Beside a partial upstream download (`tmp/<hash>.part`), what another run needs to go on from
+ * its bytes: the object they are from and how much of them is certainly on disk. Written by
+ * fetch.ts before the first byte, rewritten after each fdatasync; removed with the file.
+ */
+export interface ResumeRecord {
+  version: 1
+  url: string
+  size: number
+  /** The ETag (without quotes) of the object the bytes on disk are from, when the upstream gave one. */
+  etag?: string
+  /** Its Last-Modified (ISO 8601): the If-Range validator when there is no strong ETag. */
+  lastModified?: string
+  pieceLength: number
+  /**
+   * /proc/sys/kernel/random/boot_id when the bytes were written. After a process crash (SIGKILL,
+   * OOM) the page cache keeps every byte written; after a machine crash only syncedBytes are sure.
+   */
+  bootId?: string
+  startedAt: string
+  /** Bytes from the start of the file flushed with fdatasync before this record was written. */
+  syncedBytes: number
+}
+
+/** Where the resume record of the partial download at `temp` is. */
+export function resumeRecordPath(temp: string): string {
+  return `${temp}.resume.json`
+}
+
+/** The resume record at `path`, or undefined when there is none or it is not one. */
+export async function readResumeRecord(path: string): Promise<ResumeRecord | undefined> {
+  try {
+    const r = JSON.parse(await readFile(path, 'utf8')) as Partial<ResumeRecord>
+    const ok =
+      r.version === 1 &&
+      typeof r.url === 'string' &&
+      Number.isSafeInteger(r.size) &&
+      Number.isSafeInteger(r.pieceLength) &&
+      Number.isSafeInteger(r.syncedBytes) &&
+      (r.etag === undefined || typeof r.etag === 'string') &&
+      (r.lastModified === undefined || typeof r.lastModified === 'string') &&
+      (r.bootId === undefined || typeof r.bootId === 'string') &&
+      typeof r.startedAt === 'string' &&
+      !Number.isNaN(Date.parse(r.startedAt))
+    return ok ? (r as ResumeRecord) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * How long a partial download is kept to be resumed, from when it started. A pass looks at the
+ * newest source.lookbackRuns runs (default 2: 6 to 12 hours back), and a forecast much older
+ * than its run + 12 h is of little use, so a partial older than this is for a file no pass will
+ * fetch again, or should not. Two days still cover a daemon down for a day, or a catch-up with a
+ * larger lookback. (Upstream keeps files ~15 days: not the limit that matters here.)
+ */
+export const KEEP_PARTIAL_MS = 2 * 86400_000
+
 /** Rejects anything that could leave the tree: absolute paths, `..`, odd characters. */
 export function checkRelPath(relPath: string): string {
   const segments = relPath.split('/')
@@ -229,8 +288,10 @@ export class DataStore {
   }
 
   /**
-   * Opens the tree: finishes interrupted publications, removes partial downloads and
-   * orphans of interrupted expiries, loads the published items and tombstones.
+   * Opens the tree: finishes interrupted publications, removes what is left in tmp/ but the
+   * upstream downloads that can be resumed (a .part with its resume record, younger than
+   * KEEP_PARTIAL_MS), removes orphans of interrupted expiries, loads the published items and
+   * tombstones.
    */
   async open(now = new Date(), forgetTombstonesAfterMs = 16 * 86400_000): Promise<void> {
     await Promise.all([this.pubDir, this.tmpDir, this.expiredDir].map((d) => mkdir(d, { recursive: true })))
@@ -238,12 +299,45 @@ export class DataStore {
       const path = join(this.tmpDir, name)
       if (name.endsWith('.intent.json')) await this.finishPublish(JSON.parse(await readFile(path, 'utf8')) as PublishIntent, path)
     }
+    const resumable = await this.resumablePartials(now)
     for (const name of await readdir(this.tmpDir)) {
+      if (resumable.has(name)) continue
       this.log.info('removing partial download left by an earlier run', { file: name })
       await rm(join(this.tmpDir, name), { recursive: true, force: true })
     }
+    if (resumable.size) this.log.info('keeping partial downloads to resume', { files: resumable.size / 2 })
     await this.loadPublished('repair')
     await this.loadTombstones(now, forgetTombstonesAfterMs, 'repair')
+  }
+
+  /**
+   * Removes the partial upstream downloads that can no longer be resumed: started more than
+   * KEEP_PARTIAL_MS before `now` (one an earlier run left and no pass has resumed since), or
+   * without a valid record. Only between passes, when none of them is being downloaded.
+   */
+  async removeStalePartials(now = new Date()): Promise<void> {
+    const keep = await this.resumablePartials(now)
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      if (keep.has(name) || !/\.part(\.resume\.json)?$/.test(name)) continue
+      this.log.info('removing a partial download too old to resume', { file: name })
+      await rm(join(this.tmpDir, name), { force: true })
+    }
+  }
+
+  /** Names in tmp/ of the .part files that have a valid resume record started within KEEP_PARTIAL_MS, and of their records. */
+  private async resumablePartials(now: Date): Promise<Set<string>> {
+    const names = new Set(await readdir(this.tmpDir).catch(() => [] as string[]))
+    const keep = new Set<string>()
+    for (const name of names) {
+      const recordName = resumeRecordPath(name)
+      if (!name.endsWith('.part') || !names.has(recordName)) continue
+      const record = await readResumeRecord(join(this.tmpDir, recordName))
+      if (!record) continue
+      const age = now.getTime() - Date.parse(record.startedAt)
+      if (age > KEEP_PARTIAL_MS) continue
+      keep.add(name).add(recordName)
+    }
+    return keep
   }
 
   /**

@@ -6,7 +6,8 @@
 //     data (the upstream bytes), its .torrent and its sidecar, and nothing else is in pub/;
 //   - every file valid upstream is published exactly once: what was published before the crash
 //     keeps its publication and expiry times and is not fetched again; what was journalled is
-//     finished, not fetched again;
+//     finished, not fetched again; what was downloaded whole but not journalled is resumed from
+//     its partial file (read back, validated again), not fetched again;
 //   - what was published is seeded again without a re-download or re-hash;
 //   - an expiry cut short is finished at the next start, nothing is deleted before its time and
 //     an expired file is never fetched again.
@@ -105,6 +106,8 @@ async function sidecars(s: Setup, under: 'pub' | 'expired'): Promise<Map<string,
 }
 
 const dataGets = (s: Setup) => s.upstream.requests.filter((r) => r.method === 'GET' && r.url.endsWith('.grib2')).length
+/** GETs of the upstream file of forecast range `range`. */
+const getsOf = (s: Setup, range: string) => s.upstream.requests.filter((r) => r.method === 'GET' && r.url.includes(`__${range}__`)).length
 
 /** Runs the daemon until it reaches `crashAt`, SIGKILLs it, and returns what was published then. */
 async function crashAt(s: Setup, point: Omit<CrashPoint, 'marker'>) {
@@ -180,32 +183,33 @@ async function stopDaemon(daemon: ReturnType<typeof startDaemon>) {
   await daemon.exited
 }
 
-const PUBLISH_STEPS: Array<{ step: string; point: Omit<CrashPoint, 'marker'>; firstFetchedAgain: boolean }> = [
+/** `after`: what becomes of the first file at the restart, resumed from its whole partial file or its publication finished; neither fetches it again. */
+const PUBLISH_STEPS: Array<{ step: string; point: Omit<CrashPoint, 'marker'>; after: 'resumed' | 'finished' }> = [
   {
     step: 'mid-validation: every byte on disk, the last GRIB message being decoded',
     point: { step: 'gdal-open', nth: MESSAGES },
-    firstFetchedAgain: true,
+    after: 'resumed',
   },
   {
     step: 'after the .torrent is written, before the journal entry',
     point: { step: 'rename-after', match: '\\.torrent$' },
-    firstFetchedAgain: true,
+    after: 'resumed',
   },
   {
     step: 'after the journal entry, before the data rename',
     point: { step: 'rename-after', match: '\\.intent\\.json$' },
-    firstFetchedAgain: false,
+    after: 'finished',
   },
-  { step: 'between the data rename and the sidecar', point: { step: 'rename-after', match: '/pub/.*\\.grib2$' }, firstFetchedAgain: false },
+  { step: 'between the data rename and the sidecar', point: { step: 'rename-after', match: '/pub/.*\\.grib2$' }, after: 'finished' },
   // The feeds are rendered from the sidecars on each request: a sidecar half written is a feed half written.
   {
     step: 'mid sidecar write (what the feeds are made from), temp file written, not renamed',
     point: { step: 'rename-before', match: '/pub/.*\\.grib2\\.json$' },
-    firstFetchedAgain: false,
+    after: 'finished',
   },
 ]
 
-for (const { step, point, firstFetchedAgain } of PUBLISH_STEPS) {
+for (const { step, point, after } of PUBLISH_STEPS) {
   test(`SIGKILL ${step}: after a restart, everything published once, consistent, seeded`, async () => {
     const s = await setup()
     try {
@@ -220,13 +224,18 @@ for (const { step, point, firstFetchedAgain } of PUBLISH_STEPS) {
         assert.equal(offset! + length!, s.bodies.get(FIRST)!.size, 'stopped while decoding the last message, every byte downloaded')
       }
       assert.deepEqual([...crash.publishedBefore.keys()], [], 'nothing was published yet when the first file crashed')
+      const tmp = (await files(s.dataDir)).filter((f) => f.startsWith('tmp/'))
+      if (after === 'resumed')
+        assert.equal(tmp.filter((f) => /\.part(\.resume\.json)?$/.test(f)).length, 2, 'a partial file and its record')
+      const firstGets = getsOf(s, RANGES[0]!)
       const { daemon, status: st } = await restartAndFinish(s)
       try {
         assert.deepEqual(st.pass.lastReport?.failed, [])
         assert.deepEqual(st.items.map((i) => i.relPath).sort(), [...s.bodies.keys()].sort(), 'both files published')
         assert.equal(st.seeder.torrents, 2)
-        // The first file again only if its publication had not been journalled; the second once.
-        assert.equal(dataGets(s) - crash.getsBefore, firstFetchedAgain ? 2 : 1, `GETs after the restart (crashed at ${crash.reached})`)
+        // The first file was whole on disk: not fetched again (resumed, or its publication finished); the second once.
+        assert.equal(getsOf(s, RANGES[0]!), firstGets, `${after}: the first file not fetched again (crashed at ${crash.reached})`)
+        assert.equal(dataGets(s) - crash.getsBefore, 1, `GETs after the restart (crashed at ${crash.reached})`)
         await stopDaemon(daemon)
         await assertConsistent(s, crash.publishedBefore, st)
       } finally {

@@ -122,8 +122,18 @@ function drainOrClose(res: http.ServerResponse): Promise<void> {
   })
 }
 
+/** One request as the server answered it; `bytes`: body bytes written so far (what a rate limit or a fault let through). */
+export interface RequestLog {
+  method: string
+  url: string
+  range?: string
+  ifRange?: string
+  status: number
+  bytes: number
+}
+
 export class FakeUpstream {
-  readonly requests: Array<{ method: string; url: string; range?: string; status: number }> = []
+  readonly requests: RequestLog[] = []
 
   private readonly objects = new Map<string, Stored>()
   private readonly faults = new Map<string, Fault[]>()
@@ -231,6 +241,11 @@ export class FakeUpstream {
     this.listingFault = fault
   }
 
+  /** Object body bytes written to clients, every response so far. */
+  get bytesSent(): number {
+    return this.requests.reduce((sum, r) => sum + r.bytes, 0)
+  }
+
   /** Applies to responses already under way too, from their next chunk. */
   setRate(bytesPerSecond: number | undefined): void {
     this.rate = bytesPerSecond
@@ -248,10 +263,20 @@ export class FakeUpstream {
     res.end(req.method === 'HEAD' ? undefined : body)
   }
 
-  private writeHead(req: http.IncomingMessage, res: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders): void {
+  private writeHead(req: http.IncomingMessage, res: http.ServerResponse, status: number, headers: http.OutgoingHttpHeaders): RequestLog {
     const range = req.headers.range
-    this.requests.push({ method: req.method ?? '', url: req.url ?? '', ...(range === undefined ? {} : { range }), status })
+    const ifRange = req.headers['if-range']?.toString()
+    const entry: RequestLog = {
+      method: req.method ?? '',
+      url: req.url ?? '',
+      ...(range === undefined ? {} : { range }),
+      ...(ifRange === undefined ? {} : { ifRange }),
+      status,
+      bytes: 0,
+    }
+    this.requests.push(entry)
     res.writeHead(status, headers)
+    return entry
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -332,18 +357,25 @@ export class FakeUpstream {
     }
     const start = range?.start ?? 0
     const end = range?.end ?? obj.size - 1
-    this.writeHead(req, res, range ? 206 : 200, {
+    const entry = this.writeHead(req, res, range ? 206 : 200, {
       ...common,
       'Content-Type': 'application/octet-stream',
       'Content-Length': end - start + 1,
       ...(range ? { 'Content-Range': `bytes ${start}-${end}/${obj.size}` } : {}),
     })
     if (req.method === 'HEAD' || obj.size === 0) return void res.end()
-    await this.sendBody(res, obj, start, end, fault)
+    await this.sendBody(res, obj, start, end, fault, entry)
   }
 
   /** Streams bytes start..end (inclusive) from disk or memory, applying the rate limit and a body fault. */
-  private async sendBody(res: http.ServerResponse, obj: Stored, start: number, end: number, fault: Fault | undefined): Promise<void> {
+  private async sendBody(
+    res: http.ServerResponse,
+    obj: Stored,
+    start: number,
+    end: number,
+    fault: Fault | undefined,
+    entry: RequestLog,
+  ): Promise<void> {
     const total = end - start + 1
     const cutAt = fault?.kind === 'truncate' || fault?.kind === 'stall' ? Math.max(0, Math.min(fault.afterBytes, total)) : total
     const flipFrom = fault?.kind === 'corrupt' ? (fault.at ?? Math.floor(total / 2)) : -1
@@ -370,6 +402,7 @@ export class FakeUpstream {
         }
         const ok = res.write(piece)
         sent += len
+        entry.bytes = sent
         if (!ok) await drainOrClose(res)
         if (rate) {
           // Paced against the response's start, so late wake-ups are made up and the rate holds.

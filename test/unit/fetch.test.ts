@@ -4,7 +4,7 @@
 // the checks against the listing (size, MD5 ETag).
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import { after, test } from 'node:test'
 import got from 'got'
 import {
   backoff,
+  currentBootId,
   FatalHttpError,
   fetchFile,
   IntegrityError,
@@ -23,6 +24,7 @@ import {
 } from '../../src/fetch.ts'
 import type { LogContext, Logger } from '../../src/log.ts'
 import type { Candidate } from '../../src/source.ts'
+import { resumeRecordPath, type ResumeRecord } from '../../src/store.ts'
 import { PieceHasher } from '../../src/torrent.ts'
 import { tempDir } from '../kit/helpers.ts'
 
@@ -118,7 +120,7 @@ function expected(path: string) {
 }
 
 async function fetched(path: string, result: Awaited<ReturnType<typeof fetchFile>>) {
-  const { watcher: _, ...rest } = result
+  const { watcher: _, lastModified: __, ...rest } = result
   assert.deepEqual(rest, expected(path))
   assert.ok((await readFile(path)).equals(DATA), 'the file on disk is the upstream file')
 }
@@ -320,18 +322,254 @@ test("the watcher's error stops the download and is what fetchFile throws, witho
 })
 
 test('aborting stops the download at once, without retries', async () => {
+  const controller = new AbortController()
   const hang: Answer = (_req, res) => {
     res.writeHead(200, { 'content-length': DATA.length })
-    res.write(DATA.subarray(0, 10_000)) // and nothing more
+    res.write(DATA.subarray(0, 10_000), () => controller.abort()) // and nothing more
   }
   const server = await upstream(hang)
-  const controller = new AbortController()
-  const download = fetchFile(http, candidate(server.url), await target(), {
-    ...OPTIONS,
-    signal: controller.signal,
-    onProgress: () => controller.abort(),
-  })
+  const started = performance.now()
+  const download = fetchFile(http, candidate(server.url), await target(), { ...OPTIONS, signal: controller.signal })
   await assert.rejects(download)
+  assert.ok(performance.now() - started < 2500, 'before the idle timeout')
   assert.ok(controller.signal.aborted)
   assert.equal(server.requests.length, 1)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Resuming across runs: a partial file and its resume record, as a killed or stopped run left them.
+
+const NOW = new Date().toISOString()
+
+/** Leaves what an earlier run would have: the first `bytes` of DATA at `path`, and its resume record. */
+async function leavePartial(path: string, url: string, bytes: number, over: Partial<ResumeRecord> = {}): Promise<ResumeRecord> {
+  await writeFile(path, DATA.subarray(0, bytes))
+  const bootId = await currentBootId()
+  const record: ResumeRecord = {
+    version: 1,
+    url,
+    size: DATA.length,
+    etag: MD5,
+    pieceLength: PIECE,
+    ...(bootId && { bootId }),
+    startedAt: NOW,
+    syncedBytes: 0,
+    ...over,
+  }
+  await writeFile(resumeRecordPath(path), JSON.stringify(record))
+  return record
+}
+
+const readRecord = async (path: string) => JSON.parse(await readFile(resumeRecordPath(path), 'utf8')) as ResumeRecord
+
+/** A watcher that counts the bytes it sees, and the list of those made. */
+function countingWatchers() {
+  const made: Array<{ bytes: number } & ChunkWatcher> = []
+  const watch = () => {
+    const watcher = { bytes: 0, error: undefined, update: (chunk: Buffer) => void (watcher.bytes += chunk.length) }
+    made.push(watcher)
+    return watcher
+  }
+  return { made, watch }
+}
+
+test('a partial file with its record resumes from the end of the file; hashes and watcher are those of a whole download', async () => {
+  const server = await upstream(ranged)
+  const path = await target()
+  await leavePartial(path, server.url, 60_000)
+  const { made, watch } = countingWatchers()
+  const resumed: number[] = []
+  const progress: number[] = []
+  const entries: Array<{ level: string; message: string; context: LogContext }> = []
+  const result = await fetchFile(http, candidate(server.url), path, {
+    ...OPTIONS,
+    watch,
+    resumable: true,
+    resumed: (offset) => resumed.push(offset),
+    onProgress: (received) => progress.push(received),
+    log: recordingLogger(entries),
+  })
+  await fetched(path, result)
+  assert.deepEqual(
+    server.requests.map((h) => [h.range, h['if-range']]),
+    [['bytes=60000-', `"${MD5}"`]],
+    'one request, for the bytes not on disk, only if the object is the same',
+  )
+  assert.deepEqual(resumed, [60_000])
+  assert.equal(progress[0], 60_000, 'progress starts from the bytes on disk')
+  assert.equal(made.length, 1)
+  assert.equal(made[0]!.bytes, DATA.length, 'the watcher saw the bytes on disk, then the rest')
+  assert.deepEqual(
+    entries.map((e) => [e.level, e.context.offset]),
+    [['info', 60_000]],
+    'one line says so',
+  )
+  const record = await readRecord(path)
+  assert.equal(record.syncedBytes, DATA.length, 'the record stays, for the caller to remove with the file, every byte synced')
+  assert.equal(record.startedAt, NOW, 'the age of a partial is that of its first run')
+})
+
+test('a download that is stopped keeps its file and a record written before its first byte; the next run goes on from it', async () => {
+  // Over 1 MiB: the bytes are written in batches of 1 MiB, progress is told after each.
+  const big = Buffer.concat([DATA, randomBytes(1_500_000)])
+  const bigMd5 = createHash('md5').update(big).digest('hex')
+  const headers = { etag: `"${bigMd5}"`, 'last-modified': 'Mon, 23 Nov 2026 03:01:02 GMT' }
+  const hang: Answer = (_req, res) => {
+    res.writeHead(200, { 'content-length': big.length, ...headers })
+    res.write(big.subarray(0, 1_200_000)) // and nothing more
+  }
+  const rest: Answer = (req, res) => {
+    const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1])
+    res
+      .writeHead(206, {
+        'content-length': big.length - start,
+        'content-range': `bytes ${start}-${big.length - 1}/${big.length}`,
+        ...headers,
+      })
+      .end(big.subarray(start))
+  }
+  const server = await upstream(hang, rest)
+  const path = await target()
+  const controller = new AbortController()
+  const target_ = candidate(server.url, { size: big.length, etag: bigMd5 })
+  await assert.rejects(
+    fetchFile(http, target_, path, { ...OPTIONS, resumable: true, signal: controller.signal, onProgress: () => controller.abort() }),
+  )
+  const left = (await stat(path)).size
+  assert.ok(left >= 1024 * 1024 && left <= 1_200_000, `what arrived is kept (${left} bytes)`)
+  const bootId = await currentBootId()
+  const record = await readRecord(path)
+  assert.deepEqual(record, {
+    version: 1,
+    url: server.url,
+    size: big.length,
+    etag: bigMd5,
+    lastModified: '2026-11-23T03:01:02.000Z',
+    pieceLength: PIECE,
+    ...(bootId && { bootId }),
+    startedAt: record.startedAt,
+    syncedBytes: 0,
+  })
+  const result = await fetchFile(http, target_, path, { ...OPTIONS, resumable: true })
+  assert.equal(result.md5, bigMd5)
+  assert.ok((await readFile(path)).equals(big))
+  assert.equal(result.lastModified, '2026-11-23T03:01:02.000Z', "the upstream's Last-Modified, from the record")
+  assert.deepEqual(
+    server.requests.map((h) => [h.range, h['if-range']]),
+    [
+      [undefined, undefined],
+      [`bytes=${left}-`, `"${bigMd5}"`],
+    ],
+  )
+})
+
+test('a record from another boot trusts only the synced bytes: the file is cut there and resumed from there', async () => {
+  const server = await upstream(ranged)
+  const path = await target()
+  await leavePartial(path, server.url, 60_000, { bootId: 'another-boot', syncedBytes: 32_768 })
+  const { made, watch } = countingWatchers()
+  await fetched(path, await fetchFile(http, candidate(server.url), path, { ...OPTIONS, watch, resumable: true }))
+  assert.deepEqual(
+    server.requests.map((h) => h.range),
+    ['bytes=32768-'],
+  )
+  assert.equal(made[0]!.bytes, DATA.length)
+  // Unknown boot (no /proc): the same.
+  const again = await upstream(ranged)
+  const other = await target()
+  const { bootId: _, ...noBoot } = await leavePartial(other, again.url, 60_000, { syncedBytes: 16_384 })
+  await writeFile(resumeRecordPath(other), JSON.stringify(noBoot))
+  await fetched(other, await fetchFile(http, candidate(again.url), other, { ...OPTIONS, resumable: true }))
+  assert.deepEqual(
+    again.requests.map((h) => h.range),
+    ['bytes=16384-'],
+  )
+})
+
+test('a record of another object (ETag, size, URL, piece length) or none: the download starts from byte 0 and the record is rewritten', async () => {
+  const cases: Array<[string, Partial<ResumeRecord> | 'no record']> = [
+    ['another ETag', { etag: 'f'.repeat(32) }],
+    ['another size', { size: DATA.length + 1 }],
+    ['another URL', { url: 'http://127.0.0.1:1/elsewhere.grib2' }],
+    ['another piece length', { pieceLength: PIECE * 2 }],
+    ['no validator for If-Range', { etag: undefined, lastModified: undefined }],
+    ['no record', 'no record'],
+  ]
+  for (const [what, over] of cases) {
+    const server = await upstream(whole)
+    const path = await target()
+    await leavePartial(path, server.url, 60_000, over === 'no record' ? {} : over)
+    if (over === 'no record') await rm(resumeRecordPath(path))
+    const resumed: number[] = []
+    await fetched(
+      path,
+      await fetchFile(http, candidate(server.url), path, { ...OPTIONS, resumable: true, resumed: (o) => resumed.push(o) }),
+    )
+    assert.deepEqual(
+      server.requests.map((h) => h.range),
+      [undefined],
+      what,
+    )
+    assert.deepEqual(resumed, [], what)
+    const record = await readRecord(path)
+    assert.equal(record.etag, MD5, what)
+    assert.equal(record.size, DATA.length, what)
+    assert.equal(record.url, server.url, what)
+  }
+})
+
+test('an object changed since (200 to the If-Range on its Last-Modified): the download starts again from zero', async () => {
+  const NEW_DATE = 'Tue, 24 Nov 2026 00:00:00 GMT'
+  // Honours If-Range by date: a 206 only for the current Last-Modified.
+  const byDate: Answer = (req, res) => {
+    if (req.headers.range && req.headers['if-range'] === NEW_DATE) return ranged(req, res)
+    res.writeHead(200, { 'content-length': DATA.length, 'last-modified': NEW_DATE }).end(DATA)
+  }
+  const server = await upstream(byDate)
+  const path = await target()
+  // No strong ETag (a weak one may not go in an If-Range): the validator is the Last-Modified.
+  await leavePartial(path, server.url, 60_000, { etag: 'W/abc', lastModified: '2026-11-23T00:00:00.000Z' })
+  await writeFile(path, Buffer.alloc(60_000, 0xee)) // the bytes of the old version
+  const { made, watch } = countingWatchers()
+  const result = await fetchFile(http, candidate(server.url, { etag: undefined }), path, { ...OPTIONS, watch, resumable: true })
+  await fetched(path, result)
+  assert.deepEqual(
+    server.requests.map((h) => [h.range, h['if-range']]),
+    [
+      ['bytes=60000-', 'Mon, 23 Nov 2026 00:00:00 GMT'],
+      [undefined, undefined],
+    ],
+  )
+  assert.equal(made.length, 2)
+  assert.equal(made[1]!.bytes, DATA.length, 'a new watcher sees every byte of the new version')
+  assert.equal((await readRecord(path)).lastModified, '2026-11-24T00:00:00.000Z', 'the record is of the new version')
+})
+
+test('a whole file on disk: nothing to fetch when the listing has its ETag; else only the last byte, with If-Range', async () => {
+  const server = await upstream(ranged)
+  const path = await target()
+  await leavePartial(path, server.url, DATA.length)
+  const resumed: number[] = []
+  await fetched(path, await fetchFile(http, candidate(server.url), path, { ...OPTIONS, resumable: true, resumed: (o) => resumed.push(o) }))
+  assert.deepEqual(server.requests, [], 'no request')
+  assert.deepEqual(resumed, [DATA.length])
+
+  const other = await upstream(ranged)
+  const path2 = await target()
+  await leavePartial(path2, other.url, DATA.length, { etag: undefined, lastModified: '2026-11-23T00:00:00.000Z' })
+  await fetched(path2, await fetchFile(http, candidate(other.url, { etag: undefined }), path2, { ...OPTIONS, resumable: true }))
+  assert.deepEqual(
+    other.requests.map((h) => [h.range, h['if-range']]),
+    [[`bytes=${DATA.length - 1}-`, 'Mon, 23 Nov 2026 00:00:00 GMT']],
+  )
+})
+
+test('without `resumable`, no record is written and a partial file is overwritten', async () => {
+  const server = await upstream(whole)
+  const path = await target()
+  await leavePartial(path, server.url, 60_000)
+  await rm(resumeRecordPath(path))
+  await fetched(path, await fetchFile(http, candidate(server.url), path, OPTIONS))
+  assert.equal(server.requests[0]!.range, undefined)
+  await assert.rejects(stat(resumeRecordPath(path)), { code: 'ENOENT' })
 })

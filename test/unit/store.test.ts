@@ -2,11 +2,19 @@
 // start finishes or undoes it, and nothing outside the data directory is ever touched.
 import assert from 'node:assert/strict'
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
-import { dirname, join, relative } from 'node:path'
+import { basename, dirname, join, relative } from 'node:path'
 import { test } from 'node:test'
 import { renderIdx } from '../../src/inventory.ts'
 import { createLogger } from '../../src/log.ts'
-import { checkRelPath, DataStore, resolveInside, type ItemRecord } from '../../src/store.ts'
+import {
+  checkRelPath,
+  DataStore,
+  KEEP_PARTIAL_MS,
+  resolveInside,
+  resumeRecordPath,
+  type ItemRecord,
+  type ResumeRecord,
+} from '../../src/store.ts'
 import { forecastFile } from '../kit/grib-message.ts'
 import { tempDir } from '../kit/helpers.ts'
 import { itemRecord, REL_PATH as REL } from '../kit/records.ts'
@@ -81,6 +89,68 @@ test('crash after the journal entry: the publication is finished, nothing is los
     assert.equal(store.get(REL)?.relPath, REL, step)
     assert.deepEqual(await tree(store.dataDir), PUBLISHED, step)
   }
+})
+
+/** A resume record as fetch.ts writes it beside a partial download, started `ageMs` ago. */
+function resumeRecord(ageMs: number, now = new Date()): ResumeRecord {
+  return {
+    version: 1,
+    url: 'http://127.0.0.1/x',
+    size: 10,
+    etag: 'e',
+    pieceLength: 16384,
+    startedAt: new Date(now.getTime() - ageMs).toISOString(),
+    syncedBytes: 0,
+  }
+}
+
+test('open keeps a partial download with a recent resume record; removes old ones, those without a record, orphan records and other temp files', async () => {
+  const store = new DataStore(await tempDir(), log)
+  await store.open()
+  const now = new Date()
+  const paths = (rel: string) => ({ part: store.tempPath(rel), record: resumeRecordPath(store.tempPath(rel)) })
+  const fresh = paths('a/fresh.grib2')
+  const stale = paths('a/stale.grib2')
+  const bare = paths('a/bare.grib2')
+  const broken = paths('a/broken.grib2')
+  const orphan = paths('a/orphan.grib2')
+  await writeFile(fresh.part, 'GRIB')
+  await writeFile(fresh.record, JSON.stringify(resumeRecord(KEEP_PARTIAL_MS - 60_000, now)))
+  await writeFile(stale.part, 'GRIB')
+  await writeFile(stale.record, JSON.stringify(resumeRecord(KEEP_PARTIAL_MS + 60_000, now)))
+  await writeFile(bare.part, 'GRIB')
+  await writeFile(broken.part, 'GRIB')
+  await writeFile(broken.record, '{"version":1,"url":"http://127.0.0.1/x"') // cut short
+  await writeFile(orphan.record, JSON.stringify(resumeRecord(0, now)))
+  await writeFile(`${fresh.record}.123.456.tmp`, '{') // a record being rewritten
+  await mkdir(store.tempPath('a/m.grib2', '.mirror'))
+  await writeFile(join(store.tempPath('a/m.grib2', '.mirror'), 'x'), 'x')
+  await writeFile(store.tempPath('a/c.grib2', '.copy'), 'copy') // a mirror's copy does not resume
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open(now)
+  assert.deepEqual(await readdir(store.tmpDir).then((names) => names.sort()), [basename(fresh.part), basename(fresh.record)].sort())
+  assert.equal(await readFile(fresh.part, 'utf8'), 'GRIB', 'kept as it was')
+
+  // Between passes, a kept partial that grew old goes (with its record), a new one stays.
+  await reopened.removeStalePartials(new Date(now.getTime() + 120_000))
+  assert.equal((await readdir(store.tmpDir)).length, 0)
+  await writeFile(fresh.part, 'GRIB')
+  await writeFile(fresh.record, JSON.stringify(resumeRecord(0, now)))
+  await reopened.removeStalePartials(now)
+  assert.equal((await readdir(store.tmpDir)).length, 2)
+})
+
+test('a crash after the journal entry of a resumed download: the publication is finished, its resume record goes', async () => {
+  const { store, temp } = await storeWithDownload()
+  await writeFile(resumeRecordPath(temp), JSON.stringify(resumeRecord(0)))
+  const rec = { ...record(), mtimeMs: (await stat(temp)).mtimeMs }
+  await mkdir(dirname(store.dataPath(REL)), { recursive: true })
+  await writeFile(store.torrentPath(REL), 'd4:infoe')
+  await writeFile(store.tempPath(REL, '.intent.json'), JSON.stringify({ tempData: temp, record: rec }))
+  const reopened = new DataStore(store.dataDir, log)
+  await reopened.open()
+  assert.equal(reopened.get(REL)?.relPath, REL)
+  assert.deepEqual(await tree(store.dataDir), PUBLISHED)
 })
 
 test('a sidecar whose data file is missing or of the wrong size is not published', async () => {
