@@ -73,7 +73,10 @@ export interface GdalBandNames {
 export interface ParsedField {
   refTime: Date
   centre: number
+  subCentre: number
   localTable: number
+  /** section 4's product definition template (4.0, 4.8…): with the parameter, what GDAL names a band by */
+  productTemplate: number
   discipline: number
   category: number
   number: number
@@ -178,9 +181,9 @@ export function parseGribMessage(message: Buffer, where: string): ParsedField[] 
   if (message[7] !== 2) return []
   const discipline = message[6]!
   const fields: ParsedField[] = []
-  let identity: Pick<ParsedField, 'refTime' | 'centre' | 'localTable'> | undefined
+  let identity: Pick<ParsedField, 'refTime' | 'centre' | 'subCentre' | 'localTable'> | undefined
   let grid: ParsedField['grid'] | undefined
-  let product: ReturnType<typeof parseProduct> | undefined
+  let product: (ReturnType<typeof parseProduct> & Pick<ParsedField, 'productTemplate'>) | undefined
   let packing: ParsedField['packing'] | undefined
   for (let offset = 16; offset + 5 <= message.length - 4;) {
     const length = message.readUInt32BE(offset)
@@ -190,6 +193,7 @@ export function parseGribMessage(message: Buffer, where: string): ParsedField[] 
       case 1:
         identity = {
           centre: section.readUInt16BE(5),
+          subCentre: section.readUInt16BE(7),
           localTable: section[10]!,
           refTime: new Date(Date.UTC(section.readUInt16BE(12), section[14]! - 1, section[15], section[16], section[17], section[18])),
         }
@@ -199,7 +203,7 @@ export function parseGribMessage(message: Buffer, where: string): ParsedField[] 
         break
       case 4:
         if (!identity) throw new Error(`${where}: section 4 before section 1`)
-        product = parseProduct(section, identity.refTime)
+        product = { ...parseProduct(section, identity.refTime), productTemplate: section.readUInt16BE(7) }
         break
       case 5:
         packing = { template: section.readUInt16BE(9), bitsPerValue: section[19] }

@@ -10,7 +10,7 @@ import { open } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import type { Config } from './config.ts'
 import { decoder, DecoderExitError, UndecodableError } from './decoder.ts'
-import { inventoryField, parseGribMessage, type GdalBandNames, type InventoryField } from './inventory.ts'
+import { inventoryField, parseGribMessage, type GdalBandNames, type InventoryField, type ParsedField } from './inventory.ts'
 
 export class InvalidFileError extends Error {
   override name = 'InvalidFileError'
@@ -74,8 +74,8 @@ export function packedBitsPerField(message: Buffer, where: string): number[] {
 export interface ValidatorOptions {
   /**
    * Decode the first message and then one in `decodeEvery` (default 1: every message). The rest
-   * are still framed, walked and opened by GDAL. Only for bytes a checksum from their source
-   * vouches for: see `decodeEveryFor`.
+   * are still framed and walked, and GDAL opens those with a parameter it has not named yet in
+   * this file. Only for bytes a checksum from their source vouches for: see `decodeEveryFor`.
    */
   decodeEvery?: number
 }
@@ -101,6 +101,8 @@ export class GribStreamValidator {
   private bands = 0
   /** per message, in file order: its fields (decodes finish out of order) */
   private readonly fields: InventoryField[][] = []
+  /** GDAL's names for each parameter met in this file (nameKey) */
+  private readonly names = new Map<string, GdalBandNames>()
   private failure: Error | undefined
   private readonly decodes: Array<Promise<void>> = []
 
@@ -177,16 +179,24 @@ export class GribStreamValidator {
       try {
         const message = await readMessage(this.path, start, length)
         if (message.toString('latin1', length - 4) !== '7777') throw new InvalidFileError(`${where}: does not end with "7777"`)
+        const packedBits = packedBitsPerField(message, where)
+        const parsed = parseFields(message, where)
+        // A message not to decode whose parameters GDAL already named in this file is not opened
+        // again: an open costs ~0.4 ms, plus the trip to the GDAL process, for the same names.
+        const keys = parsed.map(nameKey)
+        const known = decode || keys.length === 0 ? [] : keys.map((key) => this.names.get(key))
+        let names: GdalBandNames[]
+        if (known.length > 0 && known.every((n) => n !== undefined)) names = known as GdalBandNames[]
+        else {
+          names = await openBands({ path: `/vsisubfile/${start}_${length},${this.path}`, where, packedBits, pixels: decode })
+          keys.forEach((key, i) => names[i] && this.names.set(key, names[i]!))
+        }
         // Not `this.bands += await …`: that reads the count before a concurrent decode adds to it.
-        const names = await openBands({
-          path: `/vsisubfile/${start}_${length},${this.path}`,
-          where,
-          packedBits: packedBitsPerField(message, where),
-          pixels: decode,
-        })
         this.bands += names.length
-        // The inventory: the bytes already read, and GDAL's names for the bands it just decoded.
-        this.fields[number - 1] = inventoryOf(message, names, { message: number, offset: start, length }, where)
+        const at = { message: number, offset: start, length }
+        this.fields[number - 1] = parsed.map((field, i) =>
+          inventoryField(field, names[i] ?? {}, { ...at, field: parsed.length > 1 ? i + 1 : undefined }),
+        )
       } catch (err) {
         this.failure ??= err as Error
       }
@@ -205,15 +215,18 @@ async function openBands(request: Parameters<typeof decoder.bands>[0]): Promise<
   }
 }
 
-/** The message's fields, from its bytes and GDAL's names for its bands, in order. */
-function inventoryOf(message: Buffer, names: GdalBandNames[], at: { message: number; offset: number; length: number }, where: string) {
-  let parsed
+/** The message's fields (sections 1, 3, 4 and 5), read from its bytes; none for GRIB1. */
+function parseFields(message: Buffer, where: string): ParsedField[] {
   try {
-    parsed = parseGribMessage(message, where)
+    return parseGribMessage(message, where)
   } catch (err) {
     throw new InvalidFileError((err as Error).message)
   }
-  return parsed.map((field, i) => inventoryField(field, names[i] ?? {}, { ...at, field: parsed.length > 1 ? i + 1 : undefined }))
+}
+
+/** What GDAL names a band by: its parameter in its centre's tables, its product template and statistic. */
+function nameKey(f: ParsedField): string {
+  return [f.centre, f.subCentre, f.localTable, f.discipline, f.category, f.number, f.productTemplate, f.step.statistic ?? ''].join('/')
 }
 
 async function readMessage(path: string, start: number, length: number): Promise<Buffer> {

@@ -56,6 +56,9 @@ test('fetch.validation "vouched" decodes a sample of the messages; framing and G
   const full = await validateGrib(valid)
   const sampled = await validateGrib(valid, { decodeEvery: 2 })
   assert.deepEqual(sampled, full, 'same messages, bands and inventory')
+  // Parameters met again are named from the first GDAL open of each in the file.
+  const repeated = await fixture('validate-repeated.grib2', { bands: 3, repeat: 3, seed: 8 })
+  assert.deepEqual(await validateGrib(repeated, { decodeEvery: 4 }), await validateGrib(repeated))
 
   // A corrupt data section in message 2: decoded by a full validation, not by one in 2 (1, 3, 5).
   const bytes = Buffer.from(await readFile(valid))
