@@ -19,8 +19,12 @@
 //     pump.ts              an sr3 post → the file seeding on a follower (vs a plain HTTP download)
 //     fields.ts            the GRIB2 inventory's cost (vs publish latency), a one-field subset (vs the whole file)
 //     tracker.ts           tracker announces/s over HTTP and UDP, 10,000 peers over 40 torrents (vs opentracker)
+//     smallbox.ts          the daemon on one core in a 1 GiB memory cgroup: publish time (vs curl), CPU-s per GB,
+//                          bytes re-fetched after a crash (vs curl -C -), memory (vs transmission-daemon),
+//                          tracker (vs opentracker), each reference in the same box
 //   bench/lib/             what only the benchmark uses:
 //     util.ts              progress lines, Row/ScenarioContext/ScenarioResult, results directory, formatting
+//     small-box.ts         the smallbox scenario's box (taskset and a memory cgroup), CPU and memory of a process tree
 //     references.ts        the reference tools (transmission-daemon, qbittorrent-nox, nginx, mktorrent), versions
 //     services.ts          the fixture cache, an upstream in its own process, the RabbitMQ broker
 //     upstream-server.ts, tracker-server.ts, announce-load.ts   child-process entry points
@@ -42,6 +46,7 @@ import { benchOffload } from './scenarios/offload.ts'
 import { benchPublishing } from './scenarios/publishing.ts'
 import { benchPump } from './scenarios/pump.ts'
 import { benchSeeding } from './scenarios/seeding.ts'
+import { benchSmallbox } from './scenarios/smallbox.ts'
 import { benchTracker } from './scenarios/tracker.ts'
 import { missingTools, referenceVersions } from './lib/references.ts'
 import { progress, resultsDir, type Row, type Scenario } from './lib/util.ts'
@@ -53,14 +58,16 @@ const HELP = `Usage: npm run bench -- [--quick]
 Measures gribswarm against its targets (seeding throughput, publishing latency, resident
 memory, origin offload with mirrors, notification latency), each with a reference measured
 in the same run, on 127.0.0.1 only. The offload (full mode) and notification scenarios need RabbitMQ
-(started with scripts/broker.sh when it is not running).
+(started with scripts/broker.sh when it is not running). The smallbox scenario runs the daemon
+and its references on one core in a 1 GiB memory cgroup (as root; skipped where it cannot).
 Prints a Markdown table and writes it to results/bench.md. The reference tools and peers come
 from Debian: bash scripts/bench-setup.sh installs them (as root).
 
 Options:
   --quick          small sizes (a few minutes), for CI
-  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,pump,fields,tracker,metrics,dashboard (comma-separated)
-  --daemon HOW     how the memory scenario runs the daemon: build (compiled JavaScript, as
+  --only LIST      run only some scenarios: seeding,create,publishing,memory,offload,hosts,notify,pump,fields,tracker,metrics,dashboard,
+                   smallbox (comma-separated)
+  --daemon HOW     how the memory and smallbox scenarios run the daemon: build (compiled JavaScript, as
                    npm start; the default) or tsx (src/ through the TypeScript loader)
   -h, --help       this text
 `
@@ -129,6 +136,7 @@ async function main(): Promise<number> {
     ['tracker', 'Tracker announces', benchTracker],
     ['metrics', 'Prometheus metrics scrape', benchMetrics],
     ['dashboard', 'Status page history', benchDashboard],
+    ['smallbox', 'Small box: one core, 1 GiB', benchSmallbox],
   ]
   const only = args.only
     ?.split(',')

@@ -4,7 +4,7 @@
 // clients download, against transmission-daemon seeding the same 40 .torrent files over the same
 // files, measured the same way. The files are sparse (all zeros), so 40 × up to 1 GB costs no
 // disk (transmission-daemon still reads and hashes them once); the daemon with an empty data
-// directory gives its floor.
+// directory gives its floor. measureMemory() is the smallbox scenario's too, with both seeders in its box.
 import { createHash } from 'node:crypto'
 import { mkdir, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
@@ -14,7 +14,14 @@ import { createLogger } from '../../src/log.ts'
 import { DataStore } from '../../src/store.ts'
 import { buildTorrent, pieceLengthFor } from '../../src/torrent.ts'
 import { webSeedUrl } from '../../src/urls.ts'
-import { daemonCommand, startDaemon, writeDaemonConfig, type DaemonSetup, type StatusReport } from '../../test/kit/daemon.ts'
+import {
+  daemonCommand,
+  startDaemon,
+  writeDaemonConfig,
+  type DaemonCommand,
+  type DaemonSetup,
+  type StatusReport,
+} from '../../test/kit/daemon.ts'
 import { FakeUpstream } from '../../test/kit/fake-upstream.ts'
 import { processCounts, residentBytes } from '../../test/kit/measure.ts'
 import { LT_SCRIPTS } from '../../test/kit/peers.ts'
@@ -109,6 +116,9 @@ const seeding = (torrents: number, timeoutMs: number) => ({
   timeoutMs,
 })
 
+/** Resident bytes of a seeder's process (residentBytes: its VmRSS), undefined once it is gone. */
+type Rss = (pid: number) => Promise<number | undefined>
+
 /** Resident memory of one process, from /proc/PID/status. */
 interface Footprint {
   /** max of the VmRSS samples (every 250 ms) over the measuring window */
@@ -124,21 +134,21 @@ interface Footprint {
  * process is gone) twice a second as a monitoring page would, then takes the max of VmRSS
  * samples every 250 ms over `sampleMs`.
  */
-async function idleFootprint(pid: number, poke: () => Promise<unknown>, settleMs: number, sampleMs: number): Promise<Footprint> {
+async function idleFootprint(pid: number, poke: () => Promise<unknown>, settleMs: number, sampleMs: number, rss: Rss): Promise<Footprint> {
   const settleUntil = Date.now() + settleMs
   while (Date.now() < settleUntil) {
     await poke()
     await delay(500)
   }
-  let rss = 0
+  let peak = 0
   const sampleUntil = Date.now() + sampleMs
   while (Date.now() < sampleUntil) {
-    rss = Math.max(rss, (await residentBytes(pid)) ?? 0)
+    peak = Math.max(peak, (await rss(pid)) ?? 0)
     await delay(250)
   }
   const hwm = (await residentBytes(pid, 'VmHWM')) ?? 0
-  if (rss === 0) throw new Error(`no VmRSS for pid ${pid}`)
-  return { rss, hwm, ...(await processCounts(pid)) }
+  if (peak === 0) throw new Error(`no VmRSS for pid ${pid}`)
+  return { rss: peak, hwm, ...(await processCounts(pid)) }
 }
 
 /** One torrent a client downloads: its .torrent file, the file inside, and its size. */
@@ -174,13 +184,14 @@ async function rssWhileDownloading(
   peer: string,
   downloads: Download[],
   timeoutS: number,
+  rss: Rss,
 ): Promise<LoadOutcome> {
   const root = await res.tempDir('gribswarm-bench-mem-dl-')
   let peakRss = 0
   let sampling = true
   const sampler = (async () => {
     while (sampling) {
-      peakRss = Math.max(peakRss, (await residentBytes(pid)) ?? 0)
+      peakRss = Math.max(peakRss, (await rss(pid)) ?? 0)
       await delay(250)
     }
   })()
@@ -221,12 +232,36 @@ async function rssWhileDownloading(
   }
 }
 
-export async function benchMemory({ res, quick, daemon: runner }: ScenarioContext): Promise<ScenarioResult> {
+export const benchMemory = (ctx: ScenarioContext): Promise<ScenarioResult> => measureMemory(ctx)
+
+/** How measureMemory runs and reports: the memory scenario's defaults, or the smallbox scenario's. */
+export interface MemoryOptions {
+  /** starts the two seeders (the daemon, transmission-daemon); default ctx.res (the smallbox scenario's runs them in its box) */
+  seeders?: Resources
+  /** the daemon's command; default daemonCommand(ctx.res, ctx.daemon) */
+  command?: DaemonCommand
+  /** a seeder's resident bytes; default its process's VmRSS */
+  rss?: Rss
+  /** how long a seeder settles before its idle window; default 3 s (quick: 1 s) */
+  settleMs?: number
+  /** how the rows start, and their targets (default 'Resident memory', ≤ 300 MB for both) */
+  title?: string
+  targets?: { idle: number; load: number }
+}
+
+/** The memory scenario: its two rows (idle, peak under load) and their notes. */
+export async function measureMemory({ res, quick, daemon: runner }: ScenarioContext, options: MemoryOptions = {}): Promise<ScenarioResult> {
+  const {
+    seeders = res,
+    rss = residentBytes,
+    title = "Resident memory of the daemon's own process (its GDAL process counts in the small-box rows)",
+    targets = { idle: TARGET, load: TARGET },
+  } = options
   const [smallest, largest] = quick ? [1 * MB, 10 * MB] : [80 * MB, 1000 * MB]
   const sizes = Array.from({ length: COUNT }, (_, i) => Math.round(smallest + ((largest - smallest) * i) / (COUNT - 1)))
   const total = sizes.reduce((a, b) => a + b, 0)
   const readyTimeoutMs = quick ? 60_000 : 180_000
-  const [settleMs, sampleMs] = quick ? [1000, 2000] : [3000, 5000]
+  const [settleMs, sampleMs] = [options.settleMs ?? (quick ? 1000 : 3000), quick ? 2000 : 5000]
   // One client per torrent. Full mode: the 16 smallest (80–434 MB, like the 0.1° packages people
   // fetch most; 16 spread up to 1 GB would be 8.6 GB, minutes more from transmission-daemon).
   // Quick mode: 4 spread over the sizes.
@@ -242,11 +277,11 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   await upstream.start()
   res.defer('stop the empty upstream', () => upstream.stop())
 
-  if (runner !== 'tsx') progress('memory: compiling the daemon with tsconfig.build.json (into a temp directory)')
-  const daemon = await daemonCommand(res, runner)
+  if (!options.command && runner !== 'tsx') progress('memory: compiling the daemon with tsconfig.build.json (into a temp directory)')
+  const daemon = options.command ?? (await daemonCommand(res, runner))
   progress(`memory: baseline, the daemon with an empty data directory: ${daemon.how}`)
-  const empty = await startDaemon(res, daemon, await memoryDaemonConfig(res, 'empty', upstream.bucketUrl), seeding(0, readyTimeoutMs))
-  const emptyRss = await idleFootprint(empty.pid, () => empty.status(), settleMs, sampleMs)
+  const empty = await startDaemon(seeders, daemon, await memoryDaemonConfig(res, 'empty', upstream.bucketUrl), seeding(0, readyTimeoutMs))
+  const emptyRss = await idleFootprint(empty.pid, () => empty.status(), settleMs, sampleMs, rss)
   await empty.stop()
   progress(
     `memory: empty daemon VmRSS ${fmtMB(emptyRss.rss)} (peak ${fmtMB(emptyRss.hwm)}, ${emptyRss.threads} threads, ${emptyRss.fds} fds)`,
@@ -266,9 +301,9 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   const loadBytes = downloads.reduce((sum, d) => sum + d.size, 0)
 
   const startedAt = performance.now()
-  const full = await startDaemon(res, daemon, fullSetup, seeding(COUNT, readyTimeoutMs))
+  const full = await startDaemon(seeders, daemon, fullSetup, seeding(COUNT, readyTimeoutMs))
   progress(`memory: daemon seeding ${COUNT} torrents after ${((performance.now() - startedAt) / 1000).toFixed(1)} s`)
-  const idle = await idleFootprint(full.pid, () => full.status(), settleMs, sampleMs)
+  const idle = await idleFootprint(full.pid, () => full.status(), settleMs, sampleMs, rss)
   progress(
     `memory: daemon with ${COUNT} torrents VmRSS ${fmtMB(idle.rss)} (peak ${fmtMB(idle.hwm)}, ${idle.threads} threads, ${idle.fds} fds)`,
   )
@@ -276,7 +311,7 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   progress(
     `memory: ${clientCount} libtorrent clients downloading ${clientCount} torrents (${fmtMB(loadBytes)}) from the daemon at 127.0.0.1:${seeder.port}`,
   )
-  const load = await rssWhileDownloading(res, 'the gribswarm daemon', full.pid, `127.0.0.1:${seeder.port}`, downloads, clientTimeoutS)
+  const load = await rssWhileDownloading(res, 'the gribswarm daemon', full.pid, `127.0.0.1:${seeder.port}`, downloads, clientTimeoutS, rss)
   progress(
     `memory: daemon: last client done after ${load.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / load.lastSeconds)} together), peak VmRSS ${fmtMB(load.peakRss)}`,
   )
@@ -285,41 +320,40 @@ export async function benchMemory({ res, quick, daemon: runner }: ScenarioContex
   await full.stop()
 
   progress(`memory: transmission-daemon adding and verifying the same ${COUNT} torrents over the same files`)
-  const transmission = await startTransmission(res)
+  const transmission = await startTransmission(seeders)
   const verifyStarted = performance.now()
   // One at a time: seed() waits until transmission has verified the files and seeds.
   for (const torrent of published) await transmission.seed(torrent.torrentPath, torrent.dataDir, readyTimeoutMs)
   const verifySeconds = (performance.now() - verifyStarted) / 1000
   progress(`memory: transmission-daemon seeding ${COUNT} torrents after ${verifySeconds.toFixed(1)} s of verifying`)
-  const refIdle = await idleFootprint(transmission.pid, () => transmission.uploaded(), settleMs, sampleMs)
+  const refIdle = await idleFootprint(transmission.pid, () => transmission.uploaded(), settleMs, sampleMs, rss)
   progress(
     `memory: transmission-daemon with ${COUNT} torrents VmRSS ${fmtMB(refIdle.rss)} (peak ${fmtMB(refIdle.hwm)}, ${refIdle.threads} threads, ${refIdle.fds} fds)`,
   )
   const refPeer = `127.0.0.1:${transmission.peerPort}`
   progress(`memory: the same ${clientCount} clients downloading the same torrents from transmission-daemon at ${refPeer}`)
-  const refLoad = await rssWhileDownloading(res, transmission.name, transmission.pid, refPeer, downloads, clientTimeoutS)
+  const refLoad = await rssWhileDownloading(res, transmission.name, transmission.pid, refPeer, downloads, clientTimeoutS, rss)
   progress(
     `memory: transmission-daemon: last client done after ${refLoad.lastSeconds.toFixed(1)} s (${fmtMBs(loadBytes / refLoad.lastSeconds)} together), peak VmRSS ${fmtMB(refLoad.peakRss)}`,
   )
   await transmission.stop()
 
-  const target = `≤ ${fmtMB(TARGET)}`
   const rows: Row[] = [
     {
-      scenario: `Resident memory, seeding ${COUNT} torrents, idle (${mode}; lower is better)`,
+      scenario: `${title}, seeding ${COUNT} torrents, idle (${mode}; lower is better)`,
       gribswarm: fmtMB(idle.rss),
       reference: `${fmtMB(refIdle.rss)} (${transmission.name})`,
       ratio: fmtRatio(idle.rss / refIdle.rss),
-      target,
-      met: idle.rss <= TARGET ? 'yes' : 'no',
+      target: `≤ ${fmtMB(targets.idle)}`,
+      met: idle.rss <= targets.idle ? 'yes' : 'no',
     },
     {
-      scenario: `Resident memory, same ${COUNT} torrents while ${clientCount} libtorrent clients download ${clientCount} of them (peak; ${mode}; lower is better)`,
+      scenario: `${title}, same ${COUNT} torrents while ${clientCount} libtorrent clients download ${clientCount} of them (peak; ${mode}; lower is better)`,
       gribswarm: fmtMB(load.peakRss),
       reference: `${fmtMB(refLoad.peakRss)} (${transmission.name})`,
       ratio: fmtRatio(load.peakRss / refLoad.peakRss),
-      target,
-      met: load.peakRss <= TARGET ? 'yes' : 'no',
+      target: `≤ ${fmtMB(targets.load)}`,
+      met: load.peakRss <= targets.load ? 'yes' : 'no',
     },
   ]
   const range = (values: number[]) => `${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)} s`

@@ -29,6 +29,7 @@ test('npm run bench -- --quick runs every scenario and prints its table', async 
     'Tracker',
     'One /metrics scrape',
     'dashboard:',
+    'Small box',
   ]) {
     assert.ok(
       rows.some((row) => row.startsWith(`| ${scenario}`)),
