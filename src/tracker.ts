@@ -6,7 +6,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import { isIPv6 } from 'node:net'
 import type { Logger } from './log.ts'
-import { compactPeers, handleUdpRequest, serveUdpThrough } from './patches.ts'
+import { answerHttpAnnounces, compactPeers, handleUdpRequest, serveUdpThrough } from './patches.ts'
 import type { PublishListener, Stage } from './stage.ts'
 import type { ItemRecord } from './store.ts'
 import { normalizeAddress, type PeerView } from './webseed.ts'
@@ -229,6 +229,7 @@ export class Tracker implements Stage<{ port: number; swarms: number }>, Publish
         cb(this.allowed.has(String(infoHash).toLowerCase()) ? null : new Error('torrent not published by this tracker')),
     })
     compactPeers(server)
+    answerHttpAnnounces(server)
     // Announce errors are the clients' problem (unknown torrents, bad parameters): log, never crash.
     server.on('error', (err: Error) => this.log.error('tracker error', { error: err }))
     server.on('warning', (err: Error) => this.log.debug('tracker refused a request', { reason: err.message }))

@@ -8,9 +8,10 @@
 // (every peer started, and at least `warmupSeconds`), it counts the announces that complete
 // during `measureSeconds`, then prints one JSON line (LoadResult) on stdout.
 //
-// HTTP: one TCP connection per announce with "Connection: close", as BitTorrent clients announce
-// minutes apart (and opentracker closes after every response anyway); `keepAlive` reuses one
-// connection per outstanding announce instead. Raw sockets rather than node:http, to keep the
+// HTTP: one TCP connection per announce with "Connection: close", as libtorrent (qBittorrent,
+// Deluge) sends every tracker request, and as any client's announces come minutes apart, long
+// after an idle connection is closed (opentracker closes after every response anyway);
+// `keepAlive` reuses one connection per outstanding announce instead. Raw sockets rather than node:http, to keep the
 // generator's own CPU cost low: it shares the machine's cores with the tracker it measures.
 // UDP (BEP 15): one socket; a connect request gets a connection id, reused for up to one minute,
 // then announces. No answer within `timeoutMs` counts as a failure (no retransmission).

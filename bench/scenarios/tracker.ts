@@ -260,17 +260,24 @@ export async function benchTracker({ res, quick }: ScenarioContext): Promise<Sce
       `opentracker: Debian's build (whitelist mode), \`opentracker ${opentrackerArgs('DIR', 'PORT').join(' ')}\` with the ${TORRENTS} infohashes in DIR/whitelist; ` +
       `run as root it chroots to DIR and drops to user nobody (its defaults); nothing else set.`,
     `Tracker HTTP: opentracker answers without keep-alive (it closes the connection after every answer, without saying so in a header), so the HTTP figures use one TCP connection per ` +
-      `announce for both trackers, which is also what BitTorrent clients do, announcing minutes apart. gribswarm's tracker with ${IN_FLIGHT.http} kept-alive connections instead: ` +
+      `announce for both trackers, which is also what BitTorrent clients do: libtorrent (qBittorrent, Deluge) sends every tracker request on a new connection with "Connection: close", ` +
+      `and a client that would reuse one (Transmission, through curl) announces minutes apart, long after an idle connection is closed (Node.js closes them after 5 s). ` +
+      `gribswarm's tracker with ${IN_FLIGHT.http} kept-alive connections instead: ` +
       `${fmtLoad(gsKeepAlive.load)}, ${problems(gsKeepAlive.load)} (${cpuShare(gsKeepAlive.load)}).`,
     `Tracker runs: ${run("gribswarm's HTTP", gsHttp)}. ${run('opentracker HTTP', otHttp)}. ${run("gribswarm's UDP", gsUdp)}. ${run('opentracker UDP', otUdp)}.`,
     `Tracker CPU: the tracker and the generator share the machine's ${CORES} cores. gribswarm's tracker handles announces on one JavaScript thread, so it is capped near one core; ` +
       `opentracker (C) needs far less CPU per announce and against it the generator is the limit, so opentracker's announces/s are a lower bound and the per-CPU-second rows ` +
       `(announces in the window ÷ CPU seconds the tracker process used in it, from /proc) compare the trackers' cost independently of the generator.`,
-    `Tracker, why gribswarm's is slower (a CPU profile of its process under this load, node --cpu-prof, 10,000 peers, 2026-11-29): about 43 % of its CPU over UDP ` +
-      `(25 % over HTTP, where accepting connections and writing answers take more) goes to encoding the compact peer list of each answer: bittorrent-tracker turns each ` +
-      `of the 50 peers it returns into an "ip:port" string and parses it back (string2compact, addr-to-ip-port, ipaddr.js regular expressions) on every announce; ` +
-      `about 13 % to picking them (Object.keys of the swarm's LRU cache, then a random walk) and about 12 % to the send system call (UDP figures). opentracker keeps ` +
-      `each peer as packed bytes, address and port as in the compact form, and copies them out. Its memory is small for the same reason, while gribswarm's is mostly the Node.js runtime and modules, present before the first announce.`,
+    `Tracker, where gribswarm's CPU goes (a CPU profile of its process under this load, node --cpu-prof, 10,000 peers, 2026-12-02): over HTTP about 60 % in Node.js's HTTP server ` +
+      `and the system calls of a TCP connection per announce (accept, read, writev, shutdown, close), about 18 % in gribswarm's patches of bittorrent-tracker (src/patches.ts: ` +
+      `reading the query ~6 %, drawing and writing the peers ~5 %), 8 % in bittorrent-tracker's own logic and LRU cache, 6 % in gribswarm's record of announces (src/tracker.ts) ` +
+      `and 4 % in garbage collection; over UDP about a third goes to the send system call, 13 % to the HMAC of the BEP 15 connection ids and 15 % to bittorrent-tracker ` +
+      `(a Buffer per number of each answer). Before the patches (profile of 2026-11-29), 43 % of the UDP CPU (25 % over HTTP) went to writing each of the 50 peers of an answer ` +
+      `as "ip:port" and parsing it back (string2compact); with the first compact-peers patch (2026-12-02), most of the swarm's share still went to listing its peers for every ` +
+      `answer (Object.keys of its LRU cache, an object V8 keeps in dictionary mode) and looking each one up, and over HTTP ~14 % to querystring.parse and to bencode, ` +
+      `which makes a Uint8Array per key and number. ` +
+      `opentracker keeps each peer as packed bytes, address and port as in the compact form, and copies them out. Its memory is small for the same reason, ` +
+      `while gribswarm's is mostly the Node.js runtime and modules, present before the first announce.`,
   ]
   return { rows, notes }
 }
