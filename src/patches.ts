@@ -93,6 +93,14 @@ export const PATCHES: Patch[] = [
     neededBy:
       'test/unit/patches.test.ts: HTTP announces answered in one pass: the same answers, failures, scrape and proxied addresses as the library',
   },
+  {
+    dependency: 'bittorrent-protocol',
+    version: '4.1.21',
+    patch:
+      'boundQueuedBlocks: a wire answers block requests only while less than a bound of its answers is being read or waits for the socket',
+    neededBy:
+      'test/unit/patches.test.ts: a peer gets answers to at most maxBytes of requests at once; the rest as the queue drains, cancels honoured',
+  },
 ]
 
 /**
@@ -570,4 +578,41 @@ export function bencodeAnswer(answer: Record<string, unknown>): Buffer | undefin
   }
   parts.push(Buffer.from(`${text}e`, 'latin1'))
   return Buffer.concat(parts)
+}
+
+/**
+ * Answers a peer's block requests only while less than `maxBytes` of answers to it are being
+ * read or wait to be sent. bittorrent-protocol reads every request the moment it arrives and
+ * queues the block, however slowly the socket drains; libtorrent keeps hundreds of requests
+ * outstanding on a fast link, so 16 clients held 50–120 MB of blocks in the daemon (peak RSS
+ * 303 MB). Deferred requests are answered in order as the queue drains, a cancel removes one,
+ * and a choke meanwhile is honoured when it is answered (bittorrent-protocol checks then).
+ */
+export function boundQueuedBlocks(wire: EventEmitter, maxBytes: number): void {
+  const w = wire as unknown as QueuedWire
+  const answer = w._onRequest.bind(w)
+  const cancel = w._onCancel.bind(w)
+  const deferred: Array<[index: number, offset: number, length: number]> = []
+  // streamx's readable state: bytes pushed and not yet taken by the pipe to the socket.
+  const queued = () => (w._readableState?.buffered ?? 0) + w.peerRequests.reduce((sum, r) => sum + r.length, 0)
+  const drain = () => {
+    while (deferred.length > 0 && queued() < maxBytes) answer(...deferred.shift()!)
+  }
+  w._onRequest = (index, offset, length) => {
+    deferred.push([index, offset, length])
+    drain()
+  }
+  w._onCancel = (index, offset, length) => {
+    const at = deferred.findIndex(([i, o, l]) => i === index && o === offset && l === length)
+    if (at >= 0) deferred.splice(at, 1)
+    else cancel(index, offset, length)
+  }
+  // The pipe handed some of the queue to the socket: room for more.
+  w.on('data', drain)
+}
+interface QueuedWire extends EventEmitter {
+  _readableState: { buffered: number } | null
+  peerRequests: Array<{ length: number }>
+  _onRequest(index: number, offset: number, length: number): void
+  _onCancel(index: number, offset: number, length: number): void
 }

@@ -1,6 +1,7 @@
 // The register of changes to dependencies: each is written against the version installed, and
 // names a test that fails without it. The self-connection, compact-peer and HTTP-announce patches have their own tests here.
 import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
 import { readFile, writeFile } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
@@ -12,7 +13,7 @@ import { Server } from 'bittorrent-tracker'
 import type { Torrent } from 'webtorrent'
 import { Events } from '../../src/events.ts'
 import { silentLogger } from '../../src/log.ts'
-import { bencodeAnswer, compactPeer, compactPeers, parseHttpAnnounce, PATCHES } from '../../src/patches.ts'
+import { bencodeAnswer, boundQueuedBlocks, compactPeer, compactPeers, parseHttpAnnounce, PATCHES } from '../../src/patches.ts'
 import { Seeder } from '../../src/seed.ts'
 import type { ItemRecord } from '../../src/store.ts'
 import { buildTorrent, PieceHasher } from '../../src/torrent.ts'
@@ -338,4 +339,35 @@ test('HTTP announces answered in one pass: the same answers, failures, scrape an
     const scrape = await get(`/scrape?info_hash=${hashParam(infoHash)}`)
     assert.equal(scrape.files[Buffer.from(infoHash, 'hex').toString('latin1')]?.incomplete, 3)
   }
+})
+
+test('a peer gets answers to at most maxBytes of requests at once; the rest as the queue drains, cancels honoured', () => {
+  const BLOCK = 16 * 1024
+  const answered: number[] = []
+  const cancelled: number[] = []
+  const wire = Object.assign(new EventEmitter(), {
+    _readableState: { buffered: 0 },
+    peerRequests: [] as Array<{ index: number; length: number }>,
+    _onRequest(index: number, _offset: number, length: number) {
+      answered.push(index)
+      this.peerRequests.push({ index, length })
+    },
+    _onCancel(index: number, _offset: number, _length: number) {
+      cancelled.push(index)
+    },
+  })
+  boundQueuedBlocks(wire, 4 * BLOCK)
+  for (let i = 0; i < 10; i++) wire._onRequest(i, 0, BLOCK)
+  assert.deepEqual(answered, [0, 1, 2, 3], 'four blocks being read: the rest wait')
+  wire._onCancel(5, 0, BLOCK)
+  wire._onCancel(0, 0, BLOCK)
+  assert.deepEqual(cancelled, [0], 'a waiting request is dropped here; an answered one is cancelled by the wire')
+  // Two reads finish: their blocks are queued for the socket, so nothing more yet.
+  for (const request of wire.peerRequests.splice(0, 2)) wire._readableState.buffered += request.length
+  wire.emit('data', Buffer.alloc(0))
+  assert.deepEqual(answered, [0, 1, 2, 3])
+  // The socket takes them: two more answered, in order, the cancelled one skipped.
+  wire._readableState.buffered = 0
+  wire.emit('data', Buffer.alloc(BLOCK))
+  assert.deepEqual(answered, [0, 1, 2, 3, 4, 6])
 })
