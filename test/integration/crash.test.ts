@@ -33,7 +33,8 @@ async function listAll(dir: string): Promise<string[]> {
     .sort()
 }
 
-test('SIGKILL at 60 % of large downloads, then a new pass: it resumes where it stopped, nothing partial published, everything once', async (t) => {
+/** Two ~21 MB CCSDS files (12 copies of 3 messages) of run RUN on an upstream sending 4 MB/s. */
+async function bigFilesUpstream() {
   const upstream = new FakeUpstream({ bytesPerSecond: 4_000_000 })
   await upstream.start()
   const files: Array<{ range: string; body: Buffer; etag: string }> = []
@@ -41,12 +42,16 @@ test('SIGKILL at 60 % of large downloads, then a new pass: it resumes where it s
     ['000H012H', 31],
     ['013H024H', 32],
   ] as const) {
-    // ~21 MB each: 12 copies of 3 CCSDS messages.
     const path = await fixture(`crash-big-${range}.grib2`, { seed, bands: 3, repeat: 12 })
     await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path })
     const body = await readFile(path)
     files.push({ range, body, etag: createHash('md5').update(body).digest('hex') })
   }
+  return { upstream, files }
+}
+
+test('SIGKILL at 60 % of large downloads, then a new pass: it resumes where it stopped, nothing partial published, everything once', async (t) => {
+  const { upstream, files } = await bigFilesUpstream()
   const dataDir = await tempDir()
   const config = await testConfig(dataDir, upstream.bucketUrl) // fetch.concurrency 2: both at once, at the same pace
   const configFile = join(await tempDir(), 'config.json')
@@ -108,17 +113,9 @@ test('SIGKILL at 60 % of large downloads, then a new pass: it resumes where it s
 })
 
 test('a stopped pass (SIGINT, SIGTERM) keeps its partial downloads; the next start resumes them, fetching only the rest', async () => {
-  const upstream = new FakeUpstream({ bytesPerSecond: 4_000_000 })
-  await upstream.start()
-  const bodies = new Map<string, Buffer>() // relPath → upstream body
-  for (const [range, seed] of [
-    ['000H012H', 31],
-    ['013H024H', 32],
-  ] as const) {
-    const path = await fixture(`crash-big-${range}.grib2`, { seed, bands: 3, repeat: 12 })
-    await upstream.put({ key: arpegeKey({ run: RUN, grid: '01', pkg: 'SP1', range }), path })
-    bodies.set(`20261123T00Z/arpege/01/SP1/arpege__01__SP1__${range}__2026-11-23T000000Z.grib2`, await readFile(path))
-  }
+  const { upstream, files } = await bigFilesUpstream()
+  // relPath → upstream body
+  const bodies = new Map(files.map((f) => [`20261123T00Z/arpege/01/SP1/arpege__01__SP1__${f.range}__2026-11-23T000000Z.grib2`, f.body]))
   const config = await testConfig(await tempDir(), upstream.bucketUrl)
   const tmp = join(config.dataDir, 'tmp')
   const parts = async () => (await readdir(tmp)).filter((f) => f.endsWith('.part'))
