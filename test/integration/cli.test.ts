@@ -11,7 +11,7 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { before, test } from 'node:test'
-import { startCli, writeDaemonConfig, type DaemonCommand } from '../kit/daemon.ts'
+import { NODE_FLAGS, startCli, writeDaemonConfig, type DaemonCommand } from '../kit/daemon.ts'
 import { onCleanup } from '../kit/helpers.ts'
 import { Resources } from '../kit/resources.ts'
 
@@ -166,7 +166,10 @@ test(
   { skip: hasCommand('systemd-analyze') ? false : 'systemd-analyze is not installed (Debian package systemd)' },
   async () => {
     const unit = await readFile(join(ROOT, 'config/gribswarm.service'), 'utf8')
-    assert.match(unit, /^ExecStart=\/usr\/bin\/node \/opt\/gribswarm\/bin\/gribswarm\.js start$/m)
+    assert.ok(
+      unit.split('\n').includes(`ExecStart=/usr/bin/node ${[...NODE_FLAGS, '/opt/gribswarm/bin/gribswarm.js'].join(' ')} start`),
+      'the unit runs bin/gribswarm.js with its node flags',
+    )
     // Verified as installed, but with this node and this checkout where /usr/bin/node and
     // /opt/gribswarm would be (verify checks that the command exists).
     const dir = await res.tempDir('gribswarm-unit-')

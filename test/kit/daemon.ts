@@ -3,6 +3,7 @@
 // GRIBSWARM_* variables, plus the caller's). For the daemon: the command that runs it as
 // `npm start` does (compiled) or from src/, its own config file (loopback ports, production
 // defaults otherwise), and startDaemon(), which waits for it through /api/status.
+import { readFileSync } from 'node:fs'
 import { stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -33,9 +34,16 @@ export interface DaemonCommand {
   how: string
 }
 
+/** The node flags every daemon runs with: those of bin/gribswarm.js's first line (`#!/usr/bin/env -S node FLAGS…`). */
+export const NODE_FLAGS: string[] = readFileSync(join(ROOT, 'bin/gribswarm.js'), 'utf8')
+  .split('\n', 1)[0]!
+  .replace(/^#!\/usr\/bin\/env -S node\b/, '')
+  .split(' ')
+  .filter(Boolean)
+
 /** One of the project's CLIs (src/cli/NAME.ts) through tsx, from the repository root; `imports`: modules node loads before it, after tsx (e.g. crash-hook.ts). */
 export function cliCommand(name: string, imports: string[] = []): DaemonCommand {
-  const args = ['--import', 'tsx', ...imports.flatMap((module) => ['--import', module]), `src/cli/${name}.ts`]
+  const args = [...NODE_FLAGS, '--import', 'tsx', ...imports.flatMap((module) => ['--import', module]), `src/cli/${name}.ts`]
   return { args, how: `node ${args.join(' ')}` }
 }
 
@@ -81,7 +89,10 @@ export async function daemonCommand(res: Resources, runner?: DaemonRunner): Prom
     { cwd: ROOT },
   )
   if (tsc.code !== 0) throw new Error(`tsc -p tsconfig.build.json failed: ${tsc.stdout.slice(-2000)} ${tsc.stderr.slice(-2000)}`)
-  return { args: [join(dir, 'build/cli/start.js')], how: 'node build/cli/start.js, compiled with tsconfig.build.json as for npm start' }
+  return {
+    args: [...NODE_FLAGS, join(dir, 'build/cli/start.js')],
+    how: `node ${[...NODE_FLAGS, 'build/cli/start.js'].join(' ')}, compiled with tsconfig.build.json, as npm start runs it`,
+  }
 }
 
 /**
