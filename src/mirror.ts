@@ -53,7 +53,7 @@ export interface Announcement {
 }
 
 /** An identity sameContent can check: the bytes it names are the only ones a copy can be published with. */
-export function checkableIdentity(identity: V03Identity | undefined): boolean {
+function checkableIdentity(identity: V03Identity | undefined): boolean {
   return identity?.method === 'sha512' || identity?.method === 'md5'
 }
 

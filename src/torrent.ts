@@ -108,7 +108,8 @@ export function decodeTorrent(torrent: Uint8Array, where: string): DecodedTorren
  */
 export async function parsedForClient(torrentFile: Uint8Array): Promise<ParsedTorrent> {
   const parsed = await parseTorrent(torrentFile)
-  const pieces = Buffer.from(bencode.decode(torrentFile).info.pieces as Uint8Array)
+  const hashes = parsed.info!.pieces
+  const pieces = Buffer.from(hashes.buffer, hashes.byteOffset, hashes.byteLength)
   parsed.pieces = parsed.pieces?.map((_, i) => pieces.toString('hex', i * 20, i * 20 + 20))
   return parsed
 }

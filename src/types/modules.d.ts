@@ -11,6 +11,8 @@ declare module 'parse-torrent' {
     length?: number
     pieceLength?: number
     pieces?: string[]
+    /** the info dictionary as decoded (a .torrent file's; absent for a magnet URI or an info hash) */
+    info?: { pieces: Uint8Array; [key: string]: unknown }
     announce?: string[]
     urlList?: string[]
     comment?: string
