@@ -1,7 +1,8 @@
 // GDAL, in a process of its own (decoder-process.ts), started on the first message to open and
-// stopped after a minute without one, or when the daemon's process ends (its IPC channel closes). The daemon itself never loads GDAL: an idle node does not
-// carry its ~46 MB of resident memory, and a crash of GDAL or libaec on a hostile file fails
-// that file's validation instead of taking the daemon down.
+// stopped after a minute without one, or when the daemon's process ends (its IPC channel
+// closes). The daemon itself never loads GDAL: an idle node does not carry its ~46 MB of
+// resident memory, and a crash of GDAL or libaec on a hostile file fails that file's
+// validation instead of taking the daemon down.
 import { fork, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { GdalBandNames } from './inventory.ts'

@@ -8,7 +8,7 @@ import type { ItemRecord } from './store.ts'
 export interface GribswarmEvents {
   /** A download goes on from the `offset` bytes of `size` that an earlier run left on disk (read back and hashed again, not fetched again). */
   resumed: [{ relPath: string; offset: number; size: number }]
-  /** A download passed GRIB validation (every message decoded), before it is published. */
+  /** A download passed GRIB validation (every message framed; decoded as fetch.validation says), before it is published. */
   validated: [{ relPath: string; size: number; messages: number; bands: number }]
   /** An item is published: its sidecar is on disk and it is in the feeds. `from` is 'upstream' or the node it was copied from. */
   published: [{ item: ItemRecord; from: string }]

@@ -36,8 +36,6 @@ type Phase =
   | { kind: 'end' }
 
 export class GribFramer {
-  /** bytes seen so far */
-  private received = 0
   private count = 0
   /** the current message: where it starts, its declared length, how far into it we are */
   private start = 0
@@ -71,7 +69,6 @@ export class GribFramer {
       if (phase.kind === 'keep') chunk.copy(phase.into, phase.into.length - this.need, offset, offset + take)
       else if (phase.kind !== 'skip') chunk.copy(this.gathered, this.gatheredSize() - this.need, offset, offset + take)
       offset += take
-      this.received += take
       this.at += take
       this.need -= take
       if (this.need === 0) this.next()
@@ -81,7 +78,7 @@ export class GribFramer {
   /** The file is over: throws if it ends inside a message or holds none. */
   end(): void {
     if (this.phase.kind !== 'indicator' || this.need !== INDICATOR) {
-      throw new InvalidFileError(`${this.path}: ends inside a GRIB message (byte ${this.received} of the message at ${this.start})`)
+      throw new InvalidFileError(`${this.path}: ends inside a GRIB message (byte ${this.start + this.at} of the message at ${this.start})`)
     }
     if (this.count === 0) throw new InvalidFileError(`${this.path}: empty, no GRIB message`)
   }
