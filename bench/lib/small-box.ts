@@ -6,11 +6,11 @@
 // the peers, the load generators) is kept off that core by pinning the benchmark's own process,
 // which they inherit, to the other cores (pinOutside). And how to measure a process with its
 // children (the daemon's GDAL process): CPU time and resident memory of the tree, from /proc.
-import { access, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises'
+import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
-import { residentBytes } from '../../test/kit/measure.ts'
+import { cpuSeconds, processTree, residentBytes } from '../../test/kit/measure.ts'
 import { Resources, type ChildHandle, type ChildResult, type StartOptions } from '../../test/kit/resources.ts'
 import { fmtSize, progress } from './util.ts'
 
@@ -37,8 +37,14 @@ interface CgroupKind {
   peak: string
 }
 
-/** Which memory cgroup this machine lets us make, or why none. */
-async function cgroupKind(): Promise<CgroupKind | string> {
+let kindOnce: Promise<CgroupKind | string> | undefined
+/** Which memory cgroup this machine lets us make, or why none (found once: it may enable the v2 memory controller). */
+function cgroupKind(): Promise<CgroupKind | string> {
+  kindOnce ??= findCgroupKind()
+  return kindOnce
+}
+
+async function findCgroupKind(): Promise<CgroupKind | string> {
   if (await exists(join(V1_ROOT, 'memory.limit_in_bytes')))
     return {
       version: 'v1',
@@ -88,7 +94,6 @@ let boxes = 0
 export interface SmallBox {
   /** e.g. 'taskset -c 0, cgroup v1 memory.limit_in_bytes = 1 GiB' */
   readonly how: string
-  readonly dir: string
   /** the command line that runs `command` in the box */
   wrap(command: string, args: string[]): { command: string; args: string[] }
   /**
@@ -162,7 +167,6 @@ export async function openSmallBox(res: Resources, label: string): Promise<Small
   })
   const box: SmallBox = {
     how,
-    dir,
     wrap,
     resources(parent, only) {
       const boxed = new BoxedResources(box, only)
@@ -206,28 +210,12 @@ export async function pinOutside(res: Resources): Promise<string> {
   return others.join(',')
 }
 
-/** A process and its descendants (live ones), from /proc. */
-async function processTree(pid: number): Promise<number[]> {
-  const parents = new Map<number, number[]>()
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => undefined)
-    const ppid = stat && Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[1])
-    if (ppid) parents.set(ppid, [...(parents.get(ppid) ?? []), Number(name)])
-  }
-  const tree = [pid]
-  for (let i = 0; i < tree.length; i++) tree.push(...(parents.get(tree[i]!) ?? []))
-  return tree
-}
-
 /** CPU seconds (user + system) used so far by a process and its descendants, those that ended included (once waited for), or undefined once it is gone. */
 export async function treeCpuSeconds(pid: number): Promise<number | undefined> {
   let total: number | undefined
   for (const member of await processTree(pid)) {
-    const text = await readFile(`/proc/${member}/stat`, 'utf8').catch(() => undefined)
-    // After the command name: utime, stime, cutime, cstime are the 12th to 15th fields.
-    const fields = text?.slice(text.lastIndexOf(') ') + 2).split(' ')
-    if (fields) total = (total ?? 0) + fields.slice(11, 15).reduce((sum, field) => sum + Number(field), 0) / 100
+    const seconds = await cpuSeconds(member, { ended: true })
+    if (seconds !== undefined) total = (total ?? 0) + seconds
   }
   return total
 }

@@ -244,7 +244,7 @@ export interface MemoryOptions {
   rss?: Rss
   /** how long a seeder settles before its idle window; default 3 s (quick: 1 s) */
   settleMs?: number
-  /** how the rows start, and their targets (default 'Resident memory', ≤ 300 MB for both) */
+  /** how the rows start (default: the daemon's own process, its GDAL process not counted), and their targets (default ≤ 300 MB for both) */
   title?: string
   targets?: { idle: number; load: number }
 }

@@ -107,6 +107,15 @@ const fixtureOf = async (repeat: number) => {
 const urlKey = (url: string) => decodeURIComponent(url.split('?')[0]!.replace(/^\/+/, ''))
 const sent = (requests: UpstreamRequest[]) => requests.reduce((sum, r) => sum + r.bytes, 0)
 const pct = (fraction: number) => `${(fraction * 100).toFixed(1)} %`
+const fmtRate = (mbit: number) => (mbit >= 1000 ? `${mbit / 1000} Gbit/s` : `${mbit} Mbit/s`)
+const skippedRow = (name: string): Row => ({
+  scenario: `Small box: ${name}`,
+  gribswarm: 'skipped',
+  reference: 'skipped',
+  ratio: '-',
+  target: '-',
+  met: 'n/a',
+})
 const cpuPerGB = (cpuSeconds: number, bytes: number) => (cpuSeconds / bytes) * 1e9
 /** The daemon's CPU seconds for the file: over the sample, less what it used idle at the rate measured just before. */
 const netCpu = (d: DaemonSample) => d.cpuSeconds - d.idleRate * ((d.inRss - d.shownAt) / 1000)
@@ -253,9 +262,9 @@ interface CrashFigures {
   curl: { killedAt: number; refetched: number; requests: number }
 }
 
-/** Waits until `path` holds `bytes` or more, polling every 10 ms; its size then. */
-async function grownTo(path: () => Promise<string | undefined>, bytes: number, timeoutMs: number): Promise<number> {
-  return waitFor(
+/** Waits until `path` holds `bytes` or more, polling every 10 ms. */
+async function grownTo(path: () => Promise<string | undefined>, bytes: number, timeoutMs: number): Promise<void> {
+  await waitFor(
     `a partial download of ${fmtMB(bytes)}`,
     async () => {
       const file = await path()
@@ -265,7 +274,7 @@ async function grownTo(path: () => Promise<string | undefined>, bytes: number, t
             () => 0,
           )
         : 0
-      return size >= bytes ? size : undefined
+      return size >= bytes || undefined
     },
     timeoutMs,
     10,
@@ -348,14 +357,7 @@ export async function benchSmallbox(ctx: ScenarioContext): Promise<ScenarioResul
   if (unavailable) {
     progress(`smallbox: skipped: ${unavailable}`)
     return {
-      rows: ROW_NAMES.map((name) => ({
-        scenario: `Small box: ${name}`,
-        gribswarm: 'skipped',
-        reference: 'skipped',
-        ratio: '-',
-        target: '-',
-        met: 'n/a',
-      })),
+      rows: ROW_NAMES.map(skippedRow),
       notes: [`Small box: skipped, ${unavailable}.`],
     }
   }
@@ -381,9 +383,9 @@ export async function benchSmallbox(ctx: ScenarioContext): Promise<ScenarioResul
   const rates: RateFigures[] = []
   for (const size of sizes) {
     const figures = await publishAtRate(res, command, size)
-    const name = `publish time ÷ curl download time, ${size.mbit >= 1000 ? `${size.mbit / 1000} Gbit/s` : `${size.mbit} Mbit/s`}`
+    const name = `publish time ÷ curl download time, ${fmtRate(size.mbit)}`
     if (typeof figures === 'string') {
-      rows.push({ scenario: `Small box: ${name}`, gribswarm: 'skipped', reference: 'skipped', ratio: '-', target: '-', met: 'n/a' })
+      rows.push(skippedRow(name))
       notes.push(`Small box, ${name}: skipped, ${figures}.`)
       continue
     }
@@ -439,7 +441,7 @@ export async function benchSmallbox(ctx: ScenarioContext): Promise<ScenarioResul
 
   const crashed = await crashAndResume(res, command, crash.mbit, crash.repeat)
   rows.push({
-    scenario: `Small box: bytes re-fetched after a crash, SIGKILL at 60 % of ${crashed.label} at ${crash.mbit >= 1000 ? `${crash.mbit / 1000} Gbit/s` : `${crash.mbit} Mbit/s`}, restart (upstream bytes after the restart ÷ file size; lower is better)`,
+    scenario: `Small box: bytes re-fetched after a crash, SIGKILL at 60 % of ${crashed.label} at ${fmtRate(crash.mbit)}, restart (upstream bytes after the restart ÷ file size; lower is better)`,
     gribswarm: pct(crashed.daemon.refetched),
     reference: `${pct(crashed.curl.refetched)} (curl -C -)`,
     ratio: fmtRatio(crashed.daemon.refetched / crashed.curl.refetched),

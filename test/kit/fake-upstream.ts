@@ -241,11 +241,6 @@ export class FakeUpstream {
     this.listingFault = fault
   }
 
-  /** Object body bytes written to clients, every response so far. */
-  get bytesSent(): number {
-    return this.requests.reduce((sum, r) => sum + r.bytes, 0)
-  }
-
   /** Applies to responses already under way too, from their next chunk. */
   setRate(bytesPerSecond: number | undefined): void {
     this.rate = bytesPerSecond

@@ -21,12 +21,28 @@ export async function processCounts(pid: number): Promise<{ threads: number; fds
   return { threads, fds }
 }
 
-/** CPU seconds (user + system) a process has used so far, or undefined once it is gone. */
-export async function cpuSeconds(pid: number): Promise<number | undefined> {
+/**
+ * CPU seconds (user + system) a process has used so far, with `ended` those of its children that
+ * ended and were waited for; undefined once it is gone.
+ */
+export async function cpuSeconds(pid: number, { ended = false } = {}): Promise<number | undefined> {
   const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
-  // Fields after the command name (which may hold spaces) start at ") "; utime and stime are the 12th and 13th of those.
+  // Fields after the command name (which may hold spaces) start at ") "; utime, stime, cutime and cstime are the 12th to 15th of those.
   const fields = text?.slice(text.lastIndexOf(') ') + 2).split(' ')
-  return fields ? (Number(fields[11]) + Number(fields[12])) / 100 : undefined
+  return fields && fields.slice(11, ended ? 15 : 13).reduce((sum, field) => sum + Number(field), 0) / 100
+}
+
+/** The process and its descendants (Linux /proc), the process first. */
+export async function processTree(pid: number): Promise<number[]> {
+  const tree = [pid]
+  for (let i = 0; i < tree.length; i++) {
+    const tasks = await readdir(`/proc/${tree[i]}/task`).catch(() => [] as string[])
+    for (const task of tasks) {
+      const children = await readFile(`/proc/${tree[i]}/task/${task}/children`, 'utf8').catch(() => '')
+      for (const child of children.split(/\s+/)) if (child) tree.push(Number(child))
+    }
+  }
+  return tree
 }
 
 /** The middle value; the mean of the two middle ones for an even count. */

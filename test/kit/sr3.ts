@@ -43,6 +43,7 @@ import amqp from 'amqplib'
 import mqtt from 'mqtt'
 import { v03Time } from '../../src/v03.ts'
 import { rabbitmqctl } from './amqp.ts'
+import { processTree } from './measure.ts'
 import type { ChildHandle, Resources } from './resources.ts'
 import { waitFor } from './wait.ts'
 
@@ -184,19 +185,6 @@ function configLines(options: Array<[string, Sr3Value | undefined]>): string {
 
 /** Options that filter what is taken, written after `directory` (sr3 applies `directory` to the accepts that follow it). */
 const FILTERS = new Set(['accept', 'reject', 'acceptUnmatched'])
-
-/** The process and its descendants (Linux /proc), the process first. */
-async function processTree(pid: number): Promise<number[]> {
-  const tree = [pid]
-  for (let i = 0; i < tree.length; i++) {
-    const tasks = await readdir(`/proc/${tree[i]}/task`).catch(() => [] as string[])
-    for (const task of tasks) {
-      const children = await readFile(`/proc/${tree[i]}/task/${task}/children`, 'utf8').catch(() => '')
-      for (const child of children.split(/\s+/)) if (child) tree.push(Number(child))
-    }
-  }
-  return tree
-}
 
 /** Whether `pid` is still one of ours: running, from this scratch directory (a pid can be reused). */
 async function isOurs(pid: number, scratch: string): Promise<boolean> {
