@@ -30,12 +30,13 @@ async function openBands(request: DecodeRequest): Promise<{ names: GdalBandNames
   } catch (err) {
     throw new Invalid(`${where}: GDAL cannot open it as GRIB (${(err as Error).message})`)
   }
+  let values: Float32Array | undefined
   try {
     const { x: width, y: height } = dataset.rasterSize
     const count = await dataset.bands.countAsync()
     if (count < 1) throw new Invalid(`${where}: no band`)
     // Only a decoded band's values are read; an undecoded band still yields its names and metadata.
-    const values = pixels ? new Float32Array(width * height) : undefined
+    if (pixels) values = valuesBuffer(width * height)
     const names: GdalBandNames[] = []
     let firstValues: number[] | undefined
     for (let index = 1; index <= count; index++) {
@@ -60,7 +61,19 @@ async function openBands(request: DecodeRequest): Promise<{ names: GdalBandNames
     return { names, ...(firstValues && { values: firstValues }) }
   } finally {
     dataset.close()
+    if (values && spareValues.length < MAX_SPARE_VALUES) spareValues.push(values)
   }
+}
+
+// Buffers for decoded values, reused across messages (decodes run concurrently, hence several):
+// a new one per message was zeroed and page-faulted in each time, and as external memory it
+// set off V8's full collections.
+const spareValues: Float32Array[] = []
+const MAX_SPARE_VALUES = 4
+
+function valuesBuffer(length: number): Float32Array {
+  const at = spareValues.findIndex((buffer) => buffer.length === length)
+  return at >= 0 ? spareValues.splice(at, 1)[0]! : new Float32Array(length)
 }
 
 function isConstant(values: Float32Array, noData: number | null): boolean {
